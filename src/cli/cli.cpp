@@ -1,0 +1,184 @@
+// Command-line parsing with Boost.Program_options: one options_description per subcommand,
+// composed from shared groups, unknown options rejected with the option's name.
+#include <boost/program_options.hpp>
+
+#include <cctype>
+#include <iostream>
+#include <sstream>
+
+#include "cli/config.hpp"
+#include "core/error.hpp"
+
+namespace po = boost::program_options;
+
+namespace loftq {
+namespace {
+
+struct Command {
+    const char* name;
+    const char* synopsis;
+};
+
+constexpr Command kCommands[] = {
+    {"quantize", "loftq quantize --model DIR --work RUN.h5 [options]   LoftQ into the run file (resumable)"},
+    {"export", "loftq export --work RUN.h5 --model DIR --output DIR [--backbone bf16|fp16|fp32|bnb4]"},
+    {"run", "loftq run --model DIR --output DIR [options]             quantize + export in one job"},
+    {"verify", "loftq verify --model DIR --output DIR [--json F]        error of the output as loaded"},
+    {"inspect", "loftq inspect PATH                                     tensors of a file or folder"},
+    {"synth", "loftq synth --output DIR [--preset P] [--layers N]       a synthetic Llama checkpoint"},
+};
+
+// "5GB", "512MiB", "1e9", "4096": bytes.
+uint64_t parse_size(const std::string& option, const std::string& text) {
+    size_t pos = 0;
+    double value = 0;
+    try {
+        value = std::stod(text, &pos);
+    } catch (const std::exception&) {
+        LOFTQ_THROW(ConfigError, "option --", option, ": '", text, "' is not a size (e.g. 5GB, 512MiB)");
+    }
+    std::string unit = text.substr(pos);
+    for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    double mult = 0;
+    if (unit.empty() || unit == "B") mult = 1;
+    else if (unit == "KB") mult = 1e3;
+    else if (unit == "MB") mult = 1e6;
+    else if (unit == "GB") mult = 1e9;
+    else if (unit == "TB") mult = 1e12;
+    else if (unit == "KIB") mult = 1024.0;
+    else if (unit == "MIB") mult = 1024.0 * 1024;
+    else if (unit == "GIB") mult = 1024.0 * 1024 * 1024;
+    else if (unit == "TIB") mult = 1024.0 * 1024 * 1024 * 1024;
+    if (mult == 0 || !(value >= 0) || value * mult > 1.8e19)
+        LOFTQ_THROW(ConfigError, "option --", option, ": '", text, "' is not a size (e.g. 5GB, 512MiB)");
+    return static_cast<uint64_t>(value * mult);
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+    std::vector<std::string> out;
+    std::stringstream ss(text);
+    std::string item;
+    while (std::getline(ss, item, ',')) out.push_back(item);
+    return out;
+}
+
+struct RawStrings {
+    std::string targets = "all-linear";
+    std::string split_threshold = "0";
+    std::string max_shard_size = "5GB";
+};
+
+po::options_description loftq_options(Config& c, RawStrings& raw) {
+    po::options_description d("LoftQ options");
+    d.add_options()
+        ("bits", po::value(&c.bits)->default_value(c.bits), "bits per weight: 2, 4, 8, or mixed 2.25 / 2.5 / 3")
+        ("quant", po::value(&c.quant)->default_value(c.quant), "quantizer: nf | fp4 | uniform")
+        ("blocksize", po::value(&c.blocksize)->default_value(c.blocksize), "quantization block size (32..4096)")
+        ("rank", po::value(&c.rank)->default_value(c.rank), "LoRA rank r")
+        ("iters", po::value(&c.iters)->default_value(c.iters), "LoftQ alternating steps T")
+        ("targets", po::value(&raw.targets)->default_value(raw.targets), "all-linear or a list: q_proj,k_proj,...")
+        ("svd", po::value(&c.svd)->default_value(c.svd), "auto | exact | randomized")
+        ("oversample", po::value(&c.oversample)->default_value(c.oversample), "randomized SVD oversampling p")
+        ("power-iters", po::value(&c.power_iters)->default_value(c.power_iters), "randomized SVD power iterations q")
+        ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the random sketches")
+        ("lora-alpha", po::value(&c.lora_alpha)->default_value(c.lora_alpha), "LoRA alpha of the adapter")
+        ("rslora", po::bool_switch(&c.rslora), "scaling alpha/sqrt(r) instead of alpha/r")
+        ("double-quant", po::bool_switch(&c.double_quant), "bitsandbytes double quantization of absmax")
+        ("no-keep-best", "keep the last iterate as PEFT does, not the best")
+        ("no-scale-compensation", "store A, B as PEFT does, ignoring the LoRA scaling")
+        ("backbone", po::value(&c.backbone)->default_value(c.backbone), "form the backbone is loaded in: bf16 | fp16 | fp32 | bnb4")
+        ("resume", po::bool_switch(&c.resume), "skip matrices complete in the run file")
+        ("split-threshold", po::value(&raw.split_threshold)->default_value(raw.split_threshold),
+         "matrices larger than this (float32 bytes) run on a group of ranks; 0 = never")
+        ("io", po::value(&c.io)->default_value(c.io), "direct (each rank reads) | scatter (rank 0 reads)")
+        ("device", po::value(&c.device)->default_value(c.device), "auto | cpu | cuda")
+        ("log-json", po::value(&c.log_json), "write one JSON record per matrix to this file");
+    return d;
+}
+
+po::options_description export_options(Config& c, RawStrings& raw) {
+    po::options_description d("Export options");
+    d.add_options()
+        ("max-shard-size", po::value(&raw.max_shard_size)->default_value(raw.max_shard_size), "backbone shard size")
+        ("adapter-dtype", po::value(&c.adapter_dtype)->default_value(c.adapter_dtype), "float32 | bfloat16 | float16")
+        ("overwrite", po::bool_switch(&c.overwrite), "replace an existing output folder");
+    return d;
+}
+
+po::options_description command_options(const std::string& cmd, Config& c, RawStrings& raw) {
+    po::options_description d(cat("loftq ", cmd, " options"));
+    d.add_options()("help,h", "show this help");
+    if (cmd == "quantize" || cmd == "run" || cmd == "export" || cmd == "verify")
+        d.add_options()("model", po::value(&c.model_dir), "input checkpoint folder");
+    if (cmd == "quantize" || cmd == "export")
+        d.add_options()("work", po::value(&c.work_path), "HDF5 run file");
+    if (cmd == "export" || cmd == "run" || cmd == "verify" || cmd == "synth")
+        d.add_options()("output", po::value(&c.output_dir), "output folder");
+    if (cmd == "verify") d.add_options()("json", po::value(&c.json_path), "also write the report as JSON");
+    if (cmd == "inspect") d.add_options()("path", po::value(&c.inspect_path), "a .safetensors file or a folder");
+    if (cmd == "quantize" || cmd == "run") d.add(loftq_options(c, raw));
+    if (cmd == "export") {
+        po::options_description b("Backbone");
+        b.add_options()("backbone", po::value(&c.backbone)->default_value(c.backbone), "bf16 | fp16 | fp32 | bnb4");
+        d.add(b);
+    }
+    if (cmd == "export" || cmd == "run") d.add(export_options(c, raw));
+    if (cmd == "synth") {
+        po::options_description s("Synth options");
+        s.add_options()
+            ("preset", po::value(&c.preset)->default_value(c.preset), "tiny | llama2-7b | llama2-13b | llama2-70b | codellama-70b")
+            ("layers", po::value(&c.layers)->default_value(c.layers), "decoder layers (0 = the preset's)")
+            ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the weights")
+            ("dtype", po::value(&c.synth_dtype)->default_value(c.synth_dtype), "bf16 | fp16 | fp32")
+            ("max-shard-size", po::value(&raw.max_shard_size)->default_value(raw.max_shard_size), "shard size");
+        d.add(s);
+    }
+    return d;
+}
+
+}  // namespace
+
+std::string usage_text() {
+    std::string s = "usage: loftq <command> [options]   (loftq <command> --help for its options)\n";
+    for (const auto& c : kCommands) s += cat("  ", c.synopsis, "\n");
+    return s;
+}
+
+bool parse_command_line(int argc, const char* const* argv, Config& cfg) {
+    if (argc < 2) LOFTQ_THROW(ConfigError, "missing command; run 'loftq --help'");
+    const std::string cmd = argv[1];
+    if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+        std::cout << usage_text();
+        return false;
+    }
+    bool known = false;
+    for (const auto& c : kCommands) known = known || cmd == c.name;
+    if (!known) LOFTQ_THROW(ConfigError, "unknown command '", cmd, "'; run 'loftq --help'");
+    cfg.command = cmd;
+
+    RawStrings raw;
+    po::options_description desc = command_options(cmd, cfg, raw);
+    po::positional_options_description pos;
+    if (cmd == "inspect") pos.add("path", 1);
+    po::variables_map vm;
+    try {
+        std::vector<std::string> args(argv + 2, argv + argc);
+        po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+        if (vm.count("help")) {
+            std::cout << usage_text() << "\n" << desc << "\n";
+            return false;
+        }
+        po::notify(vm);
+    } catch (const po::error& e) {
+        LOFTQ_THROW(ConfigError, "loftq ", cmd, ": ", e.what());
+    }
+    if (vm.count("no-keep-best")) cfg.keep_best = false;
+    if (vm.count("no-scale-compensation")) cfg.compensate_scaling = false;
+    if (vm.count("targets") && raw.targets != "all-linear") cfg.targets = split_list(raw.targets);
+    if (vm.count("split-threshold")) cfg.split_threshold = parse_size("split-threshold", raw.split_threshold);
+    if (vm.count("max-shard-size")) cfg.max_shard_size = parse_size("max-shard-size", raw.max_shard_size);
+    cfg.validate();
+    return true;
+}
+
+}  // namespace loftq

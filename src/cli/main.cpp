@@ -1,0 +1,56 @@
+// Entry point: MPI up, parse and validate the command line, run the subcommand. Any error is one
+// line on stderr and a non-zero exit; under several ranks MPI_Abort ends every rank so that none
+// waits in a collective (STYLE.md 9).
+#include <mpi.h>
+
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.hpp"
+#include "cli/config.hpp"
+#include "core/error.hpp"
+
+namespace {
+
+int dispatch(const loftq::Config& cfg) {
+    using namespace loftq;
+    if (cfg.command == "quantize") return cmd_quantize(cfg);
+    if (cfg.command == "export") return cmd_export(cfg);
+    if (cfg.command == "run") return cmd_run(cfg);
+    if (cfg.command == "verify") return cmd_verify(cfg);
+    if (cfg.command == "inspect") return cmd_inspect(cfg);
+    if (cfg.command == "synth") return cmd_synth(cfg);
+    LOFTQ_THROW(ConfigError, "unknown command '", cfg.command, "'");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int provided = 0;
+    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        std::fprintf(stderr, "loftq: error: MPI_Init_thread failed\n");
+        return 2;
+    }
+    int rank = 0, size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    loftq::set_process_context(rank, size);
+
+    int code = 0;
+    try {
+        loftq::Config cfg;
+        if (loftq::parse_command_line(argc, argv, cfg)) code = dispatch(cfg);
+    } catch (const loftq::ConfigError& e) {
+        // Every rank parses the same command line and fails the same way: rank 0 speaks.
+        if (rank == 0) std::fprintf(stderr, "loftq: error: %s\n", e.what());
+        code = 2;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "loftq: error: %s\n", e.what());
+        std::fflush(stderr);
+        if (size > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+        code = 1;
+    }
+    if (code != 0 && size > 1 && code != 2) MPI_Abort(MPI_COMM_WORLD, code);
+    MPI_Finalize();
+    return code;
+}

@@ -1,0 +1,103 @@
+// Typed errors and the check-macro family used by every layer.
+//
+// Every failure becomes one exception carrying one line of text: what failed, where (file:line),
+// and which process (rank@host). `main` prints that line, and under MPI calls MPI_Abort so that
+// no other rank waits forever in a collective (STYLE.md 9, 18).
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace loftq {
+
+// Base of every error the tool raises on purpose.
+class Error : public std::runtime_error {
+public:
+    explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+// A malformed file, tensor or checkpoint: the message names the file and tensor.
+class InputError : public Error {
+public:
+    using Error::Error;
+};
+
+// A bad command-line option or option combination: the message names the option.
+class ConfigError : public Error {
+public:
+    using Error::Error;
+};
+
+// A library call failed (LAPACK, HDF5, CUDA, cuBLAS, cuSOLVER, NCCL, MPI).
+class BackendError : public Error {
+public:
+    using Error::Error;
+};
+
+// A combination that is not implemented (never a silent fallback, STYLE.md 2).
+class NotImplemented : public Error {
+public:
+    using Error::Error;
+};
+
+// Concatenate anything streamable into one string.
+template <typename... Args>
+std::string cat(const Args&... args) {
+    std::ostringstream os;
+    (os << ... << args);
+    return os.str();
+}
+
+// "rank 3@node12" once set_process_context ran, "rank ?@host" before.
+std::string process_tag();
+void set_process_context(int rank, int size);
+int process_rank();   // 0 before MPI is up
+int process_count();  // 1 before MPI is up
+
+// Build "<call> failed (<detail>) at file:line [rank r@host]".
+std::string call_failure(const char* call, const std::string& detail, const char* file, int line);
+
+}  // namespace loftq
+
+#define LOFTQ_THROW(Type, ...) throw Type(::loftq::cat(__VA_ARGS__))
+
+// Internal invariant or argument check: throws loftq::Error with the condition text.
+#define LOFTQ_CHECK(cond, ...)                                                              \
+    do {                                                                                    \
+        if (!(cond))                                                                        \
+            throw ::loftq::Error(::loftq::call_failure(#cond, ::loftq::cat(__VA_ARGS__),    \
+                                                       __FILE__, __LINE__));                \
+    } while (0)
+
+// LAPACK(E) returns info: < 0 a bad argument, > 0 no convergence.
+#define LAPACK_CHECK(call)                                                                  \
+    do {                                                                                    \
+        const long long loftq_info_ = static_cast<long long>(call);                         \
+        if (loftq_info_ != 0)                                                               \
+            throw ::loftq::BackendError(::loftq::call_failure(                              \
+                #call, ::loftq::cat("info ", loftq_info_), __FILE__, __LINE__));            \
+    } while (0)
+
+// HDF5 returns a negative herr_t / hid_t on failure.
+#define HDF5_CHECK(call)                                                                    \
+    ([&]() {                                                                                \
+        auto loftq_h5_ = (call);                                                            \
+        if (loftq_h5_ < 0)                                                                  \
+            throw ::loftq::BackendError(                                                    \
+                ::loftq::call_failure(#call, "negative return", __FILE__, __LINE__));       \
+        return loftq_h5_;                                                                   \
+    }())
+
+// MPI returns MPI_SUCCESS (0) or an error class.
+#define MPI_CHECK(call)                                                                     \
+    do {                                                                                    \
+        const int loftq_mpi_ = (call);                                                      \
+        if (loftq_mpi_ != 0)                                                                \
+            throw ::loftq::BackendError(::loftq::call_failure(                              \
+                #call, ::loftq::mpi_error_string(loftq_mpi_), __FILE__, __LINE__));         \
+    } while (0)
+
+namespace loftq {
+std::string mpi_error_string(int code);
+}
