@@ -147,8 +147,9 @@ std::string usage_text() {
 bool parse_command_line(int argc, const char* const* argv, Config& cfg) {
     if (argc < 2) LOFTQ_THROW(ConfigError, "missing command; run 'loftq --help'");
     const std::string cmd = argv[1];
+    const bool speaker = process_rank() == 0;
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-        std::cout << usage_text();
+        if (speaker) std::cout << usage_text();
         return false;
     }
     bool known = false;
@@ -165,7 +166,7 @@ bool parse_command_line(int argc, const char* const* argv, Config& cfg) {
         std::vector<std::string> args(argv + 2, argv + argc);
         po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
         if (vm.count("help")) {
-            std::cout << usage_text() << "\n" << desc << "\n";
+            if (speaker) std::cout << usage_text() << "\n" << desc << "\n";
             return false;
         }
         po::notify(vm);

@@ -44,6 +44,9 @@ int main(int argc, char** argv) {
         // Every rank parses the same command line and fails the same way: rank 0 speaks.
         if (rank == 0) std::fprintf(stderr, "loftq: error: %s\n", e.what());
         code = 2;
+    } catch (const loftq::NotImplemented& e) {
+        if (rank == 0) std::fprintf(stderr, "loftq: error: %s\n", e.what());
+        code = 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "loftq: error: %s\n", e.what());
         std::fflush(stderr);

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Run loftq on this machine under mpirun: CPU ranks, or one GPU per rank when GPUs are present.
+#   launch/mpirun.sh [-np N] <loftq command> [options...]
+# Defaults: N = 2. Each rank gets max(1, cores / N) OpenMP/OpenBLAS threads unless
+# OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set. As root, Open MPI needs the allow-root variables;
+# more ranks than cores need oversubscription: both are set here.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+binary=${LOFTQ_BINARY:-$root/build/loftq}
+np=2
+if [[ "${1:-}" == "-np" || "${1:-}" == "-n" ]]; then
+  np=${2:?launch/mpirun.sh: -np needs a number}
+  shift 2
+fi
+if ! [[ "$np" =~ ^[1-9][0-9]*$ ]]; then
+  echo "launch/mpirun.sh: -np must be a positive integer, got '$np'" >&2
+  exit 2
+fi
+if [[ ! -x "$binary" ]]; then
+  echo "launch/mpirun.sh: $binary not built; run: bash launch/setup.sh" >&2
+  exit 2
+fi
+cores=$(nproc 2>/dev/null || echo 1)
+threads=$(( cores / np )); (( threads >= 1 )) || threads=1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads}
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$OMP_NUM_THREADS}
+if [[ $(id -u) -eq 0 ]]; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+extra=()
+if mpirun --version 2>/dev/null | grep -q "Open MPI"; then
+  extra+=(--oversubscribe --bind-to none -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS)
+  export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
+fi
+exec mpirun -np "$np" "${extra[@]}" "$binary" "$@"

@@ -1,0 +1,148 @@
+#include "runtime/progress.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "core/error.hpp"
+
+namespace loftq {
+namespace {
+
+constexpr int kTagRecord = 7301;
+
+// Wire format of a record message: 8-byte float64 bytes, 1 byte counts_as_matrix, JSON text.
+std::vector<char> pack(double bytes, bool counts, const std::string& record) {
+    std::vector<char> buf(9 + record.size());
+    std::memcpy(buf.data(), &bytes, 8);
+    buf[8] = counts ? 1 : 0;
+    std::memcpy(buf.data() + 9, record.data(), record.size());
+    return buf;
+}
+
+std::string hms(double seconds) {
+    if (!std::isfinite(seconds) || seconds < 0) return "?";
+    const long s = static_cast<long>(seconds + 0.5);
+    char out[32];
+    std::snprintf(out, sizeof out, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+    return out;
+}
+
+}  // namespace
+
+ProgressReporter::ProgressReporter(MPI_Comm comm, int64_t total_matrices, double total_bytes,
+                                   int64_t expected_records, int64_t skipped_matrices, double skipped_bytes,
+                                   const std::string& log_json_path, double print_interval_s)
+    : comm_(comm),
+      total_matrices_(total_matrices),
+      total_bytes_(total_bytes),
+      expected_records_(expected_records),
+      done_matrices_(skipped_matrices),
+      done_bytes_(skipped_bytes),
+      skipped_bytes_(skipped_bytes),
+      print_interval_s_(print_interval_s),
+      start_(std::chrono::steady_clock::now()),
+      last_print_(start_) {
+    MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+    if (rank_ == 0 && !log_json_path.empty()) {
+        log_path_ = log_json_path;
+        log_tmp_path_ = log_json_path + ".tmp";
+        log_.open(log_tmp_path_, std::ios::trunc);
+        if (!log_) LOFTQ_THROW(InputError, "--log-json: cannot write ", log_tmp_path_);
+    }
+}
+
+ProgressReporter::~ProgressReporter() {
+    // A run that did not reach finish() leaves no log behind under the final name.
+    if (log_.is_open()) {
+        log_.close();
+        std::error_code ec;
+        std::filesystem::remove(log_tmp_path_, ec);
+    }
+}
+
+std::string ProgressReporter::format_line(int64_t done, int64_t total, double done_bytes, double total_bytes,
+                                          double rate) {
+    const double eta = rate > 0 ? (total_bytes - done_bytes) / rate : NAN;
+    char line[160];
+    std::snprintf(line, sizeof line, "%lld/%lld matrices  %.2f/%.2f GB  %.2f GB/s  ETA %s",
+                  static_cast<long long>(done), static_cast<long long>(total), done_bytes / 1e9,
+                  total_bytes / 1e9, rate / 1e9, done >= total ? "0:00:00" : hms(eta).c_str());
+    return line;
+}
+
+void ProgressReporter::absorb(double bytes, bool counts_as_matrix, const std::string& record) {
+    ++received_records_;
+    done_bytes_ += bytes;
+    if (counts_as_matrix) ++done_matrices_;
+    if (log_.is_open()) log_ << record << '\n';
+}
+
+void ProgressReporter::maybe_print(bool force) {
+    const auto now = std::chrono::steady_clock::now();
+    const double since = std::chrono::duration<double>(now - last_print_).count();
+    if (!force && since < print_interval_s_) return;
+    last_print_ = now;
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    // The rate counts only the bytes this run processed, not those a resume skipped.
+    const double rate_bytes = done_bytes_ - skipped_bytes_;
+    const double rate = elapsed > 0 ? rate_bytes / elapsed : 0;
+    const std::string line = format_line(done_matrices_, total_matrices_, done_bytes_, total_bytes_, rate);
+    std::printf("[loftq] %s\n", line.c_str());
+    std::fflush(stdout);
+}
+
+void ProgressReporter::matrix_done(double bytes, bool counts_as_matrix, const std::string& record) {
+    if (rank_ == 0) {
+        absorb(bytes, counts_as_matrix, record);
+        maybe_print(false);
+        return;
+    }
+    pending_buffers_.push_back(pack(bytes, counts_as_matrix, record));
+    pending_.emplace_back();
+    auto& buf = pending_buffers_.back();
+    MPI_CHECK(MPI_Isend(buf.data(), static_cast<int>(buf.size()), MPI_CHAR, 0, kTagRecord, comm_,
+                        &pending_.back()));
+}
+
+void ProgressReporter::poll() {
+    if (rank_ != 0) return;
+    for (;;) {
+        int flag = 0;
+        MPI_Status st;
+        MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, kTagRecord, comm_, &flag, &st));
+        if (!flag) break;
+        int count = 0;
+        MPI_CHECK(MPI_Get_count(&st, MPI_CHAR, &count));
+        std::vector<char> buf(static_cast<size_t>(count));
+        MPI_CHECK(MPI_Recv(buf.data(), count, MPI_CHAR, st.MPI_SOURCE, kTagRecord, comm_, MPI_STATUS_IGNORE));
+        LOFTQ_CHECK(count >= 9, "short progress record from rank ", st.MPI_SOURCE);
+        double bytes;
+        std::memcpy(&bytes, buf.data(), 8);
+        absorb(bytes, buf[8] != 0, std::string(buf.data() + 9, buf.size() - 9));
+    }
+    maybe_print(false);
+}
+
+void ProgressReporter::finish() {
+    if (rank_ == 0) {
+        while (received_records_ < expected_records_) {
+            MPI_Status st;
+            MPI_CHECK(MPI_Probe(MPI_ANY_SOURCE, kTagRecord, comm_, &st));
+            poll();
+        }
+        maybe_print(true);
+        if (log_.is_open()) {
+            log_.close();
+            if (!log_) LOFTQ_THROW(InputError, "--log-json: write to ", log_tmp_path_, " failed");
+            std::filesystem::rename(log_tmp_path_, log_path_);
+        }
+    } else if (!pending_.empty()) {
+        MPI_CHECK(MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE));
+        pending_.clear();
+        pending_buffers_.clear();
+    }
+}
+
+}  // namespace loftq

@@ -1,0 +1,127 @@
+#!/usr/bin/python3
+"""Independent reference of PEFT's LoftQ (`loftq_init`) in numpy, written from
+shared/spec/FORMATS.md sections 1 and 2 (not from our C++), and the comparison with a run file.
+
+    loftq_reference.py --model DIR --run RUN.h5 --rank R --iters T [--blocksize 64] [--tol 1e-5]
+
+For every matrix in the run file it recomputes PEFT's algorithm on the original weight
+(NF4 bit-exact with bitsandbytes, exact float32 SVD via LAPACK, Q of the last iteration,
+sqrt(S) split evenly, no LoRA-scaling compensation) and checks that the run file's Q, B@A and
+per-iteration errors agree within --tol (relative Frobenius). Exit 1 on any disagreement.
+Needs Debian's python3-numpy and python3-h5py.
+"""
+import argparse
+import json
+import struct
+import sys
+from fractions import Fraction
+
+import numpy as np
+
+# --- bitsandbytes NF4 (FORMATS.md section 2) ------------------------------------------------
+
+NF4_TABLE = [
+    "-1.0", "-0.6961928009986877", "-0.5250730514526367", "-0.39491748809814453",
+    "-0.28444138169288635", "-0.18477343022823334", "-0.09105003625154495", "0.0",
+    "0.07958029955625534", "0.16093020141124725", "0.24611230194568634", "0.33791524171829224",
+    "0.44070982933044434", "0.5626170039176941", "0.7229568362236023", "1.0"]
+NF4_THRESHOLDS = [
+    "-0.8480964004993439", "-0.6106329262256622", "-0.4599952697753906", "-0.33967943489551544",
+    "-0.23460740596055984", "-0.13791173323988914", "-0.045525018125772476", "0.03979014977812767",
+    "0.1202552504837513", "0.2035212516784668", "0.2920137718319893", "0.3893125355243683",
+    "0.5016634166240692", "0.6427869200706482", "0.8614784181118011"]
+
+
+def f32_from_decimal(text):
+    """The float32 nearest to the decimal `text` (what a C `float` literal gives); rounding
+    through a Python float (double) first is 1 ulp off for some of the thresholds."""
+    exact = Fraction(text)
+    guess = np.float32(float(text))
+    candidates = [np.nextafter(guess, np.float32(-np.inf)), guess,
+                  np.nextafter(guess, np.float32(np.inf))]
+
+    def key(c):
+        bits = int(np.array(c, dtype=np.float32).view(np.uint32))
+        return (abs(Fraction(float(c)) - exact), bits & 1)  # nearest, ties to even mantissa
+    return min(candidates, key=key)
+
+
+TABLE = np.array([f32_from_decimal(t) for t in NF4_TABLE], dtype=np.float32)
+THRESHOLDS = np.array([f32_from_decimal(t) for t in NF4_THRESHOLDS], dtype=np.float32)
+
+
+def nf4_quantize(x, blocksize):
+    """Codes (one per element, unpacked) and float32 absmax per block of the flattened x."""
+    flat = np.asarray(x, dtype=np.float32).reshape(-1)
+    n = flat.size
+    nblocks = (n + blocksize - 1) // blocksize
+    padded = np.zeros(nblocks * blocksize, dtype=np.float32)
+    padded[:n] = flat
+    blocks = padded.reshape(nblocks, blocksize)
+    absmax = np.abs(blocks).max(axis=1).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        scale = np.where(absmax > 0, np.float32(1.0) / absmax, np.float32(0.0)).astype(np.float32)
+    y = (blocks * scale[:, None]).astype(np.float32)
+    codes = (y[:, :, None] > THRESHOLDS[None, None, :]).sum(axis=2)
+    codes[absmax == 0] = 0
+    return codes.reshape(-1)[:n].astype(np.uint8), absmax
+
+
+def nf4_dequantize(codes, absmax, blocksize, shape):
+    n = codes.size
+    block = np.arange(n) // blocksize
+    return (TABLE[codes] * absmax[block]).astype(np.float32).reshape(shape)
+
+
+# --- PEFT loftq_init (FORMATS.md section 1) -------------------------------------------------
+
+def peft_loftq(w, rank, iters, blocksize):
+    """Q (last iteration), lora_A = R [r, in], lora_B = L [out, r], error per iteration."""
+    w = w.astype(np.float32)
+    wnorm = np.linalg.norm(w.astype(np.float64))
+    res = w
+    errors = []
+    for _ in range(iters):
+        codes, absmax = nf4_quantize(res, blocksize)
+        q = nf4_dequantize(codes, absmax, blocksize, w.shape)
+        res = (w - q).astype(np.float32)
+        u, s, vh = np.linalg.svd(res, full_matrices=False)
+        root = np.sqrt(s[:rank]).astype(np.float32)
+        lora_b = (u[:, :rank] * root[None, :]).astype(np.float32)
+        lora_a = (root[:, None] * vh[:rank]).astype(np.float32)
+        low = (lora_b @ lora_a).astype(np.float32)
+        res = (w - low).astype(np.float32)
+        errors.append(np.linalg.norm((w - q - low).astype(np.float64)) / wnorm)
+    return q, lora_a, lora_b, errors
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    base = 8 + n
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        b, e = meta["data_offsets"]
+        raw = data[base + b:base + e]
+        dt = meta["dtype"]
+        if dt == "F32":
+            arr = np.frombuffer(raw, dtype="<f4")
+        elif dt == "F16":
+            arr = np.frombuffer(raw, dtype="<f2").astype(np.float32)
+        elif dt == "BF16":
+            arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            continue
+        out[name] = arr.reshape(meta["shape"]).astype(np.float32)
+    return out
+
+
+def rel(a, b):
+    denom = np.linalg.norm(b.astype(np.float64))
+    return np.linalg.norm((a - b).astype(np.float64)) / (denom if denom > 0 else 1.0)
