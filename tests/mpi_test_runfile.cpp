@@ -4,6 +4,7 @@
 // validation; damaged and foreign files refused with the file named.
 #include <gtest/gtest.h>
 #include <mpi.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -197,6 +198,22 @@ TEST(RunFileMpi, ForeignAndTruncatedFilesAreRefusedNamingTheFile) {
         } catch (const InputError& e) {
             EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
         }
+    }
+}
+
+// Creating the file writes metadata only: a 640 MiB run file costs almost no disk or time.
+TEST(RunFileMpi, CreateLeavesDataSpaceSparse) {
+    SharedDir dir;
+    const std::string path = dir / "RUN.h5";
+    const RunLayout layout = {runfile_matrix("huge.weight", 32768, 32768, 64, false, 1, 1)};
+    RunFile f = RunFile::create(MPI_COMM_WORLD, path, runfile_test_options(), layout);
+    f.close();
+    if (world_rank() == 0) {
+        struct stat st {};
+        ASSERT_EQ(stat(path.c_str(), &st), 0);
+        EXPECT_GE(st.st_size, int64_t{512} << 20);
+        EXPECT_LT(int64_t(st.st_blocks) * 512, int64_t{4} << 20) << "create filled the data";
+        EXPECT_EQ(RunFile::open_read(path).complete_flags(), std::vector<bool>{false});
     }
 }
 

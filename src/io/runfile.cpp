@@ -94,6 +94,11 @@ void RunFile::close() {
     if (file_ >= 0) HDF5_CHECK(H5Fclose(file_)), file_ = -1;
 }
 
+void RunFile::flush() {
+    LOFTQ_CHECK(file_ >= 0, "run file ", path_, " is closed");
+    HDF5_CHECK(H5Fflush(file_, H5F_SCOPE_GLOBAL));
+}
+
 // Opens every dataset once (the same calls, in the same order, on every rank) and checks its
 // size against the layout, so a doctored file cannot make a write run past a dataset.
 void RunFile::open_handles() {

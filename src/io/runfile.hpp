@@ -158,6 +158,10 @@ public:
     const std::string& path() const { return path_; }
     size_t index_of(const std::string& name) const;  // throws InputError if absent
 
+    // Collective when opened with create/open_existing: every write so far is handed to the
+    // file system (H5Fflush -> MPI_File_sync). Not needed for SIGKILL safety (a returned write
+    // is in the OS page cache); it guards against losing a node, e.g. before a job's time ends.
+    void flush();
     // Collective when opened with create/open_existing: closes every handle and the file.
     void close();
 
