@@ -120,8 +120,10 @@ class RunFile {
 public:
     // Collective over comm: builds the whole file (see above), replacing any file at path, and
     // opens it for writing on every rank. options_json: a flat JSON object of the options that
-    // must match on resume (keys are option names without "--"). Throws ConfigError for a bad
-    // layout (empty, duplicate or '/'-containing names, inconsistent sizes).
+    // must match on resume (keys are option names without "--"; leave out whatever may change
+    // between a run and its resume without changing results: rank count, --io, --device, paths,
+    // --resume itself); stored verbatim, compared as parsed JSON on resume. Throws ConfigError
+    // for a bad layout (empty, duplicate or '/'-containing names, inconsistent sizes).
     static RunFile create(MPI_Comm comm, const std::string& path, const std::string& options_json,
                           const RunLayout& layout);
     // Collective over comm: opens an existing run file for `--resume`. Throws InputError naming
