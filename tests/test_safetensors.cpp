@@ -259,3 +259,27 @@ TEST(Checkpoint, OpensAFileAFolderAndRejectsAnEmptyFolder) {
     }
     EXPECT_THROW(Checkpoint(empty / "missing"), InputError);
 }
+
+TEST(Inspect, ListsAShardedFolderWithShardsAndTotals) {
+    SafetensorsFile src(stories_file());
+    TempDir dir;
+    {
+        ShardedSafetensorsWriter w(dir.path(), specs_of(src), 300000);
+        for (const auto& t : src.tensors()) w.write(t.name, src.raw(t.name), t.nbytes());
+        w.finish();
+    }
+    const auto r = loftq::testing::run_command(loftq::testing::loftq_binary() + " inspect " + dir.path());
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(loftq::testing::count_lines(r.output), 1 + 47 + 1);
+    EXPECT_NE(r.output.find("47 tensors, 260032 parameters, 1040128 bytes, 4 shards\n"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("model.norm.weight"), std::string::npos);
+    EXPECT_NE(r.output.find("model-00004-of-00004.safetensors\n"), std::string::npos) << r.output;
+}
+
+TEST(Inspect, OnlyRankZeroPrints) {
+    const auto r = loftq::testing::run_command(
+        "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 " +
+        loftq::testing::mpiexec() + " -np 2 " + loftq::testing::loftq_binary() + " inspect " + stories_dir());
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(loftq::testing::count_lines(r.output), 1 + 47 + 1) << r.output;
+}

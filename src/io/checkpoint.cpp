@@ -65,7 +65,7 @@ struct Checkpoint::Impl {
     size_t shard_of(const std::string& name) const {
         auto it = shard_index.find(name);
         if (it == shard_index.end())
-            LOFTQ_THROW(InputError, index_path.empty() ? shard_paths[0] : index_path, ": no tensor ", quoted(name));
+            LOFTQ_THROW(InputError, index_path.empty() ? shard_paths[0] : index_path, ": no tensor ", quoted_name(name));
         return it->second;
     }
 };
@@ -95,10 +95,10 @@ void Checkpoint::Impl::open_index(const std::string& folder) {
     std::map<std::string, size_t> shard_ids;
     for (const auto& [name, v] : wm.items()) {  // sorted by name (std::map-backed json)
         if (!v.is_string())
-            LOFTQ_THROW(InputError, index_path, ": tensor ", quoted(name), ": shard is not a file name string");
+            LOFTQ_THROW(InputError, index_path, ": tensor ", quoted_name(name), ": shard is not a file name string");
         const std::string file = v.get<std::string>();
         if (!plain_file_name(file))
-            LOFTQ_THROW(InputError, index_path, ": tensor ", quoted(name), ": shard ", quoted(file),
+            LOFTQ_THROW(InputError, index_path, ": tensor ", quoted_name(name), ": shard ", quoted_name(file),
                         " is not a plain file name inside the folder");
         auto [it, fresh] = shard_ids.emplace(file, shard_paths.size());
         if (fresh) {
@@ -121,14 +121,14 @@ const SafetensorsFile& Checkpoint::Impl::shard(size_t i) {
     // Cross-check against the index in both directions.
     for (const auto& name : shard_names[i])
         if (!f->contains(name))
-            LOFTQ_THROW(InputError, shard_paths[i], ": tensor ", quoted(name), " listed for this shard by ", index_path,
+            LOFTQ_THROW(InputError, shard_paths[i], ": tensor ", quoted_name(name), " listed for this shard by ", index_path,
                         " is not in it");
     for (const auto& t : f->tensors()) {
         auto it = shard_index.find(t.name);
         if (it == shard_index.end())
-            LOFTQ_THROW(InputError, shard_paths[i], ": tensor ", quoted(t.name), " is not listed in ", index_path);
+            LOFTQ_THROW(InputError, shard_paths[i], ": tensor ", quoted_name(t.name), " is not listed in ", index_path);
         if (it->second != i)
-            LOFTQ_THROW(InputError, shard_paths[i], ": tensor ", quoted(t.name), " is duplicated: ", index_path,
+            LOFTQ_THROW(InputError, shard_paths[i], ": tensor ", quoted_name(t.name), " is duplicated: ", index_path,
                         " maps it to ", shard_paths[it->second]);
     }
     files[i] = std::move(f);

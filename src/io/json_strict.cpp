@@ -1,5 +1,6 @@
 #include "io/json_strict.hpp"
 
+#include <cstring>
 #include <set>
 #include <vector>
 
@@ -38,6 +39,9 @@ size_t first_invalid_utf8(const unsigned char* s, size_t n) {
 nlohmann::json parse_strict_json(const std::string& file, const char* text, size_t size, const char* what,
                                  const char* top_key_noun) {
     const auto* bytes = reinterpret_cast<const unsigned char*>(text);
+    // nlohmann stops at a NUL byte as if the input ended there: refuse it, so nothing is ignored.
+    if (const void* nul = std::memchr(text, 0, size))
+        LOFTQ_THROW(InputError, file, ": ", what, " holds a NUL byte (byte ", static_cast<const char*>(nul) - text, ")");
     const size_t bad = first_invalid_utf8(bytes, size);
     if (bad != size) LOFTQ_THROW(InputError, file, ": ", what, " is not valid UTF-8 (byte ", bad, ")");
 
@@ -56,8 +60,8 @@ nlohmann::json parse_strict_json(const std::string& file, const char* text, size
             const std::string key = parsed.get<std::string>();
             keys.back() = key;
             if (!open.back().insert(key).second && duplicate.empty()) {
-                if (open.size() == 1) duplicate = cat("duplicate ", top_key_noun, " ", quoted(key));
-                else duplicate = cat(quoted(keys[0]), ": duplicate key ", quoted(key));
+                if (open.size() == 1) duplicate = cat("duplicate ", top_key_noun, " ", quoted_name(key));
+                else duplicate = cat(quoted_name(keys[0]), ": duplicate key ", quoted_name(key));
             }
         }
         return true;

@@ -73,7 +73,7 @@ std::string shape_string(const std::vector<int64_t>& shape) {
     return s + "]";
 }
 
-std::string quoted(const std::string& text) {
+std::string quoted_name(const std::string& text) {
     std::string s = "'";
     for (unsigned char c : text) {
         if (c < 0x20 || c == 0x7f) {
@@ -181,21 +181,21 @@ void SafetensorsFile::check_layout() {
     const TensorInfo* prev = nullptr;
     for (const auto& t : tensors_) {
         if (t.begin > pos)
-            LOFTQ_THROW(InputError, path_, ": tensor ", quoted(t.name), ": data_offsets [", t.begin, ", ", t.end,
+            LOFTQ_THROW(InputError, path_, ": tensor ", quoted_name(t.name), ": data_offsets [", t.begin, ", ", t.end,
                         "] leave a hole of ", t.begin - pos, " bytes after ",
-                        prev ? "tensor " + quoted(prev->name) : std::string("the header"));
+                        prev ? "tensor " + quoted_name(prev->name) : std::string("the header"));
         if (t.begin < pos)
-            LOFTQ_THROW(InputError, path_, ": tensor ", quoted(t.name), ": data_offsets [", t.begin, ", ", t.end,
-                        "] overlap tensor ", quoted(prev->name), " (ends at ", pos, ")");
+            LOFTQ_THROW(InputError, path_, ": tensor ", quoted_name(t.name), ": data_offsets [", t.begin, ", ", t.end,
+                        "] overlap tensor ", quoted_name(prev->name), " (ends at ", pos, ")");
         pos = t.end;
         prev = &t;
     }
     if (pos != buffer) {
         if (pos > buffer)
-            LOFTQ_THROW(InputError, path_, ": tensor ", quoted(prev->name), ": data_offsets end at ", pos,
+            LOFTQ_THROW(InputError, path_, ": tensor ", quoted_name(prev->name), ": data_offsets end at ", pos,
                         " but the data buffer holds ", buffer, " bytes (file truncated?)");
         LOFTQ_THROW(InputError, path_, ": ", buffer - pos, " trailing bytes after the last tensor",
-                    prev ? " " + quoted(prev->name) : std::string(), " (data buffer ", buffer,
+                    prev ? " " + quoted_name(prev->name) : std::string(), " (data buffer ", buffer,
                     " bytes, tensors end at ", pos, ")");
     }
 }
@@ -204,7 +204,7 @@ bool SafetensorsFile::contains(const std::string& name) const { return index_.co
 
 const TensorInfo& SafetensorsFile::find(const std::string& name) const {
     auto it = index_.find(name);
-    if (it == index_.end()) LOFTQ_THROW(InputError, path_, ": no tensor ", quoted(name));
+    if (it == index_.end()) LOFTQ_THROW(InputError, path_, ": no tensor ", quoted_name(name));
     return tensors_[it->second];
 }
 
@@ -217,7 +217,7 @@ const unsigned char* SafetensorsFile::raw(const std::string& name) const {
 std::vector<float> SafetensorsFile::read_f32(const std::string& name, FiniteCheck check) const {
     const TensorInfo& t = find(name);
     if (!is_float_weight_dtype(t.dtype))
-        LOFTQ_THROW(InputError, path_, ": tensor ", quoted(name), ": dtype ", dtype_name(t.dtype),
+        LOFTQ_THROW(InputError, path_, ": tensor ", quoted_name(name), ": dtype ", dtype_name(t.dtype),
                     " cannot be read as float32 (F32, F16 or BF16 expected)");
     std::vector<float> out(t.numel());
     read_f32_into(name, 0, out.size(), out.data(), check);
@@ -228,11 +228,11 @@ void SafetensorsFile::read_f32_into(const std::string& name, uint64_t first, uin
                                     FiniteCheck check) const {
     const TensorInfo& t = find(name);
     if (!is_float_weight_dtype(t.dtype))
-        LOFTQ_THROW(InputError, path_, ": tensor ", quoted(name), ": dtype ", dtype_name(t.dtype),
+        LOFTQ_THROW(InputError, path_, ": tensor ", quoted_name(name), ": dtype ", dtype_name(t.dtype),
                     " cannot be read as float32 (F32, F16 or BF16 expected)");
     const uint64_t numel = t.numel();
     if (first > numel || count > numel - first)
-        LOFTQ_THROW(Error, path_, ": tensor ", quoted(name), ": elements [", first, ", ", first + count,
+        LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), ": elements [", first, ", ", first + count,
                     ") outside its ", numel);
     const size_t item = dtype_size(t.dtype);
     const unsigned char* src = map_ + 8 + header_len_ + t.begin + first * item;
@@ -253,7 +253,7 @@ void SafetensorsFile::read_f32_into(const std::string& name, uint64_t first, uin
         const uint64_t bad = first_non_finite(dst, count);
         if (bad != count) {
             const uint64_t flat = first + bad;
-            LOFTQ_THROW(InputError, path_, ": tensor ", quoted(name), ": element ", flat, " ",
+            LOFTQ_THROW(InputError, path_, ": tensor ", quoted_name(name), ": element ", flat, " ",
                         multi_index(flat, t.shape), " is ", std::isnan(dst[bad]) ? "NaN" : "Inf",
                         " (non-finite weights cannot be quantized)");
         }
@@ -264,7 +264,7 @@ template <typename T>
 std::vector<T> SafetensorsFile::read_as(const std::string& name) const {
     const TensorInfo& t = find(name);
     if (t.dtype != DTypeOf<T>::value)
-        LOFTQ_THROW(InputError, path_, ": tensor ", quoted(name), ": dtype ", dtype_name(t.dtype), ", expected ",
+        LOFTQ_THROW(InputError, path_, ": tensor ", quoted_name(name), ": dtype ", dtype_name(t.dtype), ", expected ",
                     dtype_name(DTypeOf<T>::value));
     std::vector<T> out(t.numel());
     if (!out.empty()) std::memcpy(out.data(), map_ + 8 + header_len_ + t.begin, t.nbytes());

@@ -39,7 +39,7 @@ bool checked_tensor_size(const std::vector<int64_t>& shape, DType dtype, uint64_
 // "[4, 4]"
 std::string shape_string(const std::vector<int64_t>& shape);
 // 'name' with control characters escaped, so that a message stays one line.
-std::string quoted(const std::string& text);
+std::string quoted_name(const std::string& text);
 
 class SafetensorsFile {
 public:

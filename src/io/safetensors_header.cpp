@@ -31,7 +31,7 @@ TensorMetadata parse_metadata(const std::string& file, const json& m) {
         LOFTQ_THROW(InputError, file, ": '__metadata__' must be an object of strings, not ", json_kind(m));
     for (const auto& [k, v] : m.items()) {
         if (!v.is_string())
-            LOFTQ_THROW(InputError, file, ": '__metadata__' key ", quoted(k), " holds ", json_kind(v),
+            LOFTQ_THROW(InputError, file, ": '__metadata__' key ", quoted_name(k), " holds ", json_kind(v),
                         ", not a string");
         out[k] = v.get<std::string>();
     }
@@ -39,12 +39,12 @@ TensorMetadata parse_metadata(const std::string& file, const json& m) {
 }
 
 TensorInfo parse_entry(const std::string& file, const std::string& name, const json& e) {
-    const std::string where = cat(file, ": tensor ", quoted(name));
+    const std::string where = cat(file, ": tensor ", quoted_name(name));
     if (!e.is_object())
         LOFTQ_THROW(InputError, where, ": entry is ", json_kind(e), ", not {dtype, shape, data_offsets}");
     for (const auto& [k, v] : e.items())
         if (k != "dtype" && k != "shape" && k != "data_offsets")
-            LOFTQ_THROW(InputError, where, ": unexpected key ", quoted(k), " (only dtype, shape, data_offsets)");
+            LOFTQ_THROW(InputError, where, ": unexpected key ", quoted_name(k), " (only dtype, shape, data_offsets)");
     for (const char* k : {"dtype", "shape", "data_offsets"})
         if (!e.contains(k)) LOFTQ_THROW(InputError, where, ": missing '", k, "'");
 
@@ -53,7 +53,7 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
     const json& dt = e.at("dtype");
     if (!dt.is_string()) LOFTQ_THROW(InputError, where, ": dtype is ", json_kind(dt), ", not a string");
     const auto parsed = parse_dtype(dt.get<std::string>());
-    if (!parsed) LOFTQ_THROW(InputError, where, ": unknown dtype ", quoted(dt.get<std::string>()));
+    if (!parsed) LOFTQ_THROW(InputError, where, ": unknown dtype ", quoted_name(dt.get<std::string>()));
     t.dtype = *parsed;
 
     const json& sh = e.at("shape");

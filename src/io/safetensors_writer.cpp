@@ -53,8 +53,8 @@ void check_specs(const std::vector<TensorSpec>& specs, const std::string& where)
     std::set<std::string> seen;
     for (const auto& s : specs) {
         if (s.name.empty() || s.name == "__metadata__")
-            LOFTQ_THROW(Error, where, ": invalid tensor name ", quoted(s.name));
-        if (!seen.insert(s.name).second) LOFTQ_THROW(Error, where, ": duplicate tensor name ", quoted(s.name));
+            LOFTQ_THROW(Error, where, ": invalid tensor name ", quoted_name(s.name));
+        if (!seen.insert(s.name).second) LOFTQ_THROW(Error, where, ": duplicate tensor name ", quoted_name(s.name));
         s.nbytes();
     }
 }
@@ -64,7 +64,7 @@ void check_specs(const std::vector<TensorSpec>& specs, const std::string& where)
 uint64_t TensorSpec::nbytes() const {
     uint64_t numel = 0, bytes = 0;
     if (!checked_tensor_size(shape, dtype, numel, bytes))
-        LOFTQ_THROW(Error, "tensor ", quoted(name), ": shape ", shape_string(shape), " is negative or overflows");
+        LOFTQ_THROW(Error, "tensor ", quoted_name(name), ": shape ", shape_string(shape), " is negative or overflows");
     return bytes;
 }
 
@@ -127,16 +127,16 @@ void SafetensorsWriter::write_all(const void* data, uint64_t nbytes) {
 }
 
 void SafetensorsWriter::write(const std::string& name, const void* data, uint64_t nbytes) {
-    if (closed_) LOFTQ_THROW(Error, path_, ": write of ", quoted(name), " after close");
+    if (closed_) LOFTQ_THROW(Error, path_, ": write of ", quoted_name(name), " after close");
     if (next_ >= specs_.size())
-        LOFTQ_THROW(Error, path_, ": tensor ", quoted(name), " written but all ", specs_.size(), " are done");
+        LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), " written but all ", specs_.size(), " are done");
     const TensorSpec& s = specs_[next_];
     if (name != s.name)
-        LOFTQ_THROW(Error, path_, ": tensor ", quoted(name), " written where ", quoted(s.name), " comes next");
+        LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), " written where ", quoted_name(s.name), " comes next");
     if (nbytes != s.nbytes())
-        LOFTQ_THROW(Error, path_, ": tensor ", quoted(name), ": ", nbytes, " bytes written, dtype ",
+        LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), ": ", nbytes, " bytes written, dtype ",
                     dtype_name(s.dtype), " shape ", shape_string(s.shape), " needs ", s.nbytes());
-    if (nbytes > 0 && data == nullptr) LOFTQ_THROW(Error, path_, ": tensor ", quoted(name), ": null data");
+    if (nbytes > 0 && data == nullptr) LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), ": null data");
     write_all(data, nbytes);
     ++next_;
 }
@@ -145,7 +145,7 @@ void SafetensorsWriter::close() {
     if (closed_) return;
     if (next_ != specs_.size())
         LOFTQ_THROW(Error, path_, ": closed after ", next_, " of ", specs_.size(), " tensors (next ",
-                    quoted(specs_[next_].name), ")");
+                    quoted_name(specs_[next_].name), ")");
     const int fd = fd_;
     fd_ = -1;
     if (::fsync(fd) != 0) {
@@ -217,7 +217,7 @@ ShardedSafetensorsWriter::ShardedSafetensorsWriter(std::string folder, std::vect
 ShardedSafetensorsWriter::~ShardedSafetensorsWriter() = default;  // each writer unlinks its temp
 
 void ShardedSafetensorsWriter::write(const std::string& name, const void* data, uint64_t nbytes) {
-    if (finished_) LOFTQ_THROW(Error, folder_, ": write of ", quoted(name), " after finish");
+    if (finished_) LOFTQ_THROW(Error, folder_, ": write of ", quoted_name(name), " after finish");
     // Open the shard that holds the next tensor (skipping none: every planned shard is non-empty).
     while (!current_ || in_shard_ == plan_[shard_].tensors.size()) {
         if (current_) {
@@ -226,7 +226,7 @@ void ShardedSafetensorsWriter::write(const std::string& name, const void* data, 
             ++shard_;
         }
         if (shard_ >= plan_.size())
-            LOFTQ_THROW(Error, folder_, ": tensor ", quoted(name), " written but all ", specs_.size(), " are done");
+            LOFTQ_THROW(Error, folder_, ": tensor ", quoted_name(name), " written but all ", specs_.size(), " are done");
         std::vector<TensorSpec> specs;
         for (size_t i : plan_[shard_].tensors) specs.push_back(specs_[i]);
         current_ = std::make_unique<SafetensorsWriter>(folder_ + "/" + plan_[shard_].file_name, std::move(specs),
