@@ -2,7 +2,10 @@
 // bit-exact, byte-deterministic round trips of the real stories260K checkpoint.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -16,6 +19,7 @@
 
 using namespace loftq;
 using loftq::testing::read_file;
+using loftq::testing::write_file;
 using loftq::testing::stories_dir;
 using loftq::testing::TempDir;
 namespace fs = std::filesystem;
@@ -167,6 +171,56 @@ TEST(SafetensorsWriter, RejectsWrongOrderSizeAndLeavesNothingBehind) {
     EXPECT_THROW(SafetensorsWriter(dir / "y", {{"a", DType::F32, {-1}}}), Error);
     EXPECT_THROW(SafetensorsWriter(dir / "no/such/folder/y", {}), Error);
     EXPECT_TRUE(folder_entries(dir.path()).empty());
+}
+
+TEST(SafetensorsWriter, AppendedPartsGiveTheSameFile) {
+    TempDir dir;
+    SafetensorsFile src(stories_file());
+    copy_file(src, dir / "whole.safetensors");
+    {
+        ShardedSafetensorsWriter w(dir.path(), specs_of(src), uint64_t{1} << 40);  // K = 1: model.safetensors
+        for (const auto& t : src.tensors())
+            for (uint64_t b = 0; b < t.nbytes(); b += 1000)
+                w.append(t.name, src.raw(t.name) + b, std::min<uint64_t>(1000, t.nbytes() - b));
+        w.finish();
+    }
+    EXPECT_EQ(read_file(dir / "model.safetensors"), read_file(dir / "whole.safetensors"));
+
+    const uint8_t bytes[8] = {};
+    SafetensorsWriter w(dir / "x", {{"a", DType::U8, {8}}, {"b", DType::U8, {2}}});
+    w.append("a", bytes, 5);
+    EXPECT_THROW(w.append("a", bytes, 4), Error);  // past the tensor's 8 bytes
+    EXPECT_THROW(w.write("a", bytes, 8), Error);   // whole while half appended
+    EXPECT_THROW(w.append("b", bytes, 1), Error);  // next tensor before this one completes
+    w.append("a", bytes, 3);
+    w.write("b", bytes, 2);
+    EXPECT_NO_THROW(w.finish());
+}
+
+// Opening a checkpoint and reading one tensor must not read the rest: a 3 GB sparse tensor
+// next to a small one costs neither disk nor memory.
+TEST(Safetensors, ReadingOneTensorTouchesOnlyItsPages) {
+    TempDir dir;
+    const uint64_t big = 3000000000ULL;
+    const std::vector<TensorSpec> specs{{"big", DType::U8, {static_cast<int64_t>(big)}}, {"small", DType::F32, {4}}};
+    const std::string header = safetensors_header(specs, default_metadata());
+    const float small[4] = {1, -2, 3, -4};
+    write_file(dir / "sparse.safetensors", header);
+    fs::resize_file(dir / "sparse.safetensors", header.size() + big + 16);
+    {
+        std::FILE* f = std::fopen((dir / "sparse.safetensors").c_str(), "r+b");
+        ASSERT_NE(f, nullptr);
+        std::fseek(f, static_cast<long>(header.size() + big), SEEK_SET);
+        std::fwrite(small, 4, 4, f);
+        std::fclose(f);
+    }
+    struct rusage before {}, after {};
+    getrusage(RUSAGE_SELF, &before);
+    Checkpoint ck(dir / "sparse.safetensors");
+    EXPECT_EQ(ck.read_f32("small", FiniteCheck::reject), (std::vector<float>{1, -2, 3, -4}));
+    EXPECT_EQ(ck.info("big").nbytes(), big);
+    getrusage(RUSAGE_SELF, &after);
+    EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 64 * 1024) << "KiB of peak RSS grew";  // far below 3 GB
 }
 
 TEST(ShardPlan, GreedyInOrderWithOversizedTensorsAlone) {

@@ -127,18 +127,36 @@ void SafetensorsWriter::write_all(const void* data, uint64_t nbytes) {
 }
 
 void SafetensorsWriter::write(const std::string& name, const void* data, uint64_t nbytes) {
+    if (next_ < specs_.size() && part_ == 0 && name == specs_[next_].name && nbytes != specs_[next_].nbytes()) {
+        const TensorSpec& s = specs_[next_];
+        LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), ": ", nbytes, " bytes written, dtype ",
+                    dtype_name(s.dtype), " shape ", shape_string(s.shape), " needs ", s.nbytes());
+    }
+    if (part_ != 0)
+        LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), " written whole while ",
+                    quoted_name(specs_[next_].name), " is half appended");
+    append(name, data, nbytes);
+}
+
+void SafetensorsWriter::append(const std::string& name, const void* data, uint64_t nbytes) {
     if (closed_) LOFTQ_THROW(Error, path_, ": write of ", quoted_name(name), " after close");
     if (next_ >= specs_.size())
         LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), " written but all ", specs_.size(), " are done");
     const TensorSpec& s = specs_[next_];
     if (name != s.name)
-        LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), " written where ", quoted_name(s.name), " comes next");
-    if (nbytes != s.nbytes())
-        LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), ": ", nbytes, " bytes written, dtype ",
-                    dtype_name(s.dtype), " shape ", shape_string(s.shape), " needs ", s.nbytes());
+        LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), " written where ", quoted_name(s.name),
+                    " comes next");
+    const uint64_t need = s.nbytes();
+    if (nbytes > need - part_)
+        LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), ": ", part_ + nbytes, " bytes written, dtype ",
+                    dtype_name(s.dtype), " shape ", shape_string(s.shape), " needs ", need);
     if (nbytes > 0 && data == nullptr) LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), ": null data");
     write_all(data, nbytes);
-    ++next_;
+    part_ += nbytes;
+    if (part_ == need) {
+        ++next_;
+        part_ = 0;
+    }
 }
 
 void SafetensorsWriter::close() {
@@ -216,25 +234,33 @@ ShardedSafetensorsWriter::ShardedSafetensorsWriter(std::string folder, std::vect
 
 ShardedSafetensorsWriter::~ShardedSafetensorsWriter() = default;  // each writer unlinks its temp
 
-void ShardedSafetensorsWriter::write(const std::string& name, const void* data, uint64_t nbytes) {
+// Make current_ the writer of the shard that holds the next tensor.
+void ShardedSafetensorsWriter::open_shard_for(const std::string& name) {
     if (finished_) LOFTQ_THROW(Error, folder_, ": write of ", quoted_name(name), " after finish");
-    // Open the shard that holds the next tensor (skipping none: every planned shard is non-empty).
-    while (!current_ || in_shard_ == plan_[shard_].tensors.size()) {
+    while (!current_ || current_->tensors_written() == plan_[shard_].tensors.size()) {
         if (current_) {
             current_->close();
             done_.push_back(std::move(current_));
             ++shard_;
         }
         if (shard_ >= plan_.size())
-            LOFTQ_THROW(Error, folder_, ": tensor ", quoted_name(name), " written but all ", specs_.size(), " are done");
+            LOFTQ_THROW(Error, folder_, ": tensor ", quoted_name(name), " written but all ", specs_.size(),
+                        " are done");
         std::vector<TensorSpec> specs;
         for (size_t i : plan_[shard_].tensors) specs.push_back(specs_[i]);
         current_ = std::make_unique<SafetensorsWriter>(folder_ + "/" + plan_[shard_].file_name, std::move(specs),
                                                        metadata_);
-        in_shard_ = 0;
     }
+}
+
+void ShardedSafetensorsWriter::write(const std::string& name, const void* data, uint64_t nbytes) {
+    open_shard_for(name);
     current_->write(name, data, nbytes);
-    ++in_shard_;
+}
+
+void ShardedSafetensorsWriter::append(const std::string& name, const void* data, uint64_t nbytes) {
+    open_shard_for(name);
+    current_->append(name, data, nbytes);
 }
 
 void ShardedSafetensorsWriter::finish() {
@@ -243,7 +269,7 @@ void ShardedSafetensorsWriter::finish() {
         current_ = std::make_unique<SafetensorsWriter>(folder_ + "/" + plan_[0].file_name,
                                                        std::vector<TensorSpec>{}, metadata_);
     }
-    if (!current_ || shard_ + 1 != plan_.size() || in_shard_ != plan_[shard_].tensors.size()) {
+    if (!current_ || shard_ + 1 != plan_.size() || current_->tensors_written() != plan_[shard_].tensors.size()) {
         size_t written = 0;
         for (const auto& w : done_) written += w->tensors_written();
         if (current_) written += current_->tensors_written();

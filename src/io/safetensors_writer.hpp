@@ -47,6 +47,9 @@ public:
 
     // The next tensor's bytes: name must be the next spec's, nbytes its exact size (Error if not).
     void write(const std::string& name, const void* data, uint64_t nbytes);
+    // Part of the next tensor (e.g. a block of rows of a large matrix): parts of one tensor come
+    // in order and must add up to its size (Error past it); it is complete when they do.
+    void append(const std::string& name, const void* data, uint64_t nbytes);
     // All tensors written: flush, fsync, close and rename to the final path.
     void finish();
 
@@ -66,6 +69,7 @@ private:
     std::vector<TensorSpec> specs_;
     int fd_ = -1;
     size_t next_ = 0;
+    uint64_t part_ = 0;  // bytes of specs_[next_] written so far
     bool closed_ = false;
     bool committed_ = false;
 };
@@ -91,8 +95,9 @@ public:
     ShardedSafetensorsWriter(const ShardedSafetensorsWriter&) = delete;
     ShardedSafetensorsWriter& operator=(const ShardedSafetensorsWriter&) = delete;
 
-    // The next tensor in spec order (Error on wrong name or size).
+    // The next tensor in spec order (Error on wrong name or size); append() as SafetensorsWriter's.
     void write(const std::string& name, const void* data, uint64_t nbytes);
+    void append(const std::string& name, const void* data, uint64_t nbytes);
     // Every tensor written: renames the shards, then writes and renames
     // model.safetensors.index.json ({"metadata": {"total_size"}, "weight_map"}) when K > 1.
     void finish();
@@ -107,8 +112,8 @@ private:
     std::vector<ShardPlan> plan_;
     std::vector<std::unique_ptr<SafetensorsWriter>> done_;  // closed, awaiting commit
     std::unique_ptr<SafetensorsWriter> current_;
-    size_t shard_ = 0;     // index of current_ in plan_
-    size_t in_shard_ = 0;  // tensors written into current_
+    size_t shard_ = 0;  // index of current_ in plan_
+    void open_shard_for(const std::string& name);
     bool finished_ = false;
 };
 
