@@ -259,6 +259,30 @@ TEST(SafetensorsMalformed, NonFiniteMessageNamesTheElement) {
     }
 }
 
+TEST(SafetensorsMalformed, NonFiniteInALargeTensorReportsTheFirst) {
+    TempDir dir;
+    std::vector<uint16_t> w(3000000, 0x3f80);  // BF16 1.0; several parallel chunks
+    w[2500000] = 0x7f80;                        // Inf
+    w[1200000] = 0x7fc0;                        // NaN: the first
+    write_file(dir / "big.safetensors", float_file({{"big", DType::BF16, {3000, 1000}}}, {as_bytes(w.data(), 6000000)}));
+    SafetensorsFile f(dir / "big.safetensors");
+    try {
+        f.read_f32("big", FiniteCheck::reject);
+        ADD_FAILURE() << "NaN accepted";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("element 1200000 [1200, 0] is NaN"), std::string::npos) << e.what();
+    }
+    std::vector<float> tail(1000);
+    f.read_f32_into("big", 2500000, 1000, tail.data());  // unchecked range read
+    EXPECT_TRUE(std::isinf(tail[0]));
+    try {
+        f.read_f32_into("big", 2000000, 1000000, std::vector<float>(1000000).data(), FiniteCheck::reject);
+        ADD_FAILURE() << "Inf accepted";
+    } catch (const InputError& e) {  // the index is the tensor's, not the range's
+        EXPECT_NE(std::string(e.what()).find("element 2500000 [2500, 0] is Inf"), std::string::npos) << e.what();
+    }
+}
+
 TEST(SafetensorsMalformed, InspectPrintsOneLineAndFails) {
     TempDir dir;
     for (const auto& c : all_cases()) {

@@ -241,22 +241,32 @@ void SafetensorsFile::read_f32_into(const std::string& name, uint64_t first, uin
     const auto lo = reinterpret_cast<uintptr_t>(src) & ~static_cast<uintptr_t>(page - 1);
     if (count > 0) ::madvise(reinterpret_cast<void*>(lo), reinterpret_cast<uintptr_t>(src) + count * item - lo,
                              MADV_WILLNEED);
-    // Chunks in parallel: page faults of a cold file overlap, and the widening loops stay simple.
-    constexpr uint64_t kChunk = uint64_t{1} << 20;
+    // Chunks in parallel: page faults of a cold file overlap. Within a chunk, blocks small
+    // enough to stay in L1/L2 are widened and then checked while still in cache (one pass over memory).
+    constexpr uint64_t kChunk = uint64_t{1} << 20, kBlock = uint64_t{1} << 14;
     const int64_t chunks = static_cast<int64_t>((count + kChunk - 1) / kChunk);
+    std::vector<uint64_t> first_bad(static_cast<size_t>(chunks), count);
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c) {
-        const uint64_t b = static_cast<uint64_t>(c) * kChunk;
-        widen_to_f32(t.dtype, src + b * item, std::min(kChunk, count - b), dst + b);
-    }
-    if (check == FiniteCheck::reject) {
-        const uint64_t bad = first_non_finite(dst, count);
-        if (bad != count) {
-            const uint64_t flat = first + bad;
-            LOFTQ_THROW(InputError, path_, ": tensor ", quoted_name(name), ": element ", flat, " ",
-                        multi_index(flat, t.shape), " is ", std::isnan(dst[bad]) ? "NaN" : "Inf",
-                        " (non-finite weights cannot be quantized)");
+        const uint64_t chunk_end = std::min(count, static_cast<uint64_t>(c + 1) * kChunk);
+        for (uint64_t b = static_cast<uint64_t>(c) * kChunk; b < chunk_end; b += kBlock) {
+            const uint64_t n = std::min(kBlock, chunk_end - b);
+            widen_to_f32(t.dtype, src + b * item, n, dst + b);
+            if (check == FiniteCheck::reject) {
+                const uint64_t bad = first_non_finite(dst + b, n);
+                if (bad != n) {
+                    first_bad[static_cast<size_t>(c)] = b + bad;
+                    break;
+                }
+            }
         }
+    }
+    const uint64_t bad = first_bad.empty() ? count : *std::min_element(first_bad.begin(), first_bad.end());
+    if (bad != count) {
+        const uint64_t flat = first + bad;
+        LOFTQ_THROW(InputError, path_, ": tensor ", quoted_name(name), ": element ", flat, " ",
+                    multi_index(flat, t.shape), " is ", std::isnan(dst[bad]) ? "NaN" : "Inf",
+                    " (non-finite weights cannot be quantized)");
     }
 }
 
