@@ -169,6 +169,7 @@ TEST(SafetensorsWriter, RejectsWrongOrderSizeAndLeavesNothingBehind) {
     EXPECT_TRUE(folder_entries(dir.path()).empty());
     EXPECT_THROW(SafetensorsWriter(dir / "y", {{"a", DType::F32, {1}}, {"a", DType::F32, {1}}}), Error);
     EXPECT_THROW(SafetensorsWriter(dir / "y", {{"a", DType::F32, {-1}}}), Error);
+    EXPECT_THROW(SafetensorsWriter(dir / "y", {{"bad\xff", DType::F32, {1}}}), Error);  // not UTF-8
     EXPECT_THROW(SafetensorsWriter(dir / "no/such/folder/y", {}), Error);
     EXPECT_TRUE(folder_entries(dir.path()).empty());
 }

@@ -3,6 +3,8 @@
 // Each case corrupts exactly one thing of a small valid checkpoint that itself loads fine.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -140,6 +142,12 @@ std::vector<Case> all_cases() {
     c.push_back(file_case("trailing_bytes", good + "xyz"));
     c.push_back(header_case("metadata_non_string", "{\"format\":\"pt\"}", "{\"format\":1}"));
     c.push_back(header_case("metadata_not_object", "{\"format\":\"pt\"}", "[\"pt\"]"));
+    c.push_back(file_case("leading_space", st_file(" " + kHeader)));
+    c.push_back({"fifo_not_a_file", [](const TempDir& d) {
+                     const std::string p = d / "fifo.safetensors";
+                     if (::mkfifo(p.c_str(), 0600) != 0) throw std::runtime_error("mkfifo failed");
+                     return std::make_pair(p, std::vector<std::string>{p, "not a regular file"});
+                 }});
     c.push_back(file_case("nul_padding", le64(kHeader.size() + 2) + kHeader + std::string(2, '\0') + kData));
     // Bad weight values, seen by read_f32 with the finite check.
     const float nan4[4] = {1, 2, 3, std::numeric_limits<float>::quiet_NaN()};

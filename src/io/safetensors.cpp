@@ -109,7 +109,7 @@ uint64_t first_non_finite(const float* values, uint64_t count) {
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block us
     if (fd_ < 0) LOFTQ_THROW(InputError, path_, ": cannot open: ", std::strerror(errno));
     try {
         struct stat st {};

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "io/json_strict.hpp"
 
 namespace loftq {
 namespace {
@@ -49,9 +50,16 @@ void write_text_file(const std::string& path, const std::string& text) {
     if (::fsync(fd) != 0 || ::close(fd) != 0) LOFTQ_THROW(Error, "cannot write ", path, ": ", errno_text());
 }
 
-void check_specs(const std::vector<TensorSpec>& specs, const std::string& where) {
+bool valid_utf8(const std::string& s) {
+    return first_invalid_utf8(reinterpret_cast<const unsigned char*>(s.data()), s.size()) == s.size();
+}
+
+void check_specs(const std::vector<TensorSpec>& specs, const TensorMetadata& metadata, const std::string& where) {
+    for (const auto& [k, v] : metadata)
+        if (!valid_utf8(k) || !valid_utf8(v)) LOFTQ_THROW(Error, where, ": metadata ", quoted_name(k), " is not UTF-8");
     std::set<std::string> seen;
     for (const auto& s : specs) {
+        if (!valid_utf8(s.name)) LOFTQ_THROW(Error, where, ": tensor name ", quoted_name(s.name), " is not UTF-8");
         if (s.name.empty() || s.name == "__metadata__")
             LOFTQ_THROW(Error, where, ": invalid tensor name ", quoted_name(s.name));
         if (!seen.insert(s.name).second) LOFTQ_THROW(Error, where, ": duplicate tensor name ", quoted_name(s.name));
@@ -96,7 +104,7 @@ std::string safetensors_header(const std::vector<TensorSpec>& specs, const Tenso
 
 SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> specs, TensorMetadata metadata)
     : path_(std::move(path)), temp_path_(temp_name_for(path_)), specs_(std::move(specs)) {
-    check_specs(specs_, path_);
+    check_specs(specs_, metadata, path_);
     const std::string header = safetensors_header(specs_, metadata);
     fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) LOFTQ_THROW(Error, "cannot create ", temp_path_, ": ", errno_text());
@@ -228,7 +236,7 @@ ShardedSafetensorsWriter::ShardedSafetensorsWriter(std::string folder, std::vect
                                                    uint64_t max_shard_size, TensorMetadata metadata)
     : folder_(std::move(folder)), specs_(std::move(specs)), metadata_(std::move(metadata)) {
     if (max_shard_size == 0) LOFTQ_THROW(Error, folder_, ": max shard size must be positive");
-    check_specs(specs_, folder_);
+    check_specs(specs_, metadata_, folder_);
     plan_ = plan_shards(specs_, max_shard_size);
 }
 
