@@ -165,8 +165,7 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
 void SafetensorsFile::parse_header(const unsigned char* json, uint64_t n) {
     ParsedHeader h = parse_safetensors_header(path_, json, n);
     tensors_ = std::move(h.tensors);
-    metadata_ = std::move(h.metadata);
-    for (size_t i = 0; i < tensors_.size(); ++i) index_[tensors_[i].name] = i;
+    metadata_ = std::move(h.metadata);  // index_ is built by check_layout, after sorting
 }
 
 void SafetensorsFile::check_layout() {
