@@ -142,7 +142,6 @@ std::vector<Case> all_cases() {
     c.push_back(file_case("trailing_bytes", good + "xyz"));
     c.push_back(header_case("metadata_non_string", "{\"format\":\"pt\"}", "{\"format\":1}"));
     c.push_back(header_case("metadata_not_object", "{\"format\":\"pt\"}", "[\"pt\"]"));
-    c.push_back(file_case("leading_space", st_file(" " + kHeader)));
     c.push_back({"fifo_not_a_file", [](const TempDir& d) {
                      const std::string p = d / "fifo.safetensors";
                      if (::mkfifo(p.c_str(), 0600) != 0) throw std::runtime_error("mkfifo failed");

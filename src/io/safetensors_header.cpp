@@ -85,8 +85,6 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
 }  // namespace
 
 ParsedHeader parse_safetensors_header(const std::string& file, const unsigned char* bytes, uint64_t n) {
-    // The reference loader rejects a header that does not open with '{' (no leading whitespace).
-    if (n == 0 || bytes[0] != '{') LOFTQ_THROW(InputError, file, ": header does not start with '{'");
     const json root = parse_strict_json(file, reinterpret_cast<const char*>(bytes), static_cast<size_t>(n),
                                         "header", "tensor name");
     if (!root.is_object()) LOFTQ_THROW(InputError, file, ": header is ", json_kind(root), ", not a JSON object");
