@@ -17,18 +17,20 @@ std::string base_name(const std::string& path) {
 }
 
 std::string pad(const std::string& s, size_t width) { return s + std::string(width > s.size() ? width - s.size() : 0, ' '); }
+std::string right(const std::string& s, size_t width) { return std::string(width > s.size() ? width - s.size() : 0, ' ') + s; }
 
 // One line per tensor in name order: name, dtype, shape, bytes (and the shard when sharded),
 // then "N tensors, P parameters, B bytes, K shard(s)".
 std::string inspect_listing(const Checkpoint& ck) {
     ck.validate_all();
-    size_t name_w = 4, shape_w = 5;
+    size_t name_w = 4, shape_w = 5, bytes_w = 5;
     for (const auto& n : ck.names()) {
         name_w = std::max(name_w, quoted_name(n).size() - 2);
         shape_w = std::max(shape_w, shape_string(ck.info(n).shape).size());
+        bytes_w = std::max(bytes_w, std::to_string(ck.info(n).nbytes()).size());
     }
     std::ostringstream os;
-    os << pad("name", name_w) << "  " << pad("dtype", 7) << "  " << pad("shape", shape_w) << "  " << "bytes";
+    os << pad("name", name_w) << "  " << pad("dtype", 7) << "  " << pad("shape", shape_w) << "  " << right("bytes", bytes_w);
     if (ck.sharded()) os << "  shard";
     os << "\n";
     uint64_t params = 0, bytes = 0;
@@ -36,7 +38,7 @@ std::string inspect_listing(const Checkpoint& ck) {
         const TensorInfo& t = ck.info(n);
         const std::string q = quoted_name(n);
         os << pad(q.substr(1, q.size() - 2), name_w) << "  " << pad(dtype_name(t.dtype), 7) << "  "
-           << pad(shape_string(t.shape), shape_w) << "  " << t.nbytes();
+           << pad(shape_string(t.shape), shape_w) << "  " << right(std::to_string(t.nbytes()), bytes_w);
         if (ck.sharded()) os << "  " << base_name(ck.shard_of(n));
         os << "\n";
         params += t.numel();
