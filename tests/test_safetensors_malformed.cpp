@@ -186,6 +186,10 @@ std::vector<Case> all_cases() {
                                      R"( "b": ")" + kShard2 + R"(", "c": "model-00003-of-00003.safetensors"}})");
         return std::vector<std::string>{f + "/" + kIndex, "'a'", "../"};
     }));
+    c.push_back(sharded("index_total_size_not_integer", [](const std::string& f) {
+        write_file(f + "/" + kIndex, R"({"metadata": {"total_size": "24"}, "weight_map": {"a": ")" + kShard1 + R"("}})");
+        return std::vector<std::string>{f + "/" + kIndex, "total_size"};
+    }));
     c.push_back(sharded("index_shard_not_string", [](const std::string& f) {
         write_file(f + "/" + kIndex, R"({"weight_map": {"a": 1}})");
         return std::vector<std::string>{f + "/" + kIndex, "'a'"};

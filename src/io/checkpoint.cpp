@@ -86,8 +86,14 @@ void Checkpoint::Impl::open_index(const std::string& folder) {
     const std::string text = read_small_file(index_path);
     const nlohmann::json root = parse_strict_json(index_path, text.data(), text.size(), "index", "key");
     if (!root.is_object()) LOFTQ_THROW(InputError, index_path, ": not a JSON object");
-    if (root.contains("metadata") && !root["metadata"].is_object() && !root["metadata"].is_null())
-        LOFTQ_THROW(InputError, index_path, ": 'metadata' is not an object");
+    if (root.contains("metadata") && !root["metadata"].is_null()) {
+        const nlohmann::json& meta = root["metadata"];
+        if (!meta.is_object()) LOFTQ_THROW(InputError, index_path, ": 'metadata' is not an object");
+        // Informational only (transformers ignores it); some tools write it as a float.
+        if (meta.contains("total_size") && !(meta["total_size"].is_number() && meta["total_size"].get<double>() >= 0))
+            LOFTQ_THROW(InputError, index_path, ": 'metadata.total_size' ", meta["total_size"].dump(),
+                        " is not a byte count");
+    }
     if (!root.contains("weight_map")) LOFTQ_THROW(InputError, index_path, ": no 'weight_map'");
     const nlohmann::json& wm = root["weight_map"];
     if (!wm.is_object()) LOFTQ_THROW(InputError, index_path, ": 'weight_map' is not an object");
