@@ -1,33 +1,17 @@
 // The model plan: targets, shapes against config.json, mixed bits, order, rejections, JSON.
 #include <gtest/gtest.h>
 
-#include <cstring>
-
 #include "core/error.hpp"
+#include "io/checkpoint.hpp"
 #include "plan/plan.hpp"
 #include "support/paths.hpp"
 
 using namespace loftq;
-using loftq::testing::read_file;
 using loftq::testing::stories_dir;
 
 namespace {
 
-// The catalogue of a safetensors file straight from its header (this test must not depend on
-// the checkpoint reader it is combined with later).
-TensorCatalogue header_catalogue(const std::string& path) {
-    const std::string bytes = read_file(path);
-    uint64_t n = 0;
-    std::memcpy(&n, bytes.data(), 8);
-    const auto header = nlohmann::json::parse(bytes.substr(8, n));
-    TensorCatalogue c;
-    for (const auto& [name, v] : header.items()) {
-        if (name == "__metadata__") continue;
-        c[name] = TensorInfo{*parse_dtype(v["dtype"].get<std::string>()),
-                             v["shape"].get<std::vector<int64_t>>()};
-    }
-    return c;
-}
+TensorCatalogue stories_catalogue() { return read_catalogue(Checkpoint(stories_dir())); }
 
 PlanOptions opts_rank(int rank) {
     PlanOptions o;
@@ -51,7 +35,7 @@ bool has(const std::string& s, const std::string& part) { return s.find(part) !=
 
 TEST(Plan, Stories260KHas35MatricesWithReadmeShapes) {
     const ModelConfig m = read_model_config(stories_dir());
-    const Plan p = build_plan(m, header_catalogue(stories_dir() + "/model.safetensors"), opts_rank(8));
+    const Plan p = build_plan(m, stories_catalogue(), opts_rank(8));
     ASSERT_EQ(p.matrices.size(), 35u);
     const std::vector<std::pair<std::string, std::vector<int64_t>>> per_layer{
         {"q_proj", {64, 64}},     {"k_proj", {32, 64}},  {"v_proj", {32, 64}},   {"o_proj", {64, 64}},
@@ -71,7 +55,7 @@ TEST(Plan, Stories260KHas35MatricesWithReadmeShapes) {
     EXPECT_EQ(p.matrices[9].tensor, "model.layers.1.self_attn.v_proj.weight");
     EXPECT_EQ(p.matrices[9].module_path(), "model.layers.1.self_attn.v_proj");
     // README: rank 64 exceeds min(out, in) of k_proj / v_proj and must be rejected.
-    const std::string msg = error_of<ConfigError>(m, header_catalogue(stories_dir() + "/model.safetensors"),
+    const std::string msg = error_of<ConfigError>(m, stories_catalogue(),
                                                   opts_rank(64));
     EXPECT_TRUE(has(msg, "--rank")) << msg;
     EXPECT_TRUE(has(msg, "model.layers.0.self_attn.k_proj.weight")) << msg;
@@ -185,10 +169,10 @@ TEST(Plan, RejectsMissingExtraAndNonFloatTensors) {
     missing.erase("model.layers.3.mlp.up_proj.weight");
     EXPECT_TRUE(has(error_of<InputError>(m, missing, opts_rank(8)), "model.layers.3.mlp.up_proj.weight"));
     auto extra = expected_catalogue(m, DType::BF16);
-    extra["model.layers.4.mlp.up_proj.weight"] = TensorInfo{DType::BF16, {384, 128}};
+    extra["model.layers.4.mlp.up_proj.weight"] = TensorInfo{"model.layers.4.mlp.up_proj.weight", DType::BF16, {384, 128}, 0, 0};
     EXPECT_TRUE(has(error_of<InputError>(m, extra, opts_rank(8)), "num_hidden_layers"));
     auto odd = expected_catalogue(m, DType::BF16);
-    odd["model.layers.0.mlp.extra_proj.weight"] = TensorInfo{DType::BF16, {16, 128}};
+    odd["model.layers.0.mlp.extra_proj.weight"] = TensorInfo{"model.layers.0.mlp.extra_proj.weight", DType::BF16, {16, 128}, 0, 0};
     EXPECT_TRUE(has(error_of<InputError>(m, odd, opts_rank(8)), "extra_proj"));
     auto ints = expected_catalogue(m, DType::BF16);
     ints["model.layers.0.self_attn.o_proj.weight"].dtype = DType::I8;

@@ -255,8 +255,8 @@ std::vector<int64_t> linear_module_shape(const ModelConfig& c, const std::string
     LOFTQ_THROW(Error, "linear_module_shape: unknown module '", module, "'");
 }
 
-std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
-    std::vector<TensorSpec> out;
+std::vector<ModelTensor> expected_tensors(const ModelConfig& c) {
+    std::vector<ModelTensor> out;
     out.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}});
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
         const std::string p = cat("model.layers.", l, ".");

@@ -58,7 +58,7 @@ const std::vector<std::string>& preset_names();
 nlohmann::json model_config_to_json(const ModelConfig& cfg);
 
 // One tensor a model of this architecture holds.
-struct TensorSpec {
+struct ModelTensor {
     std::string name;            // e.g. "model.layers.0.self_attn.q_proj.weight"
     std::vector<int64_t> shape;  // PyTorch order: Linear weights are [out, in]
 };
@@ -66,7 +66,7 @@ struct TensorSpec {
 // Every tensor of a Llama-family model, in the order transformers creates them: embed_tokens,
 // per layer input_layernorm, q/k/v/o_proj, post_attention_layernorm, gate/up/down_proj (and
 // their biases when configured), model.norm, lm_head unless tie_word_embeddings.
-std::vector<TensorSpec> expected_tensors(const ModelConfig& cfg);
+std::vector<ModelTensor> expected_tensors(const ModelConfig& cfg);
 
 // The decoder linear modules in plan order, and their [out, in] shape under `cfg`.
 const std::vector<std::string>& linear_module_names();  // q_proj k_proj v_proj o_proj gate_proj up_proj down_proj

@@ -5,6 +5,7 @@
 
 #include "cli/config.hpp"
 #include "core/error.hpp"
+#include "io/checkpoint.hpp"
 
 namespace loftq {
 namespace {
@@ -47,7 +48,13 @@ int module_order(const std::string& module) {
 
 TensorCatalogue expected_catalogue(const ModelConfig& model, DType dtype) {
     TensorCatalogue c;
-    for (auto& t : expected_tensors(model)) c[t.name] = TensorInfo{dtype, t.shape};
+    for (auto& t : expected_tensors(model)) c[t.name] = TensorInfo{t.name, dtype, t.shape, 0, 0};
+    return c;
+}
+
+TensorCatalogue read_catalogue(const Checkpoint& checkpoint) {
+    TensorCatalogue c;
+    for (const auto& name : checkpoint.names()) c[name] = checkpoint.info(name);
     return c;
 }
 

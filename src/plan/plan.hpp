@@ -18,19 +18,21 @@
 #include <vector>
 
 #include "core/dtype.hpp"
+#include "io/safetensors.hpp"
 #include "plan/model_config.hpp"
 
 namespace loftq {
 
 struct Config;
 
-// One tensor of a checkpoint, as its safetensors header states it.
-struct TensorInfo {
-    DType dtype = DType::F32;
-    std::vector<int64_t> shape;
-};
-// Every tensor of a checkpoint by name (from the checkpoint reader or the index).
+class Checkpoint;
+
+// Every tensor of a checkpoint by name, as its safetensors headers state it (only dtype and
+// shape are used; byte offsets may be zero).
 using TensorCatalogue = std::map<std::string, TensorInfo>;
+
+// The catalogue of an opened checkpoint (opens every shard's header).
+TensorCatalogue read_catalogue(const Checkpoint& checkpoint);
 
 // The catalogue a well-formed checkpoint of `model` stored in `dtype` has (expected_tensors).
 TensorCatalogue expected_catalogue(const ModelConfig& model, DType dtype);
