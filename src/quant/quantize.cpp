@@ -98,12 +98,14 @@ void start(const QuantParams& p, int64_t n, QuantizedTensor& q) {
     q.absmax.assign(block_count(n, p.blocksize), 0.0f);
     q.double_quant = p.double_quant;
     q.nested = DoubleQuant{};
+    q.absmax_exact.clear();
     q.requantized_blocks = 0;
 }
 
 void apply_double_quant(QuantizedTensor& q) {
     if (!q.double_quant) return;
     const int64_t blocks = static_cast<int64_t>(q.absmax.size());
+    q.absmax_exact = q.absmax;
     q.nested = double_quantize_ref(q.absmax.data(), blocks);
     double_dequantize_ref(q.nested, blocks, q.absmax.data());
 }
@@ -170,6 +172,12 @@ void quantize(const QuantParams& p, const float* x, int64_t n, QuantizedTensor& 
 void dequantize(const QuantizedTensor& q, float* out) {
     LOFTQ_CHECK(q.format != nullptr, "dequantize of an empty QuantizedTensor");
     dequantize_fast(*q.format, q.blocksize, q.packed.data(), q.absmax.data(), q.numel, out);
+}
+
+void backbone_values(const QuantizedTensor& q, float* out) {
+    LOFTQ_CHECK(q.format != nullptr, "backbone_values of an empty QuantizedTensor");
+    const std::vector<float>& scales = q.double_quant ? q.absmax_exact : q.absmax;
+    dequantize_fast(*q.format, q.blocksize, q.packed.data(), scales.data(), q.numel, out);
 }
 
 void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x, int64_t n,

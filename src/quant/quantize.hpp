@@ -35,6 +35,7 @@ struct QuantizedTensor {
     std::vector<float> absmax;    // per block, the scale dequantization multiplies by (the
                                   // double-quant decoded value when double_quant)
     bool double_quant = false;
+    std::vector<float> absmax_exact;  // double_quant only: per block, before double quantization
     DoubleQuant nested;           // double_quant only: absmax codes (U8), nested_absmax, offset
     // quantize_as_loaded with a bf16/fp16 backbone: blocks whose stored values the dtype cannot
     // reproduce exactly (fp16 subnormal range) and that were replaced by bitsandbytes'
@@ -62,6 +63,11 @@ void dequantize(const QuantizedTensor& q, float* out);
 // Throws ConfigError for bnb4 with a LoftQ format or double_quant with a LoftQ format.
 void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x, int64_t n,
                         QuantizedTensor& q, float* q_loaded, const std::string& tensor_name);
+
+// The float32 values a bf16/fp16/fp32 backbone stores for q (the exporter narrows them to the
+// dtype): table[c] * absmax before double quantization (bnb formats; bitsandbytes double-
+// quantizes again at load), or the dequantized Q (LoftQ formats). n = q.numel floats.
+void backbone_values(const QuantizedTensor& q, float* out);
 
 // The value the backbone dtype stores for v (bf16/fp16: round to nearest even; else v).
 float round_to_backbone(Backbone b, float v);
