@@ -14,12 +14,6 @@
 namespace loftq {
 namespace {
 
-uint32_t bits_of(float f) {
-    uint32_t b;
-    std::memcpy(&b, &f, sizeof b);
-    return b;
-}
-
 DType dtype_of(Backbone b) {
     return b == Backbone::BF16 ? DType::BF16 : b == Backbone::FP16 ? DType::F16 : DType::F32;
 }
@@ -71,15 +65,15 @@ int64_t check_round_trip(const QuantParams& p, Backbone bb, const std::vector<fl
         std::vector<float> deq(n);
         dequantize(q, deq.data());
         for (int64_t i = 0; i < n; ++i) {
-            EXPECT_EQ(bits_of(q_loaded[i]), bits_of(round_to_backbone(bb, deq[i]))) << label << " " << i;
-            if (bits_of(q_loaded[i]) != bits_of(round_to_backbone(bb, deq[i]))) return -1;
+            EXPECT_EQ(testing::float_bits(q_loaded[i]), testing::float_bits(round_to_backbone(bb, deq[i]))) << label << " " << i;
+            if (testing::float_bits(q_loaded[i]) != testing::float_bits(round_to_backbone(bb, deq[i]))) return -1;
         }
         return 0;
     }
     if (bb == Backbone::BNB4) {
         const auto loaded = load_bnb4(q);
         for (int64_t i = 0; i < n; ++i)
-            if (bits_of(loaded[i]) != bits_of(q_loaded[i])) {
+            if (testing::float_bits(loaded[i]) != testing::float_bits(q_loaded[i])) {
                 ADD_FAILURE() << label << " element " << i << ": " << loaded[i] << " vs " << q_loaded[i];
                 return -1;
             }
@@ -89,7 +83,7 @@ int64_t check_round_trip(const QuantParams& p, Backbone bb, const std::vector<fl
     std::vector<uint8_t> codes(n);
     unpack_codes(*p.format, q.packed.data(), n, codes.data());
     for (int64_t i = 0; i < n; ++i)
-        if (bits_of(loaded.q[i]) != bits_of(q_loaded[i]) || loaded.codes[i] != codes[i]) {
+        if (testing::float_bits(loaded.q[i]) != testing::float_bits(q_loaded[i]) || loaded.codes[i] != codes[i]) {
             ADD_FAILURE() << label << " element " << i << ": loaded " << loaded.q[i] << " (code " << int(loaded.codes[i])
                           << ") vs q_loaded " << q_loaded[i] << " (code " << int(codes[i]) << ")";
             return -1;

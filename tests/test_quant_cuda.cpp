@@ -15,12 +15,6 @@ namespace loftq {
 namespace {
 
 #ifdef LOFTQ_HAVE_CUDA
-uint32_t bits_of(float f) {
-    uint32_t b;
-    std::memcpy(&b, &f, sizeof b);
-    return b;
-}
-
 void expect_gpu_matches_ref(const QuantFormat& f, int bs, const std::vector<float>& x, const std::string& what) {
     const int64_t n = x.size();
     std::vector<uint8_t> c(n);
@@ -35,10 +29,10 @@ void expect_gpu_matches_ref(const QuantFormat& f, int bs, const std::vector<floa
         std::vector<float> s(s_ref.size(), -7.0f), out(n, -7.0f);
         quantize_cuda(f, bs, x.data(), n, p.data(), s.data(), out.data(), mode);
         ASSERT_EQ(p, p_ref) << what;
-        for (size_t b = 0; b < s.size(); ++b) ASSERT_EQ(bits_of(s[b]), bits_of(s_ref[b])) << what << " block " << b;
+        for (size_t b = 0; b < s.size(); ++b) ASSERT_EQ(testing::float_bits(s[b]), testing::float_bits(s_ref[b])) << what << " block " << b;
         for (int64_t i = 0; i < n; ++i) {
             const float want = mode == QuantOutput::Dequantized ? q_ref[i] : x[i] - q_ref[i];
-            ASSERT_EQ(bits_of(out[i]), bits_of(want)) << what << " element " << i;
+            ASSERT_EQ(testing::float_bits(out[i]), testing::float_bits(want)) << what << " element " << i;
         }
     }
 }

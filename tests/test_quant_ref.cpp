@@ -17,12 +17,6 @@
 namespace loftq {
 namespace {
 
-uint32_t bits_of(float f) {
-    uint32_t b;
-    std::memcpy(&b, &f, sizeof b);
-    return b;
-}
-
 std::vector<uint8_t> codes_of(const QuantFormat& f, int bs, const std::vector<float>& x,
                               std::vector<float>* scales = nullptr) {
     std::vector<uint8_t> c(x.size());
@@ -201,10 +195,10 @@ void expect_fast_matches_ref(const QuantFormat& f, int bs, const std::vector<flo
     quantize_fast(f, bs, x.data(), n, p.data(), s.data(), q.data());
     dequantize_fast(f, bs, p.data(), s.data(), n, q2.data());
     ASSERT_EQ(p, p_ref) << what;
-    for (size_t b = 0; b < s.size(); ++b) ASSERT_EQ(bits_of(s[b]), bits_of(s_ref[b])) << what << " block " << b;
+    for (size_t b = 0; b < s.size(); ++b) ASSERT_EQ(testing::float_bits(s[b]), testing::float_bits(s_ref[b])) << what << " block " << b;
     for (int64_t i = 0; i < n; ++i) {
-        ASSERT_EQ(bits_of(q[i]), bits_of(q_ref[i])) << what << " element " << i;
-        ASSERT_EQ(bits_of(q2[i]), bits_of(q_ref[i])) << what << " element " << i;
+        ASSERT_EQ(testing::float_bits(q[i]), testing::float_bits(q_ref[i])) << what << " element " << i;
+        ASSERT_EQ(testing::float_bits(q2[i]), testing::float_bits(q_ref[i])) << what << " element " << i;
     }
     if (f.family != FormatFamily::LoftqUniform) {  // uniform clips outliers beyond its scale
         float max_gap = 0;

@@ -7,15 +7,10 @@
 #include "core/error.hpp"
 #include "quant/format.hpp"
 #include "quant/format_tables.hpp"
+#include "support/weights.hpp"
 
 namespace loftq {
 namespace {
-
-uint32_t bits_of(float f) {
-    uint32_t b;
-    std::memcpy(&b, &f, sizeof b);
-    return b;
-}
 
 TEST(QuantTables, Nf4ValuesAndThresholdsBitPatterns) {
     const uint32_t values[16] = {0xbf800000u, 0xbf3239b1u, 0xbf066b30u, 0xbeca32a0u, 0xbe91a24du, 0xbe3d353fu,
@@ -24,8 +19,8 @@ TEST(QuantTables, Nf4ValuesAndThresholdsBitPatterns) {
     const uint32_t thresholds[15] = {0xbf591cd9u, 0xbf1c5270u, 0xbeeb8480u, 0xbeadea76u, 0xbe703cecu,
                                      0xbe0d38bcu, 0xbd3a7871u, 0x3d22faffu, 0x3df64863u, 0x3e5067e0u,
                                      0x3e9582d4u, 0x3ec753f9u, 0x3f006d03u, 0x3f248dafu, 0x3f5c89d9u};
-    for (int i = 0; i < 16; ++i) EXPECT_EQ(bits_of(tables::kNF4[i]), values[i]) << i;
-    for (int i = 0; i < 15; ++i) EXPECT_EQ(bits_of(tables::kNF4Thresholds[i]), thresholds[i]) << i;
+    for (int i = 0; i < 16; ++i) EXPECT_EQ(testing::float_bits(tables::kNF4[i]), values[i]) << i;
+    for (int i = 0; i < 15; ++i) EXPECT_EQ(testing::float_bits(tables::kNF4Thresholds[i]), thresholds[i]) << i;
 }
 
 TEST(QuantTables, FourThresholdsDifferWhenRoundedThroughDouble) {
@@ -38,7 +33,7 @@ TEST(QuantTables, FourThresholdsDifferWhenRoundedThroughDouble) {
     int differing = 0;
     for (int i = 0; i < 15; ++i) {
         const float via_double = static_cast<float>(as_double[i]);
-        const int64_t ulps = static_cast<int64_t>(bits_of(via_double)) - bits_of(tables::kNF4Thresholds[i]);
+        const int64_t ulps = static_cast<int64_t>(testing::float_bits(via_double)) - testing::float_bits(tables::kNF4Thresholds[i]);
         EXPECT_LE(std::abs(ulps), 1) << i;
         if (ulps != 0) {
             ++differing;
@@ -59,7 +54,7 @@ TEST(QuantTables, Nf4ThresholdsSitBetweenValues) {
 
 TEST(QuantTables, LoftqTables) {
     const float nf2[4] = {-1.0f, 0.0f, 0.33791524171829224f, 1.0f};
-    for (int i = 0; i < 4; ++i) EXPECT_EQ(bits_of(tables::kNF2[i]), bits_of(nf2[i]));
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(testing::float_bits(tables::kNF2[i]), testing::float_bits(nf2[i]));
     auto check_sorted = [](const float* t, int n) {
         EXPECT_EQ(t[0], -1.0f);
         EXPECT_EQ(t[n - 1], 1.0f);
@@ -79,7 +74,7 @@ TEST(QuantTables, LoftqTables) {
 
 TEST(QuantTables, Fp4TableIsTheBnbMapOverTwelve) {
     const float raw[16] = {0, 0.0625f, 8, 12, 4, 6, 2, 3, -0.0f, -0.0625f, -8, -12, -4, -6, -2, -3};
-    for (int i = 0; i < 16; ++i) EXPECT_EQ(bits_of(tables::kFP4[i]), bits_of(raw[i] / 12.0f)) << i;
+    for (int i = 0; i < 16; ++i) EXPECT_EQ(testing::float_bits(tables::kFP4[i]), testing::float_bits(raw[i] / 12.0f)) << i;
     // Every value quantizes to its own code.
     for (int i = 0; i < 16; ++i) EXPECT_EQ(fp4_code(tables::kFP4[i]), i == 8 ? 0 : i) << i;
     for (int r = 0; r < 7; ++r) {
@@ -93,7 +88,7 @@ TEST(QuantTables, DynamicMap) {
     const float* m = tables::kDynamicSigned8;
     for (int i = 1; i < 256; ++i) EXPECT_LE(m[i - 1], m[i]);
     EXPECT_EQ(m[255], 1.0f);
-    EXPECT_EQ(bits_of(m[0]), bits_of(-0.992968738079071f));
+    EXPECT_EQ(testing::float_bits(m[0]), testing::float_bits(-0.992968738079071f));
     int zeros = 0;
     for (int i = 0; i < 256; ++i) zeros += m[i] == 0.0f;
     EXPECT_EQ(zeros, 1);

@@ -55,35 +55,44 @@ void block_codes(const QuantFormat& f, const float* x, int64_t len, float scale,
     }
 }
 
-// given_scales == nullptr: compute each block's scale into scales; else use given_scales.
-void quantize_blocks(const QuantFormat& f, int blocksize, const float* x, int64_t n,
-                     const float* given_scales, uint8_t* packed, float* scales, float* q) {
+// Runs fn(b, begin, len, codes) for every block, OpenMP over blocks; codes is a per-thread
+// scratch of blocksize bytes.
+template <typename Fn>
+void for_each_block(int64_t n, int blocksize, Fn&& fn) {
     const int64_t blocks = block_count(n, blocksize);
-    const int per_byte = 8 / f.bits;
 #pragma omp parallel
     {
         uint8_t codes[4096];
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < blocks; ++b) {
             const int64_t begin = b * blocksize;
-            const int64_t len = std::min<int64_t>(blocksize, n - begin);
-            const float* xb = x + begin;
-            float scale;
-            if (given_scales)
-                scale = given_scales[b];
-            else
-                scales[b] = scale = f.family == FormatFamily::LoftqUniform ? block_scale_ref(f, xb, len)
-                                                                           : absmax_bits(xb, len);
-            block_codes(f, xb, len, scale, codes);
-            // Blocks start at multiples of blocksize >= 32, so they start on a byte boundary.
-            const uint8_t pad = f.is_bnb() && len % 2 ? bnb_pad_code(f, scale) : 0;
-            pack_codes(f, codes, len, pad, packed + begin / per_byte);
-            if (q) {
-                float* qb = q + begin;
-                for (int64_t i = 0; i < len; ++i) qb[i] = f.table[codes[i]] * scale;
-            }
+            fn(b, begin, std::min<int64_t>(blocksize, n - begin), codes);
         }
     }
+}
+
+void write_values(const QuantFormat& f, const uint8_t* codes, int64_t len, float scale, float* out) {
+    for (int64_t i = 0; i < len; ++i) out[i] = f.table[codes[i]] * scale;
+}
+
+// given_scales == nullptr: compute each block's scale into scales; else use given_scales.
+void quantize_blocks(const QuantFormat& f, int blocksize, const float* x, int64_t n,
+                     const float* given_scales, uint8_t* packed, float* scales, float* q) {
+    const int per_byte = 8 / f.bits;
+    for_each_block(n, blocksize, [&](int64_t b, int64_t begin, int64_t len, uint8_t* codes) {
+        const float* xb = x + begin;
+        float scale;
+        if (given_scales)
+            scale = given_scales[b];
+        else
+            scales[b] = scale = f.family == FormatFamily::LoftqUniform ? block_scale_ref(f, xb, len)
+                                                                       : absmax_bits(xb, len);
+        block_codes(f, xb, len, scale, codes);
+        // Blocks start at multiples of blocksize >= 32, so they start on a byte boundary.
+        const uint8_t pad = f.is_bnb() && len % 2 ? bnb_pad_code(f, scale) : 0;
+        pack_codes(f, codes, len, pad, packed + begin / per_byte);
+        if (q) write_values(f, codes, len, scale, q + begin);
+    });
 }
 
 }  // namespace
@@ -100,21 +109,11 @@ void quantize_fast_with_scales(const QuantFormat& f, int blocksize, const float*
 
 void dequantize_fast(const QuantFormat& f, int blocksize, const uint8_t* packed, const float* scales,
                      int64_t n, float* out) {
-    const int64_t blocks = block_count(n, blocksize);
     const int per_byte = 8 / f.bits;
-#pragma omp parallel
-    {
-        uint8_t codes[4096];
-#pragma omp for schedule(static)
-        for (int64_t b = 0; b < blocks; ++b) {
-            const int64_t begin = b * blocksize;
-            const int64_t len = std::min<int64_t>(blocksize, n - begin);
-            unpack_codes(f, packed + begin / per_byte, len, codes);
-            const float scale = scales[b];
-            float* ob = out + begin;
-            for (int64_t i = 0; i < len; ++i) ob[i] = f.table[codes[i]] * scale;
-        }
-    }
+    for_each_block(n, blocksize, [&](int64_t b, int64_t begin, int64_t len, uint8_t* codes) {
+        unpack_codes(f, packed + begin / per_byte, len, codes);
+        write_values(f, codes, len, scales[b], out + begin);
+    });
 }
 
 }  // namespace loftq

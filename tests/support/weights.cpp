@@ -48,4 +48,10 @@ std::vector<float> heavy_tailed(int64_t n, uint64_t seed, float scale, double do
     return v;
 }
 
+uint32_t float_bits(float f) {
+    uint32_t b;
+    std::memcpy(&b, &f, sizeof b);
+    return b;
+}
+
 }  // namespace loftq::testing

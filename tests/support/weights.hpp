@@ -23,4 +23,7 @@ std::vector<F32Tensor> stories_target_weights();
 // LLM weights), keyed by seed.
 std::vector<float> heavy_tailed(int64_t n, uint64_t seed, float scale = 0.02f, double dof = 4.0);
 
+// The IEEE bit pattern of f (tests compare floats bit for bit: -0.0 != 0.0, NaN == same NaN).
+uint32_t float_bits(float f);
+
 }  // namespace loftq::testing
