@@ -105,6 +105,41 @@ TEST(QuantRef, LoftqArgminTiesToLowerIndex) {
     EXPECT_EQ(c[3], 1);
 }
 
+TEST(QuantFast, UniformScaleNearZeroFarOutsideTheTable) {
+    // mean + 2.5 * std cancels to a tiny scale: y = x / scale is huge and every rounded distance
+    // ties, so argmin picks code 0; the fast path's windowed search must agree.
+    // 63 values of -1 and one v: bisect v (scale < 0 at 0, > 0 at 40) down to adjacent floats.
+    std::vector<float> x(64, -1.0f);
+    const QuantFormat& u8 = *find_format("uniform8");
+    auto scale_at = [&](float v) {
+        x[0] = v;
+        return block_scale_ref(u8, x.data(), 64);
+    };
+    float lo = 0.0f, hi = 40.0f;
+    while (std::nextafter(lo, hi) < hi) {
+        const float mid = lo + (hi - lo) / 2;
+        if (mid <= lo || mid >= hi) break;
+        (scale_at(mid) < 0.0f ? lo : hi) = mid;
+    }
+    const float s_lo = scale_at(lo), s_hi = scale_at(hi);
+    x[0] = (s_lo != 0.0f && (s_hi == 0.0f || std::fabs(s_lo) < std::fabs(s_hi))) ? lo : hi;
+    const float tiny = block_scale_ref(u8, x.data(), 64);
+    ASSERT_NE(tiny, 0.0f);
+    ASSERT_LT(std::fabs(tiny), 1e-5f) << "|y| must exceed 1e5 for the distances to tie";
+    for (const char* name : {"uniform2", "uniform4", "uniform8"}) {
+        const QuantFormat& f = *find_format(name);
+        std::vector<float> s;
+        const auto c = codes_of(f, 64, x, &s);
+        std::vector<uint8_t> p(packed_bytes(f, 64));
+        std::vector<float> fs(1);
+        quantize_fast(f, 64, x.data(), 64, p.data(), fs.data(), nullptr);
+        std::vector<uint8_t> back(64);
+        unpack_codes(f, p.data(), 64, back.data());
+        EXPECT_EQ(testing::float_bits(fs[0]), testing::float_bits(s[0])) << name;
+        EXPECT_EQ(back, c) << name << " scale " << s[0];
+    }
+}
+
 TEST(QuantRef, PackingOrder) {
     const QuantFormat& nf4 = *find_format("nf4");
     const uint8_t c4[3] = {0x1, 0x2, 0x3};

@@ -291,14 +291,15 @@ LOFTQ_HD uint8_t nf4_code(float y) {
 }
 
 // bnb fp4: the branch tree of dQuantizeFP4 as a rank (pivots increase, so they are equivalent).
+// Rank r -> code {0, 1, 6, 7, 4, 5, 2, 3}[r] = r + 4 [r in {2, 3}] - 4 [r >= 6], written with the
+// pivot comparisons themselves (c1 - c3 is [r in {2, 3}], c5 is [r >= 6]) so that it vectorises.
 LOFTQ_HD uint8_t fp4_code(float y) {
     const float a = fabsf(y);
-    const int rank = (a > 0.00260417f) + (a > 0.0859375f) + (a > 0.20833333f) +
-                     (a > 0.29166667f) + (a > 0.4166667f) + (a > 0.583333f) + (a > 0.8333333f);
-    // kFP4CodeOfRank packed into one integer: nibble r holds the code of rank r.
-    const uint32_t code_of_rank = 0x32547610u;
-    const uint32_t code = (code_of_rank >> (4 * rank)) & 0xFu;
-    return static_cast<uint8_t>(code | (y < 0.0f ? 8u : 0u));
+    const int c0 = a > 0.00260417f, c1 = a > 0.0859375f, c2 = a > 0.20833333f, c3 = a > 0.29166667f,
+              c4 = a > 0.4166667f, c5 = a > 0.583333f, c6 = a > 0.8333333f;
+    const int rank = c0 + c1 + c2 + c3 + c4 + c5 + c6;
+    const int code = rank + 4 * (c1 - c3) - 4 * c5;
+    return static_cast<uint8_t>(code | (y < 0.0f ? 8 : 0));
 }
 
 // LoftQ: argmin_k |y - table[k]|, first minimum wins (torch.argmin). NaN y gives 0.

@@ -3,11 +3,13 @@
 //   cleared, integer order is float order), which vectorises without -ffast-math;
 // - the per-element rules are the same format_tables.hpp functions, in branch-free form;
 // - for the 256-entry LoftQ tables the argmin is searched in a window of 5 entries around the
-//   binary-search position: the table is sorted and distinct and float rounding is monotone,
-//   so no entry outside the window can reach the window's minimum rounded distance.
+//   upper_bound position: the table is sorted and distinct and float rounding is monotone,
+//   so no entry outside the window can reach the window's minimum rounded distance (for
+//   |y| <= 1024, where a float ulp of the distance is far below the smallest table gap).
 #include "quant/quantize_fast.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "quant/format_tables.hpp"
@@ -29,11 +31,46 @@ float absmax_bits(const float* x, int64_t len) {
     return r;
 }
 
-uint8_t nearest_code_sorted(const float* table, int size, float y) {
-    const int pos = static_cast<int>(std::upper_bound(table, table + size, y) - table);
+// upper_bound(table, y) for a sorted 256-entry table, started from a guess per bucket of
+// [-1, 1] and corrected by walking, so the result is exact for any y; the guess only saves time.
+class SortedTableIndex {
+public:
+    static constexpr int kBuckets = 2048;
+    explicit SortedTableIndex(const float* table) : table_(table) {
+        for (int b = 0; b < kBuckets; ++b)
+            guess_[b] = static_cast<int>(std::upper_bound(table, table + 256, -1.0f + 2.0f * b / kBuckets) - table);
+    }
+    int upper_bound(float y) const {
+        int b = 0;
+        if (y >= 1.0f)
+            b = kBuckets - 1;
+        else if (y > -1.0f)
+            b = std::min(kBuckets - 1, static_cast<int>((y + 1.0f) * (kBuckets / 2)));
+        int g = guess_[b];
+        while (g < 256 && table_[g] <= y) ++g;
+        while (g > 0 && table_[g - 1] > y) --g;
+        return g;
+    }
+    const float* table() const { return table_; }
+
+private:
+    const float* table_;
+    int guess_[kBuckets];
+};
+
+const SortedTableIndex& table_index(const float* table) {
+    static const SortedTableIndex nf8(tables::kNF8), uniform8(tables::kUniform8);
+    return table == tables::kNF8 ? nf8 : uniform8;
+}
+
+uint8_t nearest_code_sorted(const SortedTableIndex& index, float y) {
+    // Far outside [-1, 1] the rounded distances to different entries can tie (y = 1e8: all of
+    // them), and the first entry wins: only the full scan gets that right.
+    if (!(std::fabs(y) <= 1024.0f)) return nearest_code(index.table(), 256, y);
+    const int pos = index.upper_bound(y);
     const int lo = std::max(0, pos - 2);
-    const int hi = std::min(size, pos + 3);
-    return static_cast<uint8_t>(lo + nearest_code(table + lo, hi - lo, y));
+    const int hi = std::min(256, pos + 3);
+    return static_cast<uint8_t>(lo + nearest_code(index.table() + lo, hi - lo, y));
 }
 
 void block_codes(const QuantFormat& f, const float* x, int64_t len, float scale, uint8_t* codes) {
@@ -48,8 +85,9 @@ void block_codes(const QuantFormat& f, const float* x, int64_t len, float scale,
         default:
             break;
     }
-    if (f.bits == 8 && !(scale != scale) && scale != 0.0f) {
-        for (int64_t i = 0; i < len; ++i) codes[i] = nearest_code_sorted(f.table, 256, x[i] / scale);
+    if (f.bits == 8 && scale != 0.0f) {  // scale 0: y is NaN or inf, handled by the plain scan
+        const SortedTableIndex& index = table_index(f.table);
+        for (int64_t i = 0; i < len; ++i) codes[i] = nearest_code_sorted(index, x[i] / scale);
     } else {
         for (int64_t i = 0; i < len; ++i) codes[i] = nearest_code(f.table, f.table_size(), x[i] / scale);
     }
