@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "quant/quantize.hpp"
 #include "quant/quantize_cuda.hpp"
 #include "quant/quantize_fast.hpp"
 #include "quant/quantize_ref.hpp"
@@ -82,6 +83,23 @@ void BM_Fast(benchmark::State& state) {
     set_bytes(state);
 }
 
+// quantize_as_loaded (validation, codes, the backbone re-quantization check, Q): what the LoftQ
+// loop pays per iteration. Same byte count as above.
+void BM_AsLoaded(benchmark::State& state) {
+    const loftq::QuantFormat& f = loftq::all_formats()[state.range(0)];
+    const auto backbone = static_cast<loftq::Backbone>(state.range(1));
+    omp_set_num_threads(static_cast<int>(state.range(2)));
+    const auto& x = weights();
+    loftq::QuantizedTensor q;
+    std::vector<float> loaded(kN);
+    for (auto _ : state) {
+        loftq::quantize_as_loaded({&f, kBlock, false}, backbone, x.data(), kN, q, loaded.data(), "bench");
+        benchmark::DoNotOptimize(loaded.data());
+    }
+    state.SetLabel(std::string(f.name) + " " + loftq::backbone_name(backbone));
+    set_bytes(state);
+}
+
 void BM_Cuda(benchmark::State& state) {
     if (loftq::cuda_device_count() == 0) {
         state.SkipWithError("no CUDA device");
@@ -136,6 +154,11 @@ void register_all() {
         benchmark::RegisterBenchmark((std::string("reference/") + name).c_str(), BM_Reference)->Arg(i)->Iterations(1)->Repetitions(3)->UseRealTime();
         for (int t : {1, 2})
             benchmark::RegisterBenchmark((std::string("fast/") + name).c_str(), BM_Fast)->Args({i, t})->ArgNames({"format", "threads"})->Iterations(3)->Repetitions(3)->UseRealTime();
+        if (std::strcmp(name, "nf4") == 0)
+            for (auto bb : {loftq::Backbone::BF16, loftq::Backbone::BNB4})
+                for (int t : {1, 2})
+                    benchmark::RegisterBenchmark((std::string("as_loaded/") + name + "/" + loftq::backbone_name(bb)).c_str(), BM_AsLoaded)
+                        ->Args({i, static_cast<int>(bb), t})->ArgNames({"format", "backbone", "threads"})->Iterations(2)->Repetitions(3)->UseRealTime();
         benchmark::RegisterBenchmark((std::string("cuda/") + name).c_str(), BM_Cuda)->Arg(i)->Iterations(20)->Repetitions(3)->UseManualTime();
     }
 }

@@ -111,19 +111,18 @@ void apply_double_quant(QuantizedTensor& q) {
 }
 
 // Store a block in the backbone dtype, re-quantize it as bitsandbytes does at load, and keep
-// that result if it differs from ours. Returns true if the block was replaced.
+// that result if it differs from ours. stored / again: scratch of len entries. Returns true if
+// the block was replaced.
 bool settle_block(const QuantFormat& f, Backbone bb, int64_t begin, int64_t len, uint8_t* codes,
-                  float& absmax) {
-    std::vector<float> stored(len);
+                  float& absmax, float* stored, uint8_t* again) {
     for (int64_t i = 0; i < len; ++i)
         stored[i] = round_to_backbone(bb, f.table[codes[begin + i]] * absmax);
-    std::vector<uint8_t> again(len);
     float again_absmax = 0.0f;
-    quantize_ref(f, static_cast<int>(len), stored.data(), len, again.data(), &again_absmax);
+    quantize_ref(f, static_cast<int>(len), stored, len, again, &again_absmax);
     bool same = again_absmax == absmax;
     for (int64_t i = 0; same && i < len; ++i) same = again[i] == codes[begin + i];
     if (same) return false;
-    std::copy(again.begin(), again.end(), codes + begin);
+    std::copy(again, again + len, codes + begin);
     absmax = again_absmax;
     return true;
 }
@@ -132,13 +131,9 @@ void quantize_bnb_as_loaded(const QuantParams& p, Backbone bb, const float* x, i
                             QuantizedTensor& q, const std::string& tensor_name) {
     const QuantFormat& f = *p.format;
     const int64_t blocks = block_count(n, p.blocksize);
-    for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t begin = b * p.blocksize;
-        const int64_t len = std::min<int64_t>(p.blocksize, n - begin);
-        float a = 0.0f;
-        for (int64_t i = begin; i < begin + len; ++i) a = std::max(a, std::fabs(x[i]));
-        q.absmax[b] = bb == Backbone::BNB4 ? a : round_up_to_backbone(bb, a, tensor_name, b);
-    }
+    block_absmax_fast(p.blocksize, x, n, q.absmax.data());
+    if (bb != Backbone::BNB4)
+        for (int64_t b = 0; b < blocks; ++b) q.absmax[b] = round_up_to_backbone(bb, q.absmax[b], tensor_name, b);
     quantize_fast_with_scales(f, p.blocksize, x, n, q.absmax.data(), q.packed.data(), nullptr);
     if (bb == Backbone::BNB4) return;
 
@@ -148,11 +143,16 @@ void quantize_bnb_as_loaded(const QuantParams& p, Backbone bb, const float* x, i
         for (auto& c : codes)
             if (c == 8) c = 0;  // -0 is stored as -0.0 and re-quantizes to +0 (code 0)
     int64_t replaced = 0;
-#pragma omp parallel for schedule(static) reduction(+ : replaced)
-    for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t begin = b * p.blocksize;
-        const int64_t len = std::min<int64_t>(p.blocksize, n - begin);
-        replaced += settle_block(f, bb, begin, len, codes.data(), q.absmax[b]) ? 1 : 0;
+#pragma omp parallel reduction(+ : replaced)
+    {
+        std::vector<float> stored(p.blocksize);
+        std::vector<uint8_t> again(p.blocksize);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t begin = b * p.blocksize;
+            const int64_t len = std::min<int64_t>(p.blocksize, n - begin);
+            replaced += settle_block(f, bb, begin, len, codes.data(), q.absmax[b], stored.data(), again.data());
+        }
     }
     q.requantized_blocks = replaced;
     pack_codes(f, codes.data(), n, bnb_pad_code(f, q.absmax.back()), q.packed.data());

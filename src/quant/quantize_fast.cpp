@@ -145,6 +145,13 @@ void quantize_fast_with_scales(const QuantFormat& f, int blocksize, const float*
     quantize_blocks(f, blocksize, x, n, scales, packed, nullptr, q);
 }
 
+void block_absmax_fast(int blocksize, const float* x, int64_t n, float* absmax) {
+    const int64_t blocks = block_count(n, blocksize);
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b)
+        absmax[b] = absmax_bits(x + b * blocksize, std::min<int64_t>(blocksize, n - b * blocksize));
+}
+
 void dequantize_fast(const QuantFormat& f, int blocksize, const uint8_t* packed, const float* scales,
                      int64_t n, float* out) {
     const int per_byte = 8 / f.bits;

@@ -17,6 +17,8 @@ void quantize_fast(const QuantFormat& f, int blocksize, const float* x, int64_t 
 // quantize against an absmax that the backbone dtype can represent (quantize.hpp).
 void quantize_fast_with_scales(const QuantFormat& f, int blocksize, const float* x, int64_t n,
                                const float* scales, uint8_t* packed, float* q);
+// absmax[b] = max |x| over block b (ceil(n / blocksize) entries).
+void block_absmax_fast(int blocksize, const float* x, int64_t n, float* absmax);
 // out[i] = table[code i] * scales[block of i] from packed codes.
 void dequantize_fast(const QuantFormat& f, int blocksize, const uint8_t* packed, const float* scales,
                      int64_t n, float* out);

@@ -125,9 +125,14 @@ void check_quant_input(const QuantFormat& f, int blocksize, const float* x, int6
     if (f.needs_full_blocks() && n % blocksize != 0)
         LOFTQ_THROW(InputError, "tensor ", tensor_name, ": ", n, " elements is not a multiple of blocksize ",
                     blocksize, " required by format ", f.name);
+    int64_t bad = -1;  // first non-finite element; OpenMP finds any, the serial rescan the first
+#pragma omp parallel for schedule(static) reduction(max : bad)
     for (int64_t i = 0; i < n; ++i)
-        if (!std::isfinite(x[i]))
-            LOFTQ_THROW(InputError, "tensor ", tensor_name, ": element ", i, " is ", x[i],
+        if (!std::isfinite(x[i])) bad = std::max(bad, i);
+    if (bad >= 0)
+        for (int64_t i = 0; i < n; ++i)
+            if (!std::isfinite(x[i]))
+                LOFTQ_THROW(InputError, "tensor ", tensor_name, ": element ", i, " is ", x[i],
                         "; weights must be finite to quantize");
 }
 
