@@ -10,6 +10,12 @@ constexpr int kPerThread = 8;
 // FormatFamily values (quant/format.hpp), repeated here to keep the kernel free of host headers.
 constexpr int kBnbNF4 = 0, kBnbFP4 = 1, kLoftqUniform = 3;
 
+// Round to nearest even bf16, as core/dtype.hpp float_to_bf16 (finite inputs).
+__device__ float bf16_round(float f) {
+    const unsigned int u = __float_as_uint(f);
+    return __uint_as_float((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
+}
+
 __device__ uint8_t element_code(int family, const float* table, int size, float x, float scale, float recip) {
     if (family == kBnbNF4) return nf4_code(__fmul_rn(x, recip));
     if (family == kBnbFP4) return fp4_code(__fmul_rn(x, recip));
@@ -54,7 +60,10 @@ __global__ void quantize_fused_kernel(QuantKernelArgs args, const float* __restr
             const float sd = static_cast<float>(sqrt(sq / static_cast<double>(len - 1)));
             block_scale = __fadd_rn(static_cast<float>(mean), __fmul_rn(2.5f, sd));
         } else {
-            block_scale = __uint_as_float(absmax_bits);
+            unsigned int a = absmax_bits;
+            // The smallest bf16 >= a (a >= 0): truncate to bf16, step up one if that lost bits.
+            if (args.bf16_backbone && args.family <= kBnbFP4 && (a & 0xffffu) != 0u) a = (a & 0xffff0000u) + 0x10000u;
+            block_scale = __uint_as_float(a);
         }
         scales[blockIdx.x] = block_scale;
     }
@@ -66,8 +75,10 @@ __global__ void quantize_fused_kernel(QuantKernelArgs args, const float* __restr
 #pragma unroll
     for (int j = 0; j < kPerThread; ++j) {
         c[j] = element_code(args.family, table, size, v[j], scale, recip);
+        if (args.fp4_positive_zero && c[j] == 8) c[j] = 0;
         if (first + j < n && mode != 0) {
-            const float q = __fmul_rn(table[c[j]], scale);
+            float q = __fmul_rn(table[c[j]], scale);
+            if (args.bf16_backbone && args.family > kBnbFP4) q = bf16_round(q);
             out[first + j] = mode == 1 ? q : __fsub_rn(v[j], q);
         }
     }

@@ -18,6 +18,10 @@ struct QuantKernelArgs {
     int bits;         // 2, 4, 8
     int high_first;   // 1: bitsandbytes nibble order, 0: LoftQ low-bits-first
     int blocksize;    // 32..4096, power of two
+    // Quantize as loaded from a bf16 backbone (quant/quantize.hpp): round each block's absmax
+    // up to a bf16 value (bnb formats) or round Q to bf16 (LoftQ formats).
+    int bf16_backbone;
+    int fp4_positive_zero;  // emit code 0 for fp4's -0 (code 8): what a re-quantized -0.0 gives
     float table[256]; // code values (1 << bits used)
 };
 

@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "core/error.hpp"
+#include "quant/quantize.hpp"
 #include "quant/quantize_ref.hpp"
 #include "support/weights.hpp"
 #ifdef LOFTQ_HAVE_CUDA
@@ -35,6 +37,23 @@ void expect_gpu_matches_ref(const QuantFormat& f, int bs, const std::vector<floa
             ASSERT_EQ(testing::float_bits(out[i]), testing::float_bits(want)) << what << " element " << i;
         }
     }
+}
+
+void expect_gpu_as_loaded_matches_cpu(const QuantParams& p, Backbone bb, const std::vector<float>& x,
+                                      const std::string& what) {
+    const int64_t n = x.size();
+    QuantizedTensor q;
+    std::vector<float> q_cpu(n);
+    quantize_as_loaded(p, bb, x.data(), n, q, q_cpu.data(), what);
+    std::vector<uint8_t> packed(q.packed.size(), 0xAA);
+    std::vector<float> absmax(q.absmax.size(), -7.0f), q_gpu(n, -7.0f);
+    quantize_cuda_as_loaded(p, bb, x.data(), n, packed.data(), absmax.data(), q_gpu.data());
+    const std::string label = what + " " + p.format->name + " " + backbone_name(bb);
+    ASSERT_EQ(packed, q.packed) << label;
+    for (size_t b = 0; b < absmax.size(); ++b)
+        ASSERT_EQ(testing::float_bits(absmax[b]), testing::float_bits(q.absmax[b])) << label << " block " << b;
+    for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(testing::float_bits(q_gpu[i]), testing::float_bits(q_cpu[i])) << label << " element " << i;
 }
 #endif
 
@@ -74,6 +93,43 @@ TEST(QuantCuda, MatchesReferenceOnRandomInputs) {
                 }
             }
     }
+#endif
+}
+
+TEST(QuantCuda, AsLoadedMatchesCpu) {
+    if (!have_device()) GTEST_SKIP() << "no CUDA device";
+#ifdef LOFTQ_HAVE_CUDA
+    std::vector<std::pair<std::string, std::vector<float>>> inputs;
+    for (auto& w : testing::stories_target_weights()) inputs.emplace_back(w.name, std::move(w.data));
+    inputs.emplace_back("random", testing::heavy_tailed(64 * 1024, 3, 0.02f, 3.0));
+    for (const char* name : {"nf4", "fp4", "nf2", "nf8", "uniform4"})
+        for (Backbone bb : {Backbone::BF16, Backbone::FP32, Backbone::BNB4})
+            for (int bs : {64, 256}) {
+                const QuantFormat& f = *find_format(name);
+                if (bb == Backbone::BNB4 && !f.is_bnb()) continue;
+                for (const auto& [label, x] : inputs)
+                    if (f.is_bnb() || x.size() % bs == 0) expect_gpu_as_loaded_matches_cpu({&f, bs, false}, bb, x, label);
+            }
+#endif
+}
+
+TEST(QuantCuda, AsLoadedRejectsWhatOnlyTheCpuDoes) {
+#ifdef LOFTQ_HAVE_CUDA
+    // Checked before any device call, so this runs without a GPU too.
+    std::vector<float> x(64, 1.0f), out(64);
+    std::vector<uint8_t> packed(32);
+    float absmax = 0;
+    EXPECT_THROW(quantize_cuda_as_loaded({find_format("nf4"), 64, false}, Backbone::FP16, x.data(), 64,
+                                         packed.data(), &absmax, out.data()),
+                 NotImplemented);
+    EXPECT_THROW(quantize_cuda_as_loaded({find_format("nf4"), 64, true}, Backbone::BF16, x.data(), 64,
+                                         packed.data(), &absmax, out.data()),
+                 NotImplemented);
+    EXPECT_THROW(quantize_cuda_as_loaded({find_format("nf2"), 64, false}, Backbone::BNB4, x.data(), 64,
+                                         packed.data(), &absmax, out.data()),
+                 ConfigError);
+#else
+    GTEST_SKIP() << "built without CUDA";
 #endif
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "quant/format.hpp"
+#include "quant/quantize.hpp"
 
 namespace loftq {
 
@@ -24,5 +25,16 @@ void quantize_cuda(const QuantFormat& f, int blocksize, const float* x, int64_t 
 void quantize_cuda_device(const QuantFormat& f, int blocksize, const float* x_dev, int64_t n,
                           uint8_t* packed_dev, float* scales_dev, float* out_dev, QuantOutput mode,
                           void* stream);
+
+// quantize_as_loaded on the device, without validation: the same packed codes, absmax and
+// q_loaded as the CPU version for backbones bf16 / fp32 / bnb4 without double quantization
+// (bf16: every block of float32-normal magnitude re-quantizes exactly, see quantize.cpp, so no
+// settling pass is needed). fp16 and double_quant throw NotImplemented.
+void quantize_cuda_as_loaded_device(const QuantParams& p, Backbone backbone, const float* x_dev,
+                                    int64_t n, uint8_t* packed_dev, float* absmax_dev,
+                                    float* q_loaded_dev, void* stream);
+// Host buffers in and out (tests).
+void quantize_cuda_as_loaded(const QuantParams& p, Backbone backbone, const float* x, int64_t n,
+                             uint8_t* packed, float* absmax, float* q_loaded);
 
 }  // namespace loftq
