@@ -109,7 +109,8 @@ std::vector<double> reference_singular_values(const Matrix& a) {
     std::vector<double> d(a.data.begin(), a.data.end());
     const int64_t p = std::min(a.rows, a.cols);
     std::vector<double> s(static_cast<size_t>(p));
-    if (LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'N', a.rows, a.cols, d.data(), a.cols, s.data(), nullptr,
+    // Row-major A is column-major A^T, which has the same singular values.
+    if (LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', a.cols, a.rows, d.data(), a.cols, s.data(), nullptr,
                        1, nullptr, 1) != 0)
         throw std::runtime_error("reference dgesdd failed");
     return s;
