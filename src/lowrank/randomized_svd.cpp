@@ -29,7 +29,7 @@ RandomizedSvd::RandomizedSvd(LinalgBackend& be, int64_t rows, int64_t cols, cons
     r_ = opt.rank;
     k_ = std::min<int64_t>(opt.rank + static_cast<int64_t>(opt.oversample), p);
     const int S = layout.count();
-    if (S > 1 && layout.max_rows() > 0)
+    if (S > 1)
         for (int s = 0; s < S; ++s)
             if (layout.rows(s) < k_)
                 LOFTQ_THROW(ConfigError, "matrix '", opt.name, "': shard ", s, " has ", layout.rows(s),
