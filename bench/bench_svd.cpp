@@ -246,8 +246,8 @@ nlohmann::json flat_study(int64_t m, int64_t n, int r) {
 }  // namespace
 
 BENCHMARK(BM_Exact)->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(3)->ReportAggregatesOnly(false);
-BENCHMARK(BM_Randomized)->Args({16, 2})->Args({16, 1})->Args({16, 0})->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(5);
-BENCHMARK(BM_RandomizedWarm)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(5);
+BENCHMARK(BM_Randomized)->Args({16, 2})->Args({16, 1})->Args({16, 0})->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(9);
+BENCHMARK(BM_RandomizedWarm)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(9);
 
 int main(int argc, char** argv) {
     std::string study_out;

@@ -80,8 +80,9 @@ std::unique_ptr<LinalgBackend> make_cpu_backend();
 // Binds the calling thread to `device`. Throws NotImplemented in a build without CUDA and
 // BackendError when the device cannot be used.
 std::unique_ptr<LinalgBackend> make_cuda_backend(int device);
-// True when this build has CUDA and a device is visible.
-bool cuda_device_present();
+// Visible CUDA devices (0 in a build without CUDA or when the driver reports an error).
+int cuda_device_count();
+inline bool cuda_device_present() { return cuda_device_count() > 0; }
 // The cudaStream_t of a CUDA backend (for make_nccl_communicator); throws for other backends.
 void* cuda_backend_stream(LinalgBackend& be);
 // "cpu" | "cuda" | "auto" (CUDA when a device is present). Throws ConfigError on other names.

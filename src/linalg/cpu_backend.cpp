@@ -152,7 +152,7 @@ std::unique_ptr<LinalgBackend> make_cpu_backend() { return std::make_unique<CpuB
 std::unique_ptr<LinalgBackend> make_cuda_backend(int) {
     LOFTQ_THROW(NotImplemented, "--device cuda: this loftq was built without CUDA");
 }
-bool cuda_device_present() { return false; }
+int cuda_device_count() { return 0; }
 void* cuda_backend_stream(LinalgBackend& be) {
     LOFTQ_THROW(NotImplemented, "backend ", be.name(), ": this loftq was built without CUDA");
 }

@@ -19,9 +19,9 @@
 
 namespace loftq {
 
-bool cuda_device_present() {
+int cuda_device_count() {
     int n = 0;
-    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
 }
 
 namespace {
@@ -247,8 +247,10 @@ private:
 }  // namespace
 
 std::unique_ptr<LinalgBackend> make_cuda_backend(int device) {
-    if (!cuda_device_present())
-        LOFTQ_THROW(BackendError, "--device cuda: no CUDA device is visible [", process_tag(), "]");
+    const int count = cuda_device_count();
+    if (device < 0 || device >= count)
+        LOFTQ_THROW(BackendError, "--device cuda: device ", device, " requested, ", count,
+                    " visible [", process_tag(), "]");
     return std::make_unique<CudaBackend>(device);
 }
 
