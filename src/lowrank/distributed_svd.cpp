@@ -65,9 +65,11 @@ void ShardExchange::canonical_signs(const std::vector<float*>& u_local, int64_t 
     for (size_t i = 0; i < local_.size(); ++i)
         be_.column_absmax(layout_.rows(local_[i]), r, u_local[i], r, scratch + local_[i] * r);
     share_slots(scratch, static_cast<size_t>(r), static_cast<size_t>(r));
-    std::vector<float> peaks(static_cast<size_t>(S * r));
-    be_.download(peaks.data(), scratch, peaks.size());
-    std::vector<float> sign(static_cast<size_t>(r), 1.0f);
+    peaks_.resize(static_cast<size_t>(S * r));
+    be_.download(peaks_.data(), scratch, peaks_.size());
+    sign_.assign(static_cast<size_t>(r), 1.0f);
+    auto& peaks = peaks_;
+    auto& sign = sign_;
     bool any = false;
     for (int64_t j = 0; j < r; ++j) {
         float best = 0.0f;

@@ -58,6 +58,7 @@ private:
     Communicator* comm_;
     ShardLayout layout_;
     std::vector<int> local_;
+    std::vector<float> peaks_, sign_;  // host scratch of canonical_signs, sized on first use
 };
 
 }  // namespace loftq
