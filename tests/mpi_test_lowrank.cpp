@@ -55,10 +55,12 @@ TEST(DistributedSvd, BitIdenticalForAnyRankCountAndEqualToUnsharded) {
     opt.seed = 3;
     const std::vector<int64_t> offsets{0, 70, 130, 185, 240};
 
-    // Round-robin and reversed maps of the 4 shards onto the p ranks of the group.
-    for (bool reversed : {false, true}) {
+    // Maps of the 4 shards onto the p ranks of the group: round-robin, reversed, and lopsided
+    // (shards 0-2 on rank 0, shard 3 on the last rank: with 4 ranks, two ranks hold nothing).
+    for (int map = 0; map < 3; ++map) {
         ShardLayout layout{offsets, {}};
-        for (int s = 0; s < 4; ++s) layout.owner.push_back(reversed ? (3 - s) % p : s % p);
+        for (int s = 0; s < 4; ++s)
+            layout.owner.push_back(map == 0 ? s % p : map == 1 ? (3 - s) % p : (s == 3 ? p - 1 : 0));
         const auto mine = layout.local_shards(me);
         for (int call = 0; call < 2; ++call) {  // the second call is warm-started
             // Reference: one process holding all 4 shards (what -np 1 computes).
@@ -82,8 +84,8 @@ TEST(DistributedSvd, BitIdenticalForAnyRankCountAndEqualToUnsharded) {
             };
             const Result ref = run(ref_svd, all_here);
             const Result got = run(dist_svd, layout);
-            EXPECT_EQ(got.s, ref.s) << "reversed=" << reversed << " call=" << call;
-            EXPECT_EQ(got.vt, ref.vt) << "reversed=" << reversed << " call=" << call;
+            EXPECT_EQ(got.s, ref.s) << "map=" << map << " call=" << call;
+            EXPECT_EQ(got.vt, ref.vt) << "map=" << map << " call=" << call;
             for (int s : mine)
                 for (int64_t i = offsets[s] * opt.rank; i < offsets[s + 1] * opt.rank; ++i)
                     ASSERT_EQ(got.u[i], ref.u[i]) << "shard " << s << " element " << i;
