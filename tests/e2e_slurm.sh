@@ -9,6 +9,7 @@
 #      run file and its output is byte-identical to the uninterrupted run's.
 #   5. time limit: USR1 to the batch script during quantize (what --signal=B:USR1@300 sends):
 #      the step stops, the job requeues itself, resumes, and its output is identical too.
+#   6. slurm/llama2-70b.sbatch, codellama-70b.sbatch and the scaling-study array, scaled down.
 # Slurm is stopped in a trap, always, and only the daemons this test started.
 set -euo pipefail
 src=${LOFTQ_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -148,4 +149,21 @@ has "$tmp/requeue.out" "\(exists: resuming\)"
 has "$tmp/requeue.out" "done: quantize export verify"
 diff -r "$tmp/ref" "$tmp/requeue" >/dev/null || fail "output after requeue differs from the uninterrupted run's"
 echo "e2e_slurm: time-limit requeue ok, output identical ($((SECONDS - t0)) s)"
+# 6. The model scripts and the scaling-study array, scaled down to 2 CPU ranks on this node;
+# submitted by a relative path as users do (the scripts find loftq.sbatch through the job).
+small=(--nodes=1 --ntasks-per-node=2 --gpus-per-node=0 --cpus-per-task=1)
+for m in llama2-70b codellama-70b; do
+  (cd "$src" && LOFTQ_BINARY="$binary" LOFTQ_STEPS=probe LOFTQ_DEVICE=cpu \
+     sbatch --wait --quiet "${small[@]}" -o "$tmp/$m.out" "slurm/$m.sbatch") || fail "slurm/$m.sbatch failed"
+  has "$tmp/$m.out" "ranks: 2 "
+  has "$tmp/$m.out" "done: probe"
+done
+(cd "$src" && LOFTQ_BINARY="$binary" LOFTQ_STEPS=probe LOFTQ_STUDY_RANKS="1 2" LOFTQ_STUDY_DIR="$tmp/study" \
+   sbatch --wait --quiet --array=0-1 "${small[@]}" -o "$tmp/study-%a.out" slurm/scaling-study.sbatch) ||
+  fail "slurm/scaling-study.sbatch failed"
+for r in 1 2; do
+  has "$tmp/study/r$r/point.json" "\"ranks\": $r,"
+  has "$tmp/study-$((r - 1)).out" "ranks: $r "
+done
+echo "e2e_slurm: model scripts and scaling-study array ok ($((SECONDS - t0)) s)"
 echo "e2e_slurm: PASS in $((SECONDS - t0)) s"
