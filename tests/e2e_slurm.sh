@@ -10,6 +10,7 @@
 #   5. time limit: USR1 to the batch script during quantize (what --signal=B:USR1@300 sends):
 #      the step stops, the job requeues itself, resumes, and its output is identical too.
 #   6. slurm/llama2-70b.sbatch, codellama-70b.sbatch and the scaling-study array, scaled down.
+# The jobs run side by side (the node declares 8 CPUs; the ranks mostly wait) to keep it short.
 # Slurm is stopped in a trap, always, and only the daemons this test started.
 set -euo pipefail
 src=${LOFTQ_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -28,38 +29,67 @@ fail() { echo "e2e_slurm: FAIL: $*" >&2; exit 1; }
 tmp=$(mktemp -d /tmp/loftq-e2e-slurm.XXXXXX)
 slurm_dir=""
 cleanup() {
-  local rc=$?
+  local rc=$? f
   if ((rc != 0)); then
-    for f in "$tmp"/*.out; do [[ -f "$f" ]] && { echo "--- $f"; tail -n 30 "$f"; }; done
-    [[ -n "$slurm_dir" ]] && tail -n 20 "$slurm_dir/log/slurmctld.log" 2>/dev/null
+    for f in "$tmp"/*.out; do
+      if [[ -f "$f" ]]; then echo "--- $f"; tail -n 30 "$f"; fi
+    done
+    if [[ -n "$slurm_dir" ]]; then tail -n 20 "$slurm_dir/log/slurmctld.log" 2>/dev/null || true; fi
   fi
-  [[ -n "$slurm_dir" ]] && bash "$src/launch/slurm-local.sh" stop "$slurm_dir"
+  if [[ -n "$slurm_dir" ]]; then bash "$src/launch/slurm-local.sh" stop "$slurm_dir"; fi
   rm -rf "$tmp"
   exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 t0=$SECONDS
-eval "$(bash "$src/launch/slurm-local.sh" start)"
+eval "$(LOFTQ_SLURM_CPUS=8 bash "$src/launch/slurm-local.sh" start)"
 slurm_dir=$LOFTQ_SLURM_LOCAL
 echo "e2e_slurm: Slurm up in $((SECONDS - t0)) s ($slurm_dir)"
 
-job_env=(LOFTQ_MODEL="$model" LOFTQ_BINARY="$job_binary" LOFTQ_DEVICE=cpu)
-# submit NAME [VAR=value...]: sbatch --wait on 2 ranks, log in $tmp/NAME.out; prints the exit code.
-submit() {
-  local name=$1 rc=0
-  shift
-  env "${job_env[@]}" "$@" sbatch --wait --quiet -n 2 -o "$tmp/$name.out" "$src/slurm/loftq.sbatch" || rc=$?
-  echo "$rc"
-}
 has() { grep -qE -- "$2" "$1" || fail "$1 lacks '$2'"; }
 lacks() { ! grep -qE -- "$2" "$1" || fail "$1 has '$2'"; }
+job_env=(LOFTQ_MODEL="$model" LOFTQ_BINARY="$job_binary" LOFTQ_DEVICE=cpu)
+declare -A waiter=()
+# start NAME [VAR=value...] [-- sbatch options and script]: `sbatch --wait` in the background
+# (default: 2 ranks of slurm/loftq.sbatch), log in $tmp/NAME.out, job id in $tmp/NAME.id.
+start() {
+  local name=$1 vars=()
+  local rest=(-n 2 -o "$tmp/$name.out" "$src/slurm/loftq.sbatch")
+  shift
+  while (($#)); do
+    if [[ "$1" == -- ]]; then shift; rest=("$@"); break; fi
+    vars+=("$1"); shift
+  done
+  (cd "$src" && exec env "${job_env[@]}" "${vars[@]}" sbatch --wait --parsable "${rest[@]}") >"$tmp/$name.id" &
+  waiter[$name]=$!
+}
+# finish NAME: wait for the job started as NAME; fails unless it exited 0.
+finish() {
+  local rc=0
+  wait "${waiter[$1]}" || rc=$?
+  [[ "$rc" == 0 ]] || fail "job $1 exited $rc"
+}
+# Wait until log $1 shows the quantize step running, then $interrupt_after seconds more.
+wait_quantize() {
+  local i
+  for ((i = 0; i < 300; i++)); do
+    if grep -q "step quantize at" "$1" 2>/dev/null; then sleep "$interrupt_after"; return 0; fi
+    sleep 0.1
+  done
+  fail "$1: quantize did not start in 30 s"
+}
+# The first quantize step in log $1 was stopped before it completed.
+interrupted() {
+  local first
+  first=$(grep -m 1 "step quantize ended" "$1") || fail "$1: no quantize step ended"
+  [[ "$first" != *"status 0" ]] || fail "$1: quantize completed before the interruption; make it longer than LOFTQ_TEST_INTERRUPT_AFTER=$interrupt_after s"
+}
 
-# 1. The real binary on 2 ranks under srun --mpi=pmix.
-rc=$(submit probe LOFTQ_BINARY="$binary" LOFTQ_STEPS=probe)
-[[ "$rc" == 0 ]] || fail "probe job exited $rc"
-has "$tmp/probe.out" "ranks: 2 "
-[[ $(grep -c '^usage: loftq' "$tmp/probe.out") == 1 ]] || fail "probe: help printed $(grep -c '^usage: loftq' "$tmp/probe.out") times, not once: the 2 ranks were not one MPI world"
-echo "e2e_slurm: probe ok ($((SECONDS - t0)) s)"
+start probe LOFTQ_BINARY="$binary" LOFTQ_STEPS=probe
+start ref LOFTQ_OUTPUT="$tmp/ref"
+start requeue LOFTQ_OUTPUT="$tmp/requeue"
+id=$(env "${job_env[@]}" LOFTQ_OUTPUT="$tmp/cancel" sbatch --parsable -n 2 -o "$tmp/cancel-1.out" "$src/slurm/loftq.sbatch")
 
 # 2. Checks before any work: run the script as a batch step would, with a bad setting each.
 check_rejects() {  # MESSAGE VAR=value...
@@ -87,37 +117,12 @@ check_rejects "LOFTQ_BINARY=$tmp/none is not an executable" LOFTQ_BINARY="$tmp/n
 check_rejects "LOFTQ_NTASKS=3 exceeds the allocation's 2 tasks" LOFTQ_NTASKS=3
 echo "e2e_slurm: checks ok ($((SECONDS - t0)) s)"
 
-# 3. Uninterrupted.
-rc=$(submit ref LOFTQ_OUTPUT="$tmp/ref")
-[[ "$rc" == 0 ]] || fail "uninterrupted job exited $rc"
-has "$tmp/ref.out" "done: quantize export verify"
-[[ -s "$tmp/ref.run.verify.json" ]] || fail "the job wrote no verify report"
-"$job_binary" verify --model "$model" --output "$tmp/ref" --json "$tmp/ref.verify-again.json" ||
-  fail "loftq verify rejects the job's output"
-echo "e2e_slurm: uninterrupted run ok ($((SECONDS - t0)) s)"
-
-# Wait until log $1 shows the quantize step running, then $interrupt_after seconds more.
-wait_quantize() {
-  local i
-  for ((i = 0; i < 300; i++)); do
-    grep -q "step quantize at" "$1" 2>/dev/null && break
-    sleep 0.1
-  done
-  grep -q "step quantize at" "$1" || fail "$1: quantize did not start in 30 s"
-  sleep "$interrupt_after"
-}
-
-# The first quantize step in log $1 was stopped before it completed.
-interrupted() {
-  local first
-  first=$(grep -m 1 "step quantize ended" "$1") || fail "$1: no quantize step ended"
-  [[ "$first" != *"status 0" ]] || fail "$1: quantize completed before the interruption; make it longer than LOFTQ_TEST_INTERRUPT_AFTER=$interrupt_after s"
-}
-
 # 4. Cancel during quantize, resubmit.
-id=$(env "${job_env[@]}" LOFTQ_OUTPUT="$tmp/cancel" sbatch --parsable -n 2 -o "$tmp/cancel-1.out" "$src/slurm/loftq.sbatch")
 wait_quantize "$tmp/cancel-1.out"
 scancel "$id"
+# 5. Time limit near: USR1 to the batch script; the job requeues itself and resumes.
+wait_quantize "$tmp/requeue.out"
+scancel --batch --signal=USR1 "$(<"$tmp/requeue.id")"
 for ((i = 0; i < 300; i++)); do
   [[ -z "$(squeue -h -j "$id" -t PD,R,CG,CF,S 2>/dev/null)" ]] && break
   sleep 0.1
@@ -125,22 +130,51 @@ done
 interrupted "$tmp/cancel-1.out"
 [[ ! -e "$tmp/cancel" ]] || fail "the cancelled job exported"
 [[ -e "$tmp/cancel.run.h5" ]] || fail "the cancelled job left no run file"
-rc=$(submit cancel-2 LOFTQ_OUTPUT="$tmp/cancel")
-[[ "$rc" == 0 ]] || fail "resubmitted job exited $rc"
+start cancel-2 LOFTQ_OUTPUT="$tmp/cancel"
+
+# 6. The model scripts and the scaling-study array, scaled down to 2 CPU ranks on this node;
+# submitted by a relative path as users do (the scripts find loftq.sbatch through the job).
+small=(--nodes=1 --ntasks-per-node=2 --gpus-per-node=0 --cpus-per-task=1)
+for m in llama2-70b codellama-70b; do
+  start "$m" LOFTQ_BINARY="$binary" LOFTQ_STEPS=probe -- "${small[@]}" -o "$tmp/$m.out" "slurm/$m.sbatch"
+done
+start study LOFTQ_BINARY="$binary" LOFTQ_STEPS=probe LOFTQ_STUDY_RANKS="1 2" LOFTQ_STUDY_DIR="$tmp/study" \
+  -- --array=0-1 "${small[@]}" -o "$tmp/study-%a.out" slurm/scaling-study.sbatch
+
+# 1. The real binary on 2 ranks under srun --mpi=pmix: one MPI world prints the help once.
+finish probe
+has "$tmp/probe.out" "ranks: 2 "
+n=$(grep -c '^usage: loftq' "$tmp/probe.out") || true
+[[ "$n" == 1 ]] || fail "probe: help printed $n times, not once: the 2 ranks were not one MPI world"
+echo "e2e_slurm: probe ok ($((SECONDS - t0)) s)"
+
+# 3. Uninterrupted; its output verified again here.
+finish ref
+has "$tmp/ref.out" "done: quantize export verify"
+[[ -s "$tmp/ref.run.verify.json" ]] || fail "the job wrote no verify report"
+"$job_binary" verify --model "$model" --output "$tmp/ref" --json "$tmp/ref.verify-again.json" ||
+  fail "loftq verify rejects the job's output"
+echo "e2e_slurm: uninterrupted run ok ($((SECONDS - t0)) s)"
+
+for m in llama2-70b codellama-70b; do
+  finish "$m"
+  has "$tmp/$m.out" "ranks: 2 "
+  has "$tmp/$m.out" "done: probe"
+done
+finish study
+for r in 1 2; do
+  has "$tmp/study/r$r/point.json" "\"ranks\": $r,"
+  has "$tmp/study-$((r - 1)).out" "ranks: $r "
+done
+echo "e2e_slurm: model scripts and scaling-study array ok ($((SECONDS - t0)) s)"
+
+finish cancel-2
 has "$tmp/cancel-2.out" "run file: $tmp/cancel.run.h5 \(exists: resuming\)"
 has "$tmp/cancel-2.out" "quantize .* --resume"
 diff -r "$tmp/ref" "$tmp/cancel" >/dev/null || fail "output after cancel + resubmit differs from the uninterrupted run's"
 echo "e2e_slurm: cancel + resubmit ok, output identical ($((SECONDS - t0)) s)"
 
-# 5. Time limit near: USR1 to the batch script; the job requeues itself and resumes.
-env "${job_env[@]}" LOFTQ_OUTPUT="$tmp/requeue" sbatch --wait --parsable -n 2 -o "$tmp/requeue.out" \
-  "$src/slurm/loftq.sbatch" >"$tmp/requeue.id" 2>&1 &
-waiter=$!
-wait_quantize "$tmp/requeue.out"
-scancel --batch --signal=USR1 "$(head -n 1 "$tmp/requeue.id")"
-rc=0
-wait "$waiter" || rc=$?
-[[ "$rc" == 0 ]] || fail "requeued job exited $rc"
+finish requeue
 has "$tmp/requeue.out" "time limit near \(USR1\)"
 interrupted "$tmp/requeue.out"
 has "$tmp/requeue.out" "requeued; the next start resumes"
@@ -149,21 +183,4 @@ has "$tmp/requeue.out" "\(exists: resuming\)"
 has "$tmp/requeue.out" "done: quantize export verify"
 diff -r "$tmp/ref" "$tmp/requeue" >/dev/null || fail "output after requeue differs from the uninterrupted run's"
 echo "e2e_slurm: time-limit requeue ok, output identical ($((SECONDS - t0)) s)"
-# 6. The model scripts and the scaling-study array, scaled down to 2 CPU ranks on this node;
-# submitted by a relative path as users do (the scripts find loftq.sbatch through the job).
-small=(--nodes=1 --ntasks-per-node=2 --gpus-per-node=0 --cpus-per-task=1)
-for m in llama2-70b codellama-70b; do
-  (cd "$src" && LOFTQ_BINARY="$binary" LOFTQ_STEPS=probe LOFTQ_DEVICE=cpu \
-     sbatch --wait --quiet "${small[@]}" -o "$tmp/$m.out" "slurm/$m.sbatch") || fail "slurm/$m.sbatch failed"
-  has "$tmp/$m.out" "ranks: 2 "
-  has "$tmp/$m.out" "done: probe"
-done
-(cd "$src" && LOFTQ_BINARY="$binary" LOFTQ_STEPS=probe LOFTQ_STUDY_RANKS="1 2" LOFTQ_STUDY_DIR="$tmp/study" \
-   sbatch --wait --quiet --array=0-1 "${small[@]}" -o "$tmp/study-%a.out" slurm/scaling-study.sbatch) ||
-  fail "slurm/scaling-study.sbatch failed"
-for r in 1 2; do
-  has "$tmp/study/r$r/point.json" "\"ranks\": $r,"
-  has "$tmp/study-$((r - 1)).out" "ranks: $r "
-done
-echo "e2e_slurm: model scripts and scaling-study array ok ($((SECONDS - t0)) s)"
 echo "e2e_slurm: PASS in $((SECONDS - t0)) s"
