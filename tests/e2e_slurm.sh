@@ -10,6 +10,7 @@
 #   5. time limit: USR1 to the batch script during quantize (what --signal=B:USR1@300 sends):
 #      the step stops, the job requeues itself, resumes, and its output is identical too.
 #   6. slurm/llama2-70b.sbatch, codellama-70b.sbatch and the scaling-study array, scaled down.
+#   7. GPU binding from the local rank (with a stand-in that reports CUDA_VISIBLE_DEVICES).
 # The jobs run side by side (the node declares 8 CPUs; the ranks mostly wait) to keep it short.
 # Slurm is stopped in a trap, always, and only the daemons this test started.
 set -euo pipefail
@@ -141,6 +142,13 @@ done
 start study LOFTQ_BINARY="$binary" LOFTQ_STEPS=probe LOFTQ_STUDY_RANKS="1 2" LOFTQ_STUDY_DIR="$tmp/study" \
   -- --array=0-1 "${small[@]}" -o "$tmp/study-%a.out" slurm/scaling-study.sbatch
 
+# 7. GPU binding from the local rank: with GPUs 3,5 visible on the node, rank i sees only the
+# i-th (a stand-in binary reports what it sees; no GPU is used).
+# shellcheck disable=SC2016  # expanded by the stand-in, not here
+printf '#!/usr/bin/env bash\necho "rank $SLURM_PROCID local $SLURM_LOCALID sees GPU $CUDA_VISIBLE_DEVICES"\n' >"$tmp/show-gpu"
+chmod +x "$tmp/show-gpu"
+start gpu-bind LOFTQ_BINARY="$tmp/show-gpu" LOFTQ_STEPS=probe LOFTQ_DEVICE=auto CUDA_VISIBLE_DEVICES=3,5
+
 # 1. The real binary on 2 ranks under srun --mpi=pmix: one MPI world prints the help once.
 finish probe
 has "$tmp/probe.out" "ranks: 2 "
@@ -167,6 +175,12 @@ for r in 1 2; do
   has "$tmp/study-$((r - 1)).out" "ranks: $r "
 done
 echo "e2e_slurm: model scripts and scaling-study array ok ($((SECONDS - t0)) s)"
+
+finish gpu-bind
+has "$tmp/gpu-bind.out" "GPUs visible per node: 2"
+has "$tmp/gpu-bind.out" "^rank 0 local 0 sees GPU 3$"
+has "$tmp/gpu-bind.out" "^rank 1 local 1 sees GPU 5$"
+echo "e2e_slurm: GPU binding from the local rank ok ($((SECONDS - t0)) s)"
 
 finish cancel-2
 has "$tmp/cancel-2.out" "run file: $tmp/cancel.run.h5 \(exists: resuming\)"
