@@ -20,7 +20,7 @@ data=${LOFTQ_TEST_DATA:-$src/tests/data}
 # The loftq that runs the quantize/export/verify steps. PENDING until `loftq quantize`, `export`
 # and `verify` are implemented: a test double of the command line. Then: job_binary=$binary
 job_binary=$src/tests/support/loftq_standin.sh
-model=$data/stories260K
+model=${LOFTQ_TEST_SLURM_MODEL:-$data/stories260K}
 # Seconds into the quantize step at which cases 4 and 5 interrupt it. The step must take longer:
 # the test fails (it does not pass silently) when quantize was already complete.
 interrupt_after=${LOFTQ_TEST_INTERRUPT_AFTER:-1}
