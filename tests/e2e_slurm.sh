@@ -110,6 +110,7 @@ check_rejects "LOFTQ_OUTPUT=$tmp/out-exists exists and there is no run file" LOF
 check_rejects "LOFTQ_WORK=$tmp/no/out.run.h5: folder $tmp/no does not exist" LOFTQ_OUTPUT="$tmp/no/out"
 check_rejects "LOFTQ_OUTPUT=$tmp/no/out: folder $tmp/no does not exist" LOFTQ_OUTPUT="$tmp/no/out" LOFTQ_WORK="$tmp/w.h5"
 check_rejects "LOFTQ_BACKBONE=int3: expected" LOFTQ_BACKBONE=int3
+check_rejects "LOFTQ_OUTPUT is not set" LOFTQ_OUTPUT= LOFTQ_STEPS=quantize
 check_rejects "LOFTQ_STEPS: unknown step 'train'" LOFTQ_STEPS="quantize train"
 if ! nvidia-smi -L >/dev/null 2>&1; then
   check_rejects "LOFTQ_DEVICE=cuda but no GPU is visible" LOFTQ_DEVICE=cuda CUDA_VISIBLE_DEVICES=
