@@ -10,7 +10,8 @@ build=${LOFTQ_BUILD_DIR:-$root/build}
 
 packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
           libboost-program-options-dev libopenblas-dev liblapacke-dev nlohmann-json3-dev
-          libgtest-dev libbenchmark-dev python3 python3-numpy python3-h5py)
+          libgtest-dev libbenchmark-dev python3 python3-numpy python3-h5py
+          slurmctld slurmd slurm-client munge libpmix-dev shellcheck)
 if [[ "${LOFTQ_SKIP_APT:-0}" != 1 ]]; then
   missing=()
   for p in "${packages[@]}"; do
