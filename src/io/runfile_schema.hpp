@@ -1,0 +1,50 @@
+// The run file's schema: which datasets a matrix group has and their shapes, building a new file
+// from a layout (serial, one process), reading the layout back, and the resume checks.
+// Internal to io/runfile.cpp; see io/runfile.hpp for the file layout and its guarantees.
+#pragma once
+
+#include <hdf5.h>
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "io/runfile.hpp"
+
+namespace loftq::runfile_schema {
+
+enum DatasetId {
+    kCodes, kAbsmax, kNestedAbsmax, kNestedOffset, kA, kB,
+    kQloraError, kIterationError, kChosenIteration, kTimings, kOwners, kDatasetCount
+};
+inline constexpr std::array<const char*, kDatasetCount> kDatasetNames = {
+    "codes", "absmax", "nested_absmax", "nested_offset", "A", "B",
+    "qlora_error", "iteration_error", "chosen_iteration", "timings", "owners"};
+
+inline constexpr int kFormatVersion = 1;
+inline constexpr int64_t kNestedBlocksize = 256;
+
+struct DatasetShape {
+    bool present = false;
+    hid_t file_type = -1;  // little-endian standard type as stored
+    hid_t mem_type = -1;   // native type the API uses
+    std::vector<hsize_t> dims;  // empty: scalar
+    int64_t elements() const;
+};
+
+DatasetShape dataset_shape(const MatrixLayout& m, int which);
+std::string group_path(const MatrixLayout& m);
+
+// ConfigError naming the matrix and field when a layout cannot be stored.
+void validate_layout(const RunLayout& layout);
+// Creates the complete file at path (truncating), serially, and closes it.
+void build_run_file(const std::string& path, const std::string& options_json,
+                    const RunLayout& layout);
+// The layout stored in an open run file, in index order; InputError naming path if damaged.
+RunLayout read_layout(hid_t file, const std::string& path);
+// ConfigError naming path and the first differing option / layout field.
+void compare_options(const std::string& path, const std::string& stored,
+                     const std::string& given);
+void compare_layout(const std::string& path, const RunLayout& stored, const RunLayout& given);
+
+}  // namespace loftq::runfile_schema

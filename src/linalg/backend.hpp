@@ -1,0 +1,116 @@
+// The dense linear-algebra backend the low-rank engine runs on (STYLE.md 2): one interface, a CPU
+// implementation (OpenBLAS + LAPACK) and a CUDA one (cuBLAS + cuSOLVER), chosen once. Nothing
+// falls back from one to the other: a backend that cannot do something throws NotImplemented.
+//
+// Conventions: every matrix is float32 ROW-MAJOR with an explicit leading dimension (the row
+// stride, >= cols). Every pointer lives in the backend's memory (host memory for the CPU backend,
+// device memory for CUDA) unless its name says `host`. Calls are ordered on the backend's stream;
+// functions returning values to the host synchronise.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace loftq {
+
+enum class BackendKind { cpu, cuda };
+enum class Trans { no, yes };
+
+class LinalgBackend {
+public:
+    virtual ~LinalgBackend() = default;
+    virtual BackendKind kind() const = 0;
+    virtual std::string name() const = 0;
+
+    // Memory in the backend's space. allocate(0) returns nullptr.
+    virtual float* allocate(size_t count) = 0;
+    virtual void release(float* p) noexcept = 0;
+    virtual void upload(float* dst, const float* host_src, size_t count) = 0;
+    virtual void download(float* host_dst, const float* src, size_t count) = 0;
+    virtual void copy(float* dst, const float* src, size_t count) = 0;
+    // Copy an m x n block between two leading dimensions.
+    virtual void copy_matrix(int64_t m, int64_t n, const float* src, int64_t ld_src, float* dst,
+                             int64_t ld_dst) = 0;
+
+    // C (m x n) = alpha * op(A) * op(B) + beta * C; op(A) is m x k, op(B) is k x n.
+    virtual void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha,
+                      const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                      float* c, int64_t ldc) = 0;
+    // y += alpha * x, element by element (hence bit-reproducible for any threading).
+    virtual void axpy(size_t n, float alpha, const float* x, float* y) = 0;
+    // sqrt(sum x^2) accumulated in double; returned on the host.
+    virtual double norm2(size_t n, const float* x) = 0;
+
+    // Householder QR of the tall A (m x k, m >= k, ld k): A is replaced by its orthonormal Q
+    // factor; R (k x k upper triangular, ld k) is written to r when r is not null.
+    // `work` holds qr_columns_work(m, k) floats.
+    virtual size_t qr_columns_work(int64_t m, int64_t k) = 0;
+    virtual void qr_columns(int64_t m, int64_t k, float* a, float* r, float* work) = 0;
+    // The rows of the wide A (k x n, k <= n, ld n) are replaced by an orthonormal basis of the
+    // same row space (LQ). `work` holds qr_rows_work(k, n) floats.
+    virtual size_t qr_rows_work(int64_t k, int64_t n) = 0;
+    virtual void qr_rows(int64_t k, int64_t n, float* a, float* work) = 0;
+
+    // Thin SVD A = U diag(s) Vt of A (m x n, ld n), p = min(m, n): u is m x p (ld p), s has p
+    // values in descending order, vt is p x n (ld n). A is destroyed. `work` holds
+    // svd_work(m, n) floats. The driver is accurate (LAPACK gesdd on CPU, cuSOLVER gesvd on GPU).
+    virtual size_t svd_work(int64_t m, int64_t n) = 0;
+    virtual void svd(int64_t m, int64_t n, float* a, float* u, float* s, float* vt,
+                     float* work) = 0;
+
+    // out[i] = standard normal number (offset + i) of the stream (seed, name_hash), see
+    // core/philox.hpp: identical values on every backend.
+    virtual void fill_gaussian(uint64_t seed, uint64_t name_hash, uint64_t offset, size_t n,
+                               float* out) = 0;
+    // out[j] = the entry of largest magnitude of column j of A (m x k, ld lda), the first
+    // such entry on ties; 0 when m == 0.
+    virtual void column_absmax(int64_t m, int64_t k, const float* a, int64_t lda, float* out) = 0;
+    // Multiply column j (resp. row i) of A by host_scale[j] (resp. host_scale[i]).
+    virtual void scale_columns(int64_t m, int64_t k, float* a, int64_t lda,
+                               const float* host_scale) = 0;
+    virtual void scale_rows(int64_t m, int64_t n, float* a, int64_t lda,
+                            const float* host_scale) = 0;
+
+    virtual void synchronize() = 0;
+};
+
+std::unique_ptr<LinalgBackend> make_cpu_backend();
+// Binds the calling thread to `device`. Throws NotImplemented in a build without CUDA and
+// BackendError when the device cannot be used.
+std::unique_ptr<LinalgBackend> make_cuda_backend(int device);
+// True when this build has CUDA and a device is visible.
+bool cuda_device_present();
+// The cudaStream_t of a CUDA backend (for make_nccl_communicator); throws for other backends.
+void* cuda_backend_stream(LinalgBackend& be);
+// "cpu" | "cuda" | "auto" (CUDA when a device is present). Throws ConfigError on other names.
+std::unique_ptr<LinalgBackend> make_backend(const std::string& name, int device);
+
+// RAII buffer in a backend's memory.
+class DeviceBuffer {
+public:
+    DeviceBuffer() = default;
+    DeviceBuffer(LinalgBackend& be, size_t count) : be_(&be), p_(be.allocate(count)), n_(count) {}
+    ~DeviceBuffer() { if (be_) be_->release(p_); }
+    DeviceBuffer(DeviceBuffer&& o) noexcept : be_(o.be_), p_(o.p_), n_(o.n_) { o.be_ = nullptr; o.p_ = nullptr; }
+    DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+        if (this != &o) {
+            if (be_) be_->release(p_);
+            be_ = o.be_; p_ = o.p_; n_ = o.n_;
+            o.be_ = nullptr; o.p_ = nullptr;
+        }
+        return *this;
+    }
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+    float* get() const { return p_; }
+    size_t size() const { return n_; }
+
+private:
+    LinalgBackend* be_ = nullptr;
+    float* p_ = nullptr;
+    size_t n_ = 0;
+};
+
+}  // namespace loftq

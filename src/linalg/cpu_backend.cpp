@@ -1,0 +1,168 @@
+// CPU backend: OpenBLAS for the GEMMs, LAPACK (through LAPACKE's *_work entry points, which do
+// not allocate in column-major mode) for QR and SVD.
+//
+// Row-major A (m x n) is the column-major A^T (n x m), so LAPACK is called on the transpose:
+//  - QR of the tall row-major A is the LQ factorisation of column-major A^T (gelqf + orglq),
+//    and L read back row-major is R;
+//  - SVD of row-major A is gesdd of column-major A^T = V S U^T, whose "U" is our Vt and whose
+//    "VT" is our U, both already in row-major layout.
+#include <cblas.h>
+#include <lapacke.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.hpp"
+#include "core/philox.hpp"
+#include "linalg/backend.hpp"
+
+namespace loftq {
+namespace {
+
+lapack_int li(int64_t v) {
+    LOFTQ_CHECK(v >= 0 && v <= 0x7fffffff, "dimension ", v, " exceeds the 32-bit LAPACK range");
+    return static_cast<lapack_int>(v);
+}
+
+size_t query_size(float q) { return static_cast<size_t>(std::ceil(q)) + 1; }
+
+class CpuBackend final : public LinalgBackend {
+public:
+    BackendKind kind() const override { return BackendKind::cpu; }
+    std::string name() const override { return "cpu"; }
+
+    float* allocate(size_t count) override {
+        if (count == 0) return nullptr;
+        void* p = std::aligned_alloc(64, ((count * sizeof(float) + 63) / 64) * 64);
+        if (!p) LOFTQ_THROW(BackendError, "cpu backend: cannot allocate ", count * 4, " bytes [",
+                            process_tag(), "]");
+        return static_cast<float*>(p);
+    }
+    void release(float* p) noexcept override { std::free(p); }
+    void upload(float* dst, const float* src, size_t n) override { copy(dst, src, n); }
+    void download(float* dst, const float* src, size_t n) override { copy(dst, src, n); }
+    void copy(float* dst, const float* src, size_t n) override {
+        if (n && dst != src) std::memmove(dst, src, n * sizeof(float));
+    }
+    void copy_matrix(int64_t m, int64_t n, const float* src, int64_t lds, float* dst,
+                     int64_t ldd) override {
+        for (int64_t i = 0; i < m; ++i) std::memmove(dst + i * ldd, src + i * lds, n * sizeof(float));
+    }
+
+    void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+              int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+              int64_t ldc) override {
+        if (m == 0 || n == 0) return;
+        cblas_sgemm(CblasRowMajor, ta == Trans::yes ? CblasTrans : CblasNoTrans,
+                    tb == Trans::yes ? CblasTrans : CblasNoTrans, li(m), li(n), li(k), alpha, a,
+                    li(lda), b, li(ldb), beta, c, li(ldc));
+    }
+    void axpy(size_t n, float alpha, const float* x, float* y) override {
+        for (size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+    }
+    double norm2(size_t n, const float* x) override {
+        double s = 0;
+        for (size_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+        return std::sqrt(s);
+    }
+
+    size_t qr_columns_work(int64_t m, int64_t k) override {
+        float q1 = 0, q2 = 0;
+        LAPACK_CHECK(LAPACKE_sgelqf_work(LAPACK_COL_MAJOR, li(k), li(m), nullptr, li(k), nullptr, &q1, -1));
+        LAPACK_CHECK(LAPACKE_sorglq_work(LAPACK_COL_MAJOR, li(k), li(m), li(k), nullptr, li(k), nullptr, &q2, -1));
+        return static_cast<size_t>(k) + query_size(std::max(q1, q2));
+    }
+    void qr_columns(int64_t m, int64_t k, float* a, float* r, float* work) override {
+        LOFTQ_CHECK(m >= k, "qr_columns needs m >= k, got ", m, " x ", k);
+        float* tau = work;
+        float* w = work + k;
+        const lapack_int lw = li(static_cast<int64_t>(qr_columns_work(m, k) - k));
+        LAPACK_CHECK(LAPACKE_sgelqf_work(LAPACK_COL_MAJOR, li(k), li(m), a, li(k), tau, w, lw));
+        if (r) {
+            for (int64_t i = 0; i < k; ++i)
+                for (int64_t j = 0; j < k; ++j) r[i * k + j] = j >= i ? a[i * k + j] : 0.0f;
+        }
+        LAPACK_CHECK(LAPACKE_sorglq_work(LAPACK_COL_MAJOR, li(k), li(m), li(k), a, li(k), tau, w, lw));
+    }
+    size_t qr_rows_work(int64_t k, int64_t n) override {
+        float q1 = 0, q2 = 0;
+        LAPACK_CHECK(LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, li(n), li(k), nullptr, li(n), nullptr, &q1, -1));
+        LAPACK_CHECK(LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, li(n), li(k), li(k), nullptr, li(n), nullptr, &q2, -1));
+        return static_cast<size_t>(k) + query_size(std::max(q1, q2));
+    }
+    void qr_rows(int64_t k, int64_t n, float* a, float* work) override {
+        LOFTQ_CHECK(k <= n, "qr_rows needs k <= n, got ", k, " x ", n);
+        float* tau = work;
+        float* w = work + k;
+        const lapack_int lw = li(static_cast<int64_t>(qr_rows_work(k, n) - k));
+        LAPACK_CHECK(LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, li(n), li(k), a, li(n), tau, w, lw));
+        LAPACK_CHECK(LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, li(n), li(k), li(k), a, li(n), tau, w, lw));
+    }
+
+    size_t svd_work(int64_t m, int64_t n) override {
+        const int64_t p = std::min(m, n);
+        float q = 0;
+        LAPACK_CHECK(LAPACKE_sgesdd_work(LAPACK_COL_MAJOR, 'S', li(n), li(m), nullptr, li(n), nullptr,
+                                         nullptr, li(n), nullptr, li(std::max<int64_t>(p, 1)), &q, -1, nullptr));
+        return query_size(q) + 8 * static_cast<size_t>(p);  // + iwork (8 p ints, 4 bytes each)
+    }
+    void svd(int64_t m, int64_t n, float* a, float* u, float* s, float* vt, float* work) override {
+        const int64_t p = std::min(m, n);
+        const size_t total = svd_work(m, n);
+        const size_t lw = total - 8 * static_cast<size_t>(p);
+        static_assert(sizeof(lapack_int) == sizeof(float), "iwork shares the float workspace");
+        auto* iwork = reinterpret_cast<lapack_int*>(work + lw);
+        LAPACK_CHECK(LAPACKE_sgesdd_work(LAPACK_COL_MAJOR, 'S', li(n), li(m), a, li(n), s, vt, li(n),
+                                         u, li(std::max<int64_t>(p, 1)), work, li(static_cast<int64_t>(lw)), iwork));
+    }
+
+    void fill_gaussian(uint64_t seed, uint64_t name_hash, uint64_t offset, size_t n,
+                       float* out) override {
+        const philox::Key key = philox::make_key(seed, name_hash);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < static_cast<int64_t>(n); ++i)
+            out[i] = philox::gaussian(key, offset + static_cast<uint64_t>(i));
+    }
+    void column_absmax(int64_t m, int64_t k, const float* a, int64_t lda, float* out) override {
+        for (int64_t j = 0; j < k; ++j) {
+            float best = 0.0f;
+            for (int64_t i = 0; i < m; ++i)
+                if (std::fabs(a[i * lda + j]) > std::fabs(best)) best = a[i * lda + j];
+            out[j] = best;
+        }
+    }
+    void scale_columns(int64_t m, int64_t k, float* a, int64_t lda, const float* sc) override {
+        for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < k; ++j) a[i * lda + j] *= sc[j];
+    }
+    void scale_rows(int64_t m, int64_t n, float* a, int64_t lda, const float* sc) override {
+        for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) a[i * lda + j] *= sc[i];
+    }
+    void synchronize() override {}
+};
+
+}  // namespace
+
+std::unique_ptr<LinalgBackend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+#ifndef LOFTQ_HAVE_CUDA
+std::unique_ptr<LinalgBackend> make_cuda_backend(int) {
+    LOFTQ_THROW(NotImplemented, "--device cuda: this loftq was built without CUDA");
+}
+bool cuda_device_present() { return false; }
+void* cuda_backend_stream(LinalgBackend& be) {
+    LOFTQ_THROW(NotImplemented, "backend ", be.name(), ": this loftq was built without CUDA");
+}
+#endif
+
+std::unique_ptr<LinalgBackend> make_backend(const std::string& name, int device) {
+    if (name == "cpu") return make_cpu_backend();
+    if (name == "cuda") return make_cuda_backend(device);
+    if (name == "auto") return cuda_device_present() ? make_cuda_backend(device) : make_cpu_backend();
+    LOFTQ_THROW(ConfigError, "--device: unknown device '", name, "' (expected auto, cpu or cuda)");
+}
+
+}  // namespace loftq

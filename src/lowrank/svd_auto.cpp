@@ -1,0 +1,33 @@
+// --svd auto|exact|randomized and the factory of TruncatedSvd objects.
+#include <algorithm>
+
+#include "core/error.hpp"
+#include "lowrank/exact_svd.hpp"
+#include "lowrank/randomized_svd.hpp"
+
+namespace loftq {
+
+SvdMethod choose_svd_method(const std::string& requested, int64_t rows, int64_t cols,
+                            const SvdOptions& opt) {
+    const int64_t p = std::min(rows, cols);
+    if (opt.rank < 1 || opt.rank > p)
+        LOFTQ_THROW(ConfigError, "--rank ", opt.rank, " is outside [1, ", p, "] for '", opt.name,
+                    "' (", rows, " x ", cols, ")");
+    if (requested == "exact") return SvdMethod::exact;
+    if (requested == "randomized") return SvdMethod::randomized;
+    if (requested != "auto")
+        LOFTQ_THROW(ConfigError, "--svd: unknown method '", requested,
+                    "' (expected auto, exact or randomized)");
+    // The sketch costs ~(2q + 2) m n k flops against ~4 m n p + O(p^3) for gesdd: randomized wins
+    // clearly once k <= p / 4; below a few hundred columns the exact SVD is cheap anyway.
+    const int64_t k = static_cast<int64_t>(opt.rank) + opt.oversample;
+    return (p >= 256 && 4 * k <= p) ? SvdMethod::randomized : SvdMethod::exact;
+}
+
+std::unique_ptr<TruncatedSvd> make_truncated_svd(LinalgBackend& be, SvdMethod method, int64_t rows,
+                                                 int64_t cols, const SvdOptions& opt) {
+    if (method == SvdMethod::exact) return std::make_unique<ExactSvd>(be, rows, cols, opt.rank);
+    return std::make_unique<RandomizedSvd>(be, rows, cols, opt);
+}
+
+}  // namespace loftq

@@ -1,0 +1,51 @@
+// The truncated-SVD interface the LoftQ loop calls, its options, and the --svd auto choice.
+//
+// An object is built once per matrix shape (its workspace is allocated then and reused: no
+// allocation inside compute) and called once per LoftQ iteration:
+//   compute(A) -> U (rows x rank), S (rank, descending), Vt (rank x cols), all row-major in the
+//   backend's memory, with the deterministic sign convention of ShardExchange::canonical_signs.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "linalg/backend.hpp"
+
+namespace loftq {
+
+class TruncatedSvd {
+public:
+    virtual ~TruncatedSvd() = default;
+    // a: rows x cols (ld cols); u: rows x rank (ld rank); s: rank; vt: rank x cols (ld cols).
+    // `a` is not modified. Outputs may not alias `a`.
+    virtual void compute(const float* a, float* u, float* s, float* vt) = 0;
+    // Forget the previous call's subspace (randomized warm start); no-op for exact.
+    virtual void reset_warm_start() {}
+    virtual std::string method() const = 0;  // "exact" | "randomized"
+};
+
+struct SvdOptions {
+    int rank = 64;
+    int oversample = 16;        // p: sketch width k = rank + p (clamped to min(rows, cols))
+    int power_iters = 2;        // q for a fresh Gaussian sketch
+    bool warm_start = true;     // start from the previous call's k-dimensional right subspace
+    int warm_power_iters = 1;   // q when warm-started (bench/results/svd_cpu.json)
+    uint64_t seed = 0;
+    std::string name;           // matrix name: keys the sketch with the seed
+};
+
+enum class SvdMethod { exact, randomized };
+
+// --svd auto|exact|randomized -> method for a rows x cols matrix. auto picks randomized when the
+// sketch is small against the matrix (4 (rank + oversample) <= min(rows, cols) and min >= 256),
+// exact otherwise. Throws ConfigError naming --svd or --rank on a bad request.
+SvdMethod choose_svd_method(const std::string& requested, int64_t rows, int64_t cols,
+                            const SvdOptions& opt);
+
+// Build the SVD object of the chosen method for one (unsharded) matrix shape.
+std::unique_ptr<TruncatedSvd> make_truncated_svd(LinalgBackend& be, SvdMethod method,
+                                                 int64_t rows, int64_t cols,
+                                                 const SvdOptions& opt);
+
+}  // namespace loftq

@@ -1,0 +1,206 @@
+// Quantize / dequantize / quantize-as-loaded (see quantize.hpp).
+//
+// Why storing table[c] * A' in the backbone dtype D and letting bitsandbytes re-quantize it at
+// load gives back the same codes and the same absmax (nf4 / fp4, D = bf16, fp16 normal range,
+// fp32), where A = max|x| of a block and A' = the smallest D value >= A:
+//  1. The block maximum gets |table| = 1. A' <= A (1 + 2^-7) (bf16 keeps 8 significant bits),
+//     so its y = A * (1/A') >= 0.992 > 0.8615 (nf4's top threshold; fp4's is 0.8333): code 0 or
+//     15 for nf4, 3 or 11 for fp4. Its stored value is +-A' exactly (A' is a D value).
+//  2. Every other stored value has |table[c] * A'| <= A', and rounding to D is monotone with A'
+//     representable, so the re-quantized absmax is exactly A', and so is its reciprocal.
+//  3. A stored value is table[c] * A' (1 + e), |e| <= 2^-9 (bf16; fp16 2^-11, fp32 2^-24), and
+//     y' = stored * (1/A') = table[c] (1 + e') with |e'| < 2^-9 + 2^-22: at most 0.002 from the
+//     code point, while every code point is at least 0.0026 (fp4's 0.0052 vs its pivot 0.0026,
+//     relative margin 1/2) and otherwise >= 0.0398 from its decision thresholds. Zero stays
+//     zero. So y' falls in the same code's interval, also under bitsandbytes' approximate GPU
+//     reciprocal. fp4's negative zero (code 8) is stored as -0.0, which re-quantizes to code 0:
+//     we emit code 0 for it (same value, +0.0) so the codes agree too.
+//  4. With double quantization bitsandbytes quantizes the codes with A' first and then
+//     double-quantizes the absmax vector A' with the same rule as ours, so the loaded scale is
+//     our decoded A'.
+// Where the argument fails (fp16 subnormal range: e is absolute, not relative) the block is
+// re-quantized from its stored values exactly as bitsandbytes will, and those codes and that
+// absmax are returned (counted in requantized_blocks): q_loaded is then still what loads.
+// An absmax above the fp16 range cannot be stored at all: InputError.
+#include "quant/quantize.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+#include "quant/quantize_fast.hpp"
+
+namespace loftq {
+
+Backbone parse_backbone(const std::string& s) {
+    if (s == "bf16") return Backbone::BF16;
+    if (s == "fp16") return Backbone::FP16;
+    if (s == "fp32") return Backbone::FP32;
+    if (s == "bnb4") return Backbone::BNB4;
+    LOFTQ_THROW(ConfigError, "--backbone '", s, "': expected bf16, fp16, fp32 or bnb4");
+}
+
+const char* backbone_name(Backbone b) {
+    switch (b) {
+        case Backbone::BF16: return "bf16";
+        case Backbone::FP16: return "fp16";
+        case Backbone::FP32: return "fp32";
+        case Backbone::BNB4: return "bnb4";
+    }
+    return "?";
+}
+
+float round_to_backbone(Backbone b, float v) {
+    if (b == Backbone::BF16) return bf16_to_float(float_to_bf16(v));
+    if (b == Backbone::FP16) return f16_to_float(float_to_f16(v));
+    return v;
+}
+
+namespace {
+
+constexpr float kFp16Max = 65504.0f;
+
+// The smallest value of the backbone dtype that is >= a (a >= 0, finite).
+float round_up_to_backbone(Backbone b, float a, const std::string& tensor_name, int64_t block) {
+    if (b == Backbone::FP16 && a > kFp16Max)
+        LOFTQ_THROW(InputError, "tensor ", tensor_name, ": block ", block, " has absmax ", a,
+                    ", above the float16 range (65504); use --backbone bf16 or bnb4");
+    float r = a;
+    if (b == Backbone::BF16) {
+        const uint16_t h = float_to_bf16(a);
+        r = bf16_to_float(h);
+        if (r < a) r = bf16_to_float(static_cast<uint16_t>(h + 1));
+    } else if (b == Backbone::FP16) {
+        const uint16_t h = float_to_f16(a);
+        r = f16_to_float(h);
+        if (r < a) r = f16_to_float(static_cast<uint16_t>(h + 1));
+    }
+    if (!std::isfinite(r))
+        LOFTQ_THROW(InputError, "tensor ", tensor_name, ": block ", block, " has absmax ", a,
+                    ", beyond the range of ", backbone_name(b));
+    return r;
+}
+
+void check_params(const QuantParams& p, const std::string& tensor_name) {
+    if (p.format == nullptr) LOFTQ_THROW(ConfigError, "tensor ", tensor_name, ": no quantization format");
+    check_blocksize(p.blocksize);
+    if (p.double_quant && !p.format->is_bnb())
+        LOFTQ_THROW(ConfigError, "--double-quant: format ", p.format->name,
+                    " is not a bitsandbytes format (nf4/fp4)");
+}
+
+void start(const QuantParams& p, int64_t n, QuantizedTensor& q) {
+    q.format = p.format;
+    q.blocksize = p.blocksize;
+    q.numel = n;
+    q.packed.assign(packed_bytes(*p.format, n), 0);
+    q.absmax.assign(block_count(n, p.blocksize), 0.0f);
+    q.double_quant = p.double_quant;
+    q.nested = DoubleQuant{};
+    q.absmax_exact.clear();
+    q.requantized_blocks = 0;
+}
+
+void apply_double_quant(QuantizedTensor& q) {
+    if (!q.double_quant) return;
+    const int64_t blocks = static_cast<int64_t>(q.absmax.size());
+    q.absmax_exact = q.absmax;
+    q.nested = double_quantize_ref(q.absmax.data(), blocks);
+    double_dequantize_ref(q.nested, blocks, q.absmax.data());
+}
+
+// Store a block in the backbone dtype, re-quantize it as bitsandbytes does at load, and keep
+// that result if it differs from ours. Returns true if the block was replaced.
+bool settle_block(const QuantFormat& f, Backbone bb, int64_t begin, int64_t len, uint8_t* codes,
+                  float& absmax) {
+    std::vector<float> stored(len);
+    for (int64_t i = 0; i < len; ++i)
+        stored[i] = round_to_backbone(bb, f.table[codes[begin + i]] * absmax);
+    std::vector<uint8_t> again(len);
+    float again_absmax = 0.0f;
+    quantize_ref(f, static_cast<int>(len), stored.data(), len, again.data(), &again_absmax);
+    bool same = again_absmax == absmax;
+    for (int64_t i = 0; same && i < len; ++i) same = again[i] == codes[begin + i];
+    if (same) return false;
+    std::copy(again.begin(), again.end(), codes + begin);
+    absmax = again_absmax;
+    return true;
+}
+
+void quantize_bnb_as_loaded(const QuantParams& p, Backbone bb, const float* x, int64_t n,
+                            QuantizedTensor& q, const std::string& tensor_name) {
+    const QuantFormat& f = *p.format;
+    const int64_t blocks = block_count(n, p.blocksize);
+    for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t begin = b * p.blocksize;
+        const int64_t len = std::min<int64_t>(p.blocksize, n - begin);
+        float a = 0.0f;
+        for (int64_t i = begin; i < begin + len; ++i) a = std::max(a, std::fabs(x[i]));
+        q.absmax[b] = bb == Backbone::BNB4 ? a : round_up_to_backbone(bb, a, tensor_name, b);
+    }
+    quantize_fast_with_scales(f, p.blocksize, x, n, q.absmax.data(), q.packed.data(), nullptr);
+    if (bb == Backbone::BNB4) return;
+
+    std::vector<uint8_t> codes(n);
+    unpack_codes(f, q.packed.data(), n, codes.data());
+    if (f.family == FormatFamily::BnbFP4)
+        for (auto& c : codes)
+            if (c == 8) c = 0;  // -0 is stored as -0.0 and re-quantizes to +0 (code 0)
+    int64_t replaced = 0;
+#pragma omp parallel for schedule(static) reduction(+ : replaced)
+    for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t begin = b * p.blocksize;
+        const int64_t len = std::min<int64_t>(p.blocksize, n - begin);
+        replaced += settle_block(f, bb, begin, len, codes.data(), q.absmax[b]) ? 1 : 0;
+    }
+    q.requantized_blocks = replaced;
+    pack_codes(f, codes.data(), n, bnb_pad_code(f, q.absmax.back()), q.packed.data());
+}
+
+}  // namespace
+
+void quantize(const QuantParams& p, const float* x, int64_t n, QuantizedTensor& q,
+              const std::string& tensor_name) {
+    check_params(p, tensor_name);
+    check_quant_input(*p.format, p.blocksize, x, n, tensor_name);
+    start(p, n, q);
+    quantize_fast(*p.format, p.blocksize, x, n, q.packed.data(), q.absmax.data(), nullptr);
+    apply_double_quant(q);
+}
+
+void dequantize(const QuantizedTensor& q, float* out) {
+    LOFTQ_CHECK(q.format != nullptr, "dequantize of an empty QuantizedTensor");
+    dequantize_fast(*q.format, q.blocksize, q.packed.data(), q.absmax.data(), q.numel, out);
+}
+
+void backbone_values(const QuantizedTensor& q, float* out) {
+    LOFTQ_CHECK(q.format != nullptr, "backbone_values of an empty QuantizedTensor");
+    const std::vector<float>& scales = q.double_quant ? q.absmax_exact : q.absmax;
+    dequantize_fast(*q.format, q.blocksize, q.packed.data(), scales.data(), q.numel, out);
+}
+
+void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x, int64_t n,
+                        QuantizedTensor& q, float* q_loaded, const std::string& tensor_name) {
+    check_params(p, tensor_name);
+    if (backbone == Backbone::BNB4 && !p.format->is_bnb())
+        LOFTQ_THROW(ConfigError, "--backbone bnb4 holds only nf4/fp4, not format ", p.format->name,
+                    " (tensor ", tensor_name, "); use bf16, fp16 or fp32");
+    check_quant_input(*p.format, p.blocksize, x, n, tensor_name);
+    start(p, n, q);
+    if (!p.format->is_bnb()) {
+        quantize_fast(*p.format, p.blocksize, x, n, q.packed.data(), q.absmax.data(), q_loaded);
+        for (int64_t i = 0; i < n; ++i) {
+            q_loaded[i] = round_to_backbone(backbone, q_loaded[i]);
+            if (!std::isfinite(q_loaded[i]))
+                LOFTQ_THROW(InputError, "tensor ", tensor_name, ": quantized element ", i,
+                            " is beyond the range of ", backbone_name(backbone));
+        }
+        return;
+    }
+    quantize_bnb_as_loaded(p, backbone, x, n, q, tensor_name);
+    apply_double_quant(q);
+    dequantize(q, q_loaded);
+}
+
+}  // namespace loftq

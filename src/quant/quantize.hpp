@@ -1,0 +1,75 @@
+// What the LoftQ loop calls: quantize a float32 tensor in a registered format, dequantize it,
+// and "quantize as loaded": the codes/scales to export AND the float32 Q that transformers +
+// bitsandbytes will hold after loading the exported backbone, so the SVD corrects that Q.
+//
+// All buffers are the row-major flattened tensor of n elements. Errors name `tensor_name`:
+// ConfigError for a format/backbone/blocksize combination, InputError for NaN/Inf, a numel a
+// LoftQ format cannot block, or a block the backbone dtype cannot hold (fp16 absmax > 65504).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "quant/format.hpp"
+#include "quant/quantize_ref.hpp"
+
+namespace loftq {
+
+struct QuantParams {
+    const QuantFormat* format = nullptr;
+    int blocksize = 64;
+    bool double_quant = false;  // bnb_4bit_use_double_quant (nf4 / fp4 only)
+};
+
+// How the exported backbone stores the quantized matrices (--backbone).
+enum class Backbone { BF16, FP16, FP32, BNB4 };
+Backbone parse_backbone(const std::string& s);  // "bf16" | "fp16" | "fp32" | "bnb4"; ConfigError
+const char* backbone_name(Backbone b);
+
+struct QuantizedTensor {
+    const QuantFormat* format = nullptr;
+    int blocksize = 0;
+    int64_t numel = 0;
+    std::vector<uint8_t> packed;  // packed_bytes(format, numel), the format's packing order
+    std::vector<float> absmax;    // per block, the scale dequantization multiplies by (the
+                                  // double-quant decoded value when double_quant)
+    bool double_quant = false;
+    std::vector<float> absmax_exact;  // double_quant only: per block, before double quantization
+    DoubleQuant nested;           // double_quant only: absmax codes (U8), nested_absmax, offset
+    // quantize_as_loaded with a bf16/fp16 backbone: blocks whose stored values the dtype cannot
+    // reproduce exactly (fp16 subnormal range) and that were replaced by bitsandbytes'
+    // re-quantization of the stored values. 0 for every block of normal magnitude.
+    int64_t requantized_blocks = 0;
+
+    const char* name() const { return format ? format->name : ""; }
+    int bits() const { return format ? format->bits : 0; }
+};
+
+// Validate (check_quant_input) and quantize with the fast path. With double_quant the absmax is
+// double-quantized and `q.absmax` holds the decoded values.
+void quantize(const QuantParams& p, const float* x, int64_t n, QuantizedTensor& q,
+              const std::string& tensor_name);
+// out[i] = table[code i] * q.absmax[block of i] (n = q.numel floats).
+void dequantize(const QuantizedTensor& q, float* out);
+
+// Quantize x so that loading the exported backbone reproduces q_loaded (n floats) bit for bit:
+// - bnb4: the packed codes are exported; q_loaded = table[c] * absmax (decoded when nested).
+// - bf16 / fp16 / fp32 with nf4 / fp4: each block's absmax is rounded UP to the dtype, codes
+//   use that absmax; the stored values table[c] * absmax re-quantize (bitsandbytes at load) to
+//   the same codes and absmax; q_loaded = table[c] * absmax (decoded when double_quant, which
+//   then describes the load-time double quantization). See quantize.cpp for the proof.
+// - bf16 / fp16 / fp32 with a LoftQ format: q_loaded = the dtype's rounding of Q.
+// Throws ConfigError for bnb4 with a LoftQ format or double_quant with a LoftQ format.
+void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x, int64_t n,
+                        QuantizedTensor& q, float* q_loaded, const std::string& tensor_name);
+
+// The float32 values a bf16/fp16/fp32 backbone stores for q (the exporter narrows them to the
+// dtype): table[c] * absmax before double quantization (bnb formats; bitsandbytes double-
+// quantizes again at load), or the dequantized Q (LoftQ formats). n = q.numel floats.
+void backbone_values(const QuantizedTensor& q, float* out);
+
+// The value the backbone dtype stores for v (bf16/fp16: round to nearest even; else v).
+float round_to_backbone(Backbone b, float v);
+
+}  // namespace loftq

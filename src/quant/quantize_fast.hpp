@@ -1,0 +1,24 @@
+// The fast CPU path: the reference's results bit for bit (tests/test_quant_fast.cpp compares),
+// with vectorisable inner loops and OpenMP over blocks. One read of x produces the packed codes,
+// the per-block scales and, optionally, the dequantized Q.
+#pragma once
+
+#include <cstdint>
+
+#include "quant/format.hpp"
+
+namespace loftq {
+
+// packed: packed_bytes(f, n) bytes; scales: block_count(n, blocksize) floats; q: n floats or
+// nullptr. Same contract and validation assumptions as quantize_ref + pack_codes.
+void quantize_fast(const QuantFormat& f, int blocksize, const float* x, int64_t n, uint8_t* packed,
+                   float* scales, float* q);
+// The same with the block scales given (bnb formats only: codes use 1.0f / scales[b]); used to
+// quantize against an absmax that the backbone dtype can represent (quantize.hpp).
+void quantize_fast_with_scales(const QuantFormat& f, int blocksize, const float* x, int64_t n,
+                               const float* scales, uint8_t* packed, float* q);
+// out[i] = table[code i] * scales[block of i] from packed codes.
+void dequantize_fast(const QuantFormat& f, int blocksize, const uint8_t* packed, const float* scales,
+                     int64_t n, float* out);
+
+}  // namespace loftq
