@@ -10,6 +10,5 @@ int cmd_export(const Config&) { LOFTQ_THROW(NotImplemented, "loftq export: not i
 int cmd_run(const Config&) { LOFTQ_THROW(NotImplemented, "loftq run: not implemented yet (issues #5, #6)"); }
 int cmd_verify(const Config&) { LOFTQ_THROW(NotImplemented, "loftq verify: not implemented yet (issue #6)"); }
 int cmd_inspect(const Config&) { LOFTQ_THROW(NotImplemented, "loftq inspect: not implemented yet (issue #2)"); }
-int cmd_synth(const Config&) { LOFTQ_THROW(NotImplemented, "loftq synth: not implemented yet (issue #2)"); }
 
 }  // namespace loftq

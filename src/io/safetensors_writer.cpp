@@ -1,0 +1,275 @@
+#include "io/safetensors_writer.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+
+namespace loftq {
+namespace {
+
+constexpr const char* kIndexName = "model.safetensors.index.json";
+
+// ".NAME.tmp-<pid>" next to NAME, so the rename stays inside one file system.
+std::string temp_name_for(const std::string& path) {
+    const size_t slash = path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+    const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+    return cat(dir, ".", base, ".tmp-", static_cast<long>(::getpid()));
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+void rename_or_throw(const std::string& from, const std::string& to) {
+    if (std::rename(from.c_str(), to.c_str()) != 0)
+        LOFTQ_THROW(Error, "cannot rename ", from, " to ", to, ": ", errno_text());
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) LOFTQ_THROW(Error, "cannot create ", path, ": ", errno_text());
+    size_t done = 0;
+    while (done < text.size()) {
+        const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            const std::string why = errno_text();
+            ::close(fd);
+            LOFTQ_THROW(Error, "cannot write ", path, ": ", why);
+        }
+        done += static_cast<size_t>(w);
+    }
+    if (::fsync(fd) != 0 || ::close(fd) != 0) LOFTQ_THROW(Error, "cannot write ", path, ": ", errno_text());
+}
+
+void check_specs(const std::vector<TensorSpec>& specs, const std::string& where) {
+    std::set<std::string> seen;
+    for (const auto& s : specs) {
+        if (s.name.empty() || s.name == "__metadata__")
+            LOFTQ_THROW(Error, where, ": invalid tensor name ", quoted(s.name));
+        if (!seen.insert(s.name).second) LOFTQ_THROW(Error, where, ": duplicate tensor name ", quoted(s.name));
+        s.nbytes();
+    }
+}
+
+}  // namespace
+
+uint64_t TensorSpec::nbytes() const {
+    uint64_t numel = 0, bytes = 0;
+    if (!checked_tensor_size(shape, dtype, numel, bytes))
+        LOFTQ_THROW(Error, "tensor ", quoted(name), ": shape ", shape_string(shape), " is negative or overflows");
+    return bytes;
+}
+
+std::string safetensors_header(const std::vector<TensorSpec>& specs, const TensorMetadata& metadata) {
+    // ordered_json keeps insertion order: __metadata__ first, then the tensors in spec order.
+    nlohmann::ordered_json header = nlohmann::ordered_json::object();
+    if (!metadata.empty()) {
+        nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+        for (const auto& [k, v] : metadata) meta[k] = v;
+        header["__metadata__"] = meta;
+    }
+    uint64_t offset = 0;
+    for (const auto& s : specs) {
+        const uint64_t n = s.nbytes();
+        nlohmann::ordered_json entry = nlohmann::ordered_json::object();
+        entry["dtype"] = dtype_name(s.dtype);
+        entry["shape"] = s.shape;
+        entry["data_offsets"] = {offset, offset + n};
+        header[s.name] = entry;
+        offset += n;
+    }
+    std::string json = header.dump();
+    json.append((8 - json.size() % 8) % 8, ' ');
+    std::string out(8, '\0');
+    uint64_t n = json.size();
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xffu);
+    return out + json;
+}
+
+SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> specs, TensorMetadata metadata)
+    : path_(std::move(path)), temp_path_(temp_name_for(path_)), specs_(std::move(specs)) {
+    check_specs(specs_, path_);
+    const std::string header = safetensors_header(specs_, metadata);
+    fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) LOFTQ_THROW(Error, "cannot create ", temp_path_, ": ", errno_text());
+    try {
+        write_all(header.data(), header.size());
+    } catch (...) {
+        ::close(fd_);
+        ::unlink(temp_path_.c_str());
+        throw;
+    }
+}
+
+SafetensorsWriter::~SafetensorsWriter() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(temp_path_.c_str());
+}
+
+void SafetensorsWriter::write_all(const void* data, uint64_t nbytes) {
+    const auto* p = static_cast<const char*>(data);
+    while (nbytes > 0) {
+        const size_t chunk = static_cast<size_t>(std::min<uint64_t>(nbytes, uint64_t{1} << 30));
+        const ssize_t w = ::write(fd_, p, chunk);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) LOFTQ_THROW(Error, "cannot write ", temp_path_, ": ", errno_text());
+        p += w;
+        nbytes -= static_cast<uint64_t>(w);
+    }
+}
+
+void SafetensorsWriter::write(const std::string& name, const void* data, uint64_t nbytes) {
+    if (closed_) LOFTQ_THROW(Error, path_, ": write of ", quoted(name), " after close");
+    if (next_ >= specs_.size())
+        LOFTQ_THROW(Error, path_, ": tensor ", quoted(name), " written but all ", specs_.size(), " are done");
+    const TensorSpec& s = specs_[next_];
+    if (name != s.name)
+        LOFTQ_THROW(Error, path_, ": tensor ", quoted(name), " written where ", quoted(s.name), " comes next");
+    if (nbytes != s.nbytes())
+        LOFTQ_THROW(Error, path_, ": tensor ", quoted(name), ": ", nbytes, " bytes written, dtype ",
+                    dtype_name(s.dtype), " shape ", shape_string(s.shape), " needs ", s.nbytes());
+    if (nbytes > 0 && data == nullptr) LOFTQ_THROW(Error, path_, ": tensor ", quoted(name), ": null data");
+    write_all(data, nbytes);
+    ++next_;
+}
+
+void SafetensorsWriter::close() {
+    if (closed_) return;
+    if (next_ != specs_.size())
+        LOFTQ_THROW(Error, path_, ": closed after ", next_, " of ", specs_.size(), " tensors (next ",
+                    quoted(specs_[next_].name), ")");
+    const int fd = fd_;
+    fd_ = -1;
+    if (::fsync(fd) != 0) {
+        const std::string why = errno_text();
+        ::close(fd);
+        LOFTQ_THROW(Error, "cannot write ", temp_path_, ": ", why);
+    }
+    if (::close(fd) != 0) LOFTQ_THROW(Error, "cannot write ", temp_path_, ": ", errno_text());
+    closed_ = true;
+}
+
+void SafetensorsWriter::commit() {
+    if (!closed_) LOFTQ_THROW(Error, path_, ": commit before close");
+    if (committed_) return;
+    rename_or_throw(temp_path_, path_);
+    committed_ = true;
+}
+
+void SafetensorsWriter::finish() {
+    close();
+    commit();
+}
+
+std::vector<ShardPlan> plan_shards(const std::vector<TensorSpec>& specs, uint64_t max_shard_size) {
+    std::vector<ShardPlan> plan;
+    for (size_t i = 0; i < specs.size(); ++i) {
+        const uint64_t n = specs[i].nbytes();
+        if (plan.empty() || (!plan.back().tensors.empty() && plan.back().nbytes + n > max_shard_size))
+            plan.emplace_back();
+        plan.back().tensors.push_back(i);
+        plan.back().nbytes += n;
+    }
+    if (plan.empty()) plan.emplace_back();  // no tensors: one empty file
+    const size_t k = plan.size();
+    for (size_t s = 0; s < k; ++s) {
+        if (k == 1) {
+            plan[s].file_name = "model.safetensors";
+        } else {
+            char buf[64];
+            std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", s + 1, k);
+            plan[s].file_name = buf;
+        }
+    }
+    return plan;
+}
+
+std::string safetensors_index_json(const std::vector<TensorSpec>& specs, const std::vector<ShardPlan>& plan) {
+    nlohmann::json index;  // std::map-backed: keys sorted, like json.dumps(sort_keys=True)
+    uint64_t total = 0;
+    nlohmann::json weight_map = nlohmann::json::object();
+    for (const auto& shard : plan)
+        for (size_t i : shard.tensors) {
+            weight_map[specs[i].name] = shard.file_name;
+            total += specs[i].nbytes();
+        }
+    index["metadata"] = {{"total_size", total}};
+    index["weight_map"] = weight_map;
+    return index.dump(2) + "\n";
+}
+
+ShardedSafetensorsWriter::ShardedSafetensorsWriter(std::string folder, std::vector<TensorSpec> specs,
+                                                   uint64_t max_shard_size, TensorMetadata metadata)
+    : folder_(std::move(folder)), specs_(std::move(specs)), metadata_(std::move(metadata)) {
+    if (max_shard_size == 0) LOFTQ_THROW(Error, folder_, ": max shard size must be positive");
+    check_specs(specs_, folder_);
+    plan_ = plan_shards(specs_, max_shard_size);
+}
+
+ShardedSafetensorsWriter::~ShardedSafetensorsWriter() = default;  // each writer unlinks its temp
+
+void ShardedSafetensorsWriter::write(const std::string& name, const void* data, uint64_t nbytes) {
+    if (finished_) LOFTQ_THROW(Error, folder_, ": write of ", quoted(name), " after finish");
+    // Open the shard that holds the next tensor (skipping none: every planned shard is non-empty).
+    while (!current_ || in_shard_ == plan_[shard_].tensors.size()) {
+        if (current_) {
+            current_->close();
+            done_.push_back(std::move(current_));
+            ++shard_;
+        }
+        if (shard_ >= plan_.size())
+            LOFTQ_THROW(Error, folder_, ": tensor ", quoted(name), " written but all ", specs_.size(), " are done");
+        std::vector<TensorSpec> specs;
+        for (size_t i : plan_[shard_].tensors) specs.push_back(specs_[i]);
+        current_ = std::make_unique<SafetensorsWriter>(folder_ + "/" + plan_[shard_].file_name, std::move(specs),
+                                                       metadata_);
+        in_shard_ = 0;
+    }
+    current_->write(name, data, nbytes);
+    ++in_shard_;
+}
+
+void ShardedSafetensorsWriter::finish() {
+    if (finished_) return;
+    if (!current_ && specs_.empty()) {  // a checkpoint of no tensors: one empty file
+        current_ = std::make_unique<SafetensorsWriter>(folder_ + "/" + plan_[0].file_name,
+                                                       std::vector<TensorSpec>{}, metadata_);
+    }
+    if (!current_ || shard_ + 1 != plan_.size() || in_shard_ != plan_[shard_].tensors.size()) {
+        size_t written = 0;
+        for (const auto& w : done_) written += w->tensors_written();
+        if (current_) written += current_->tensors_written();
+        LOFTQ_THROW(Error, folder_, ": finish after ", written, " of ", specs_.size(), " tensors");
+    }
+    current_->close();
+    done_.push_back(std::move(current_));
+    std::string index_tmp, index_path;
+    if (plan_.size() > 1) {
+        index_path = folder_ + "/" + kIndexName;
+        index_tmp = temp_name_for(index_path);
+        try {
+            write_text_file(index_tmp, safetensors_index_json(specs_, plan_));
+        } catch (...) {
+            ::unlink(index_tmp.c_str());
+            throw;
+        }
+    }
+    try {
+        for (auto& w : done_) w->commit();
+        if (!index_tmp.empty()) rename_or_throw(index_tmp, index_path);
+    } catch (...) {
+        if (!index_tmp.empty()) ::unlink(index_tmp.c_str());
+        throw;
+    }
+    finished_ = true;
+}
+
+}  // namespace loftq

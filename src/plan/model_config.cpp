@@ -1,0 +1,279 @@
+#include "plan/model_config.hpp"
+
+#include <fstream>
+#include <sys/stat.h>
+
+#include "core/error.hpp"
+
+namespace loftq {
+namespace {
+
+using json = nlohmann::json;
+
+const char* kind_of(const json& v) {
+    if (v.is_null()) return "null";
+    if (v.is_boolean()) return "a boolean";
+    if (v.is_number_integer()) return "an integer";
+    if (v.is_number_float()) return "a float";
+    if (v.is_string()) return "a string";
+    if (v.is_array()) return "an array";
+    return "an object";
+}
+
+// Field readers: absent (or null where allowed) gives the default; a wrong type or range is an
+// InputError naming the file and the field.
+struct FieldReader {
+    const json& doc;
+    const std::string& file;
+
+    [[noreturn]] void bad(const char* field, const std::string& why) const {
+        LOFTQ_THROW(InputError, file, ": field \"", field, "\" ", why);
+    }
+    const json* find(const char* field) const {
+        auto it = doc.find(field);
+        return it == doc.end() ? nullptr : &*it;
+    }
+    int64_t positive_int(const char* field, std::optional<int64_t> fallback) const {
+        const json* v = find(field);
+        if (!v || v->is_null()) {
+            if (!fallback) bad(field, "is missing");
+            return *fallback;
+        }
+        if (!v->is_number_integer()) bad(field, cat("must be a positive integer, got ", kind_of(*v)));
+        const int64_t x = v->get<int64_t>();
+        if (x <= 0 || x > (int64_t{1} << 40)) bad(field, cat("must be a positive integer, got ", x));
+        return x;
+    }
+    double positive_number(const char* field, double fallback) const {
+        const json* v = find(field);
+        if (!v || v->is_null()) return fallback;
+        if (!v->is_number()) bad(field, cat("must be a number, got ", kind_of(*v)));
+        const double x = v->get<double>();
+        if (!(x > 0)) bad(field, cat("must be positive, got ", x));
+        return x;
+    }
+    bool boolean(const char* field, bool fallback) const {
+        const json* v = find(field);
+        if (!v || v->is_null()) return fallback;
+        if (!v->is_boolean()) bad(field, cat("must be true or false, got ", kind_of(*v)));
+        return v->get<bool>();
+    }
+    std::string string(const char* field, std::optional<std::string> fallback) const {
+        const json* v = find(field);
+        if (!v || v->is_null()) {
+            if (!fallback) bad(field, "is missing");
+            return *fallback;
+        }
+        if (!v->is_string()) bad(field, cat("must be a string, got ", kind_of(*v)));
+        return v->get<std::string>();
+    }
+    int64_t token_id(const char* field, int64_t fallback) const {
+        const json* v = find(field);
+        if (!v || v->is_null()) return fallback;
+        if (v->is_array() && !v->empty() && (*v)[0].is_number_integer()) return (*v)[0].get<int64_t>();
+        if (!v->is_number_integer()) bad(field, cat("must be an integer, got ", kind_of(*v)));
+        return v->get<int64_t>();
+    }
+};
+
+bool is_directory(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+ModelConfig parse_model_config(const json& doc, const std::string& file) {
+    if (!doc.is_object()) LOFTQ_THROW(InputError, file, ": not a JSON object");
+    const FieldReader f{doc, file};
+    ModelConfig c;
+    c.model_type = f.string("model_type", std::nullopt);
+    if (c.model_type != "llama" && c.model_type != "mistral")
+        f.bad("model_type", cat("is \"", c.model_type, "\"; supported: llama, mistral"));
+    if (const json* a = f.find("architectures"); a && !a->is_null()) {
+        if (!a->is_array()) f.bad("architectures", "must be a list of strings");
+        for (const auto& s : *a) {
+            if (!s.is_string()) f.bad("architectures", "must be a list of strings");
+            c.architectures.push_back(s.get<std::string>());
+        }
+    }
+    c.hidden_size = f.positive_int("hidden_size", std::nullopt);
+    c.intermediate_size = f.positive_int("intermediate_size", std::nullopt);
+    c.num_hidden_layers = f.positive_int("num_hidden_layers", std::nullopt);
+    c.num_attention_heads = f.positive_int("num_attention_heads", std::nullopt);
+    c.num_key_value_heads = f.positive_int("num_key_value_heads", c.num_attention_heads);
+    if (c.num_attention_heads % c.num_key_value_heads != 0)
+        f.bad("num_key_value_heads", cat(c.num_key_value_heads, " does not divide num_attention_heads ",
+                                         c.num_attention_heads));
+    if (!f.find("head_dim") || f.find("head_dim")->is_null()) {
+        if (c.hidden_size % c.num_attention_heads != 0)
+            f.bad("num_attention_heads", cat(c.num_attention_heads, " does not divide hidden_size ",
+                                             c.hidden_size, " and head_dim is absent"));
+        c.head_dim = c.hidden_size / c.num_attention_heads;
+    } else {
+        c.head_dim = f.positive_int("head_dim", std::nullopt);
+    }
+    c.vocab_size = f.positive_int("vocab_size", std::nullopt);
+    c.max_position_embeddings = f.positive_int("max_position_embeddings", c.max_position_embeddings);
+    c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
+    c.attention_bias = f.boolean("attention_bias", false);
+    c.mlp_bias = f.boolean("mlp_bias", false);
+    c.torch_dtype = f.string("torch_dtype", c.torch_dtype);
+    if (c.torch_dtype != "float32" && c.torch_dtype != "float16" && c.torch_dtype != "bfloat16")
+        f.bad("torch_dtype", cat("is \"", c.torch_dtype, "\"; supported: float32, float16, bfloat16"));
+    c.rope_theta = f.positive_number("rope_theta", c.rope_theta);
+    c.rms_norm_eps = f.positive_number("rms_norm_eps", c.rms_norm_eps);
+    if (const json* s = f.find("sliding_window"); s && !s->is_null())
+        c.sliding_window = f.positive_int("sliding_window", std::nullopt);
+    c.bos_token_id = f.token_id("bos_token_id", c.bos_token_id);
+    c.eos_token_id = f.token_id("eos_token_id", c.eos_token_id);
+    c.source = doc;
+    return c;
+}
+
+ModelConfig read_model_config(const std::string& path) {
+    const std::string file = is_directory(path) ? path + "/config.json" : path;
+    std::ifstream in(file, std::ios::binary);
+    if (!in) LOFTQ_THROW(InputError, file, ": cannot open (a model folder needs config.json)");
+    json doc;
+    try {
+        doc = json::parse(in);
+    } catch (const json::exception& e) {
+        LOFTQ_THROW(InputError, file, ": not valid JSON (", e.what(), ")");
+    }
+    return parse_model_config(doc, file);
+}
+
+const std::vector<std::string>& preset_names() {
+    static const std::vector<std::string> names{"tiny", "llama2-7b", "llama2-13b", "llama2-70b",
+                                                "codellama-70b"};
+    return names;
+}
+
+ModelConfig preset_model_config(const std::string& name) {
+    ModelConfig c;
+    c.model_type = "llama";
+    c.architectures = {"LlamaForCausalLM"};
+    c.rms_norm_eps = 1e-5;
+    c.max_position_embeddings = 4096;
+    c.torch_dtype = "float16";
+    c.vocab_size = 32000;
+    auto dims = [&c](int64_t hidden, int64_t inter, int64_t layers, int64_t heads, int64_t kv) {
+        c.hidden_size = hidden;
+        c.intermediate_size = inter;
+        c.num_hidden_layers = layers;
+        c.num_attention_heads = heads;
+        c.num_key_value_heads = kv;
+        c.head_dim = hidden / heads;
+    };
+    // Values of the published Hugging Face configs (meta-llama/Llama-2-*-hf, CodeLlama-70b-hf).
+    if (name == "tiny") {
+        // stories260K-like, but every width a multiple of 64 (blocks never straddle rows).
+        dims(128, 384, 4, 4, 2);
+        c.vocab_size = 512;
+        c.max_position_embeddings = 512;
+        c.torch_dtype = "bfloat16";
+    } else if (name == "llama2-7b") {
+        dims(4096, 11008, 32, 32, 32);
+    } else if (name == "llama2-13b") {
+        dims(5120, 13824, 40, 40, 40);
+    } else if (name == "llama2-70b") {
+        dims(8192, 28672, 80, 64, 8);
+    } else if (name == "codellama-70b") {
+        dims(8192, 28672, 80, 64, 8);
+        c.vocab_size = 32016;
+        c.rope_theta = 1e6;
+        c.max_position_embeddings = 16384;
+        c.torch_dtype = "bfloat16";
+    } else {
+        std::string list;
+        for (const auto& n : preset_names()) list += (list.empty() ? "" : "|") + n;
+        LOFTQ_THROW(ConfigError, "option --preset: '", name, "' is not one of ", list);
+    }
+    return c;
+}
+
+json model_config_to_json(const ModelConfig& c) {
+    json j = c.source.is_object() ? c.source : json::object();
+    if (c.architectures.empty())
+        j["architectures"] = {c.model_type == "mistral" ? "MistralForCausalLM" : "LlamaForCausalLM"};
+    else
+        j["architectures"] = c.architectures;
+    j["model_type"] = c.model_type;
+    j["hidden_size"] = c.hidden_size;
+    j["intermediate_size"] = c.intermediate_size;
+    j["num_hidden_layers"] = c.num_hidden_layers;
+    j["num_attention_heads"] = c.num_attention_heads;
+    j["num_key_value_heads"] = c.num_key_value_heads;
+    j["head_dim"] = c.head_dim;
+    j["vocab_size"] = c.vocab_size;
+    j["max_position_embeddings"] = c.max_position_embeddings;
+    j["tie_word_embeddings"] = c.tie_word_embeddings;
+    j["attention_bias"] = c.attention_bias;
+    j["mlp_bias"] = c.mlp_bias;
+    j["torch_dtype"] = c.torch_dtype;
+    j["rope_theta"] = c.rope_theta;
+    j["rms_norm_eps"] = c.rms_norm_eps;
+    if (c.model_type == "mistral") {
+        if (c.sliding_window) j["sliding_window"] = *c.sliding_window;
+        else j["sliding_window"] = nullptr;
+    }
+    // Fields transformers expects of a Llama config; kept when the source has them.
+    auto fill = [&j](const char* key, json value) {
+        if (!j.contains(key)) j[key] = std::move(value);
+    };
+    fill("bos_token_id", c.bos_token_id);
+    fill("eos_token_id", c.eos_token_id);
+    fill("hidden_act", "silu");
+    fill("initializer_range", 0.02);
+    fill("attention_dropout", 0.0);
+    fill("rope_scaling", nullptr);
+    fill("pretraining_tp", 1);
+    fill("use_cache", true);
+    return j;
+}
+
+const std::vector<std::string>& linear_module_names() {
+    static const std::vector<std::string> names{"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                "gate_proj", "up_proj", "down_proj"};
+    return names;
+}
+
+std::optional<std::string> linear_module_parent(const std::string& module) {
+    if (module == "q_proj" || module == "k_proj" || module == "v_proj" || module == "o_proj")
+        return std::string("self_attn");
+    if (module == "gate_proj" || module == "up_proj" || module == "down_proj") return std::string("mlp");
+    return std::nullopt;
+}
+
+std::vector<int64_t> linear_module_shape(const ModelConfig& c, const std::string& module) {
+    if (module == "q_proj") return {c.q_rows(), c.hidden_size};
+    if (module == "k_proj" || module == "v_proj") return {c.kv_rows(), c.hidden_size};
+    if (module == "o_proj") return {c.hidden_size, c.q_rows()};
+    if (module == "gate_proj" || module == "up_proj") return {c.intermediate_size, c.hidden_size};
+    if (module == "down_proj") return {c.hidden_size, c.intermediate_size};
+    LOFTQ_THROW(Error, "linear_module_shape: unknown module '", module, "'");
+}
+
+std::vector<ModelTensor> expected_tensors(const ModelConfig& c) {
+    std::vector<ModelTensor> out;
+    out.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}});
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+        const std::string p = cat("model.layers.", l, ".");
+        out.push_back({p + "input_layernorm.weight", {c.hidden_size}});
+        for (const auto& m : linear_module_names()) {
+            const std::string parent = *linear_module_parent(m);
+            const auto shape = linear_module_shape(c, m);
+            if (parent == "mlp" && m == "gate_proj")
+                out.push_back({p + "post_attention_layernorm.weight", {c.hidden_size}});
+            out.push_back({p + parent + "." + m + ".weight", shape});
+            const bool bias = parent == "mlp" ? c.mlp_bias : c.attention_bias;
+            if (bias) out.push_back({p + parent + "." + m + ".bias", {shape[0]}});
+        }
+    }
+    out.push_back({"model.norm.weight", {c.hidden_size}});
+    if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size}});
+    return out;
+}
+
+}  // namespace loftq

@@ -1,0 +1,99 @@
+// The model plan: which weight matrices LoftQ runs on, their shapes (checked against
+// config.json), their bit width (LoftQ's mixed-precision rule, FORMATS.md section 1) and a cost
+// estimate for load balancing. Rank 0 builds it, serialises it to JSON bytes, and the driver
+// broadcasts them; every rank then derives the same distribution from it (distribution.hpp).
+//
+// Cost model (units: flop-equivalents; only ratios matter), per matrix of m x n, k = min(m, n),
+// l = max(m, n), LoRA rank r, T iterations, sketch width p = r + oversample, q power iterations:
+//   exact SVD        6 l k^2 + 20 k^3                       (thin R-SVD, Golub & Van Loan 8.6)
+//   randomized SVD   (2 + 2q) * 2 m n p + 4 (m + n) p^2 + 20 p^3
+//   per iteration    SVD + 2 m n r (the product B A) + 8 * 16 m n (quantize, dequantize and two
+//                    residuals stream ~16 bytes per element; 8 flops per byte of traffic)
+//   cost = T * per-iteration.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/dtype.hpp"
+#include "io/safetensors.hpp"
+#include "plan/model_config.hpp"
+
+namespace loftq {
+
+struct Config;
+
+class Checkpoint;
+
+// Every tensor of a checkpoint by name, as its safetensors headers state it (only dtype and
+// shape are used; byte offsets may be zero).
+using TensorCatalogue = std::map<std::string, TensorInfo>;
+
+// The catalogue of an opened checkpoint (opens every shard's header).
+TensorCatalogue read_catalogue(const Checkpoint& checkpoint);
+
+// The catalogue a well-formed checkpoint of `model` stored in `dtype` has (expected_tensors).
+TensorCatalogue expected_catalogue(const ModelConfig& model, DType dtype);
+
+struct PlanOptions {
+    double bits = 4;                   // 2, 4, 8, or mixed 2.25 / 2.5 / 3
+    std::vector<std::string> targets;  // empty = all-linear; else module names (q_proj, mlp.up_proj, ...)
+    int rank = 64;                     // LoRA rank r
+    int iters = 5;                     // T
+    std::string svd = "auto";          // auto | exact | randomized
+    int oversample = 16;
+    int power_iters = 2;
+    int blocksize = 64;                // quantization block: split shards hold whole blocks
+    uint64_t split_threshold = 0;      // float32 bytes above which a matrix is row-sharded; 0 = never
+
+    static PlanOptions from_config(const Config& cfg);
+};
+
+struct MatrixPlan {
+    int index = 0;             // position in Plan::matrices
+    std::string tensor;        // "model.layers.3.self_attn.q_proj.weight"
+    std::string module;        // "q_proj"
+    int layer = 0;             // decoder layer
+    int64_t rows = 0;          // out features
+    int64_t cols = 0;          // in features
+    DType dtype = DType::F32;  // as stored in the checkpoint
+    int bits = 4;              // 2, 4 or 8 for this matrix
+    std::string svd;           // "exact" | "randomized" (split matrices: always "randomized")
+    bool split = false;        // float32 bytes > split_threshold
+    double cost = 0;           // see the cost model above
+    uint64_t f32_bytes = 0;    // rows * cols * 4
+
+    std::string module_path() const;  // tensor without ".weight" (the PEFT module path)
+};
+
+struct Plan {
+    ModelConfig model;  // model.source is not serialised
+    PlanOptions options;
+    std::vector<MatrixPlan> matrices;  // (layer, q,k,v,o,gate,up,down) order; index = position
+
+    std::string to_json() const;
+    // InputError naming `what` if the bytes are not a plan this code wrote.
+    static Plan from_json(const std::string& bytes, const std::string& what = "plan");
+};
+
+// Build the plan. Errors: a named target matching no decoder linear weight (ConfigError naming
+// --targets); a target tensor whose shape differs from config.json (InputError naming the tensor,
+// config.json and both shapes); a missing or non-float linear weight, a layer index past
+// num_hidden_layers (InputError); rank > min(rows, cols) (ConfigError naming --rank and the tensor).
+Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const PlanOptions& opts);
+
+// LoftQ's rule: integer bits apply everywhere; for mixed bits b the first
+// floor(num_layers * (b - 2) / 2) decoder layers get 4 bits, the others 2.
+int bits_for_layer(double bits, int layer, int num_layers);
+
+// "exact" or "randomized" for --svd auto|exact|randomized: auto picks randomized when the sketch
+// (rank + oversample) is at most a quarter of min(rows, cols), where it is several times cheaper.
+std::string resolve_svd_method(const std::string& svd, int64_t rows, int64_t cols, int rank,
+                               int oversample);
+
+// The cost model of the header comment.
+double estimate_cost(int64_t rows, int64_t cols, const std::string& svd_method, const PlanOptions& opts);
+
+}  // namespace loftq

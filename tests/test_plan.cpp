@@ -1,0 +1,223 @@
+// The model plan: targets, shapes against config.json, mixed bits, order, rejections, JSON.
+#include <gtest/gtest.h>
+
+#include "core/error.hpp"
+#include "io/checkpoint.hpp"
+#include "plan/plan.hpp"
+#include "support/paths.hpp"
+
+using namespace loftq;
+using loftq::testing::stories_dir;
+
+namespace {
+
+TensorCatalogue stories_catalogue() { return read_catalogue(Checkpoint(stories_dir())); }
+
+PlanOptions opts_rank(int rank) {
+    PlanOptions o;
+    o.rank = rank;
+    return o;
+}
+
+template <typename E>
+std::string error_of(const ModelConfig& m, const TensorCatalogue& t, const PlanOptions& o) {
+    try {
+        build_plan(m, t, o);
+    } catch (const E& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST(Plan, Stories260KHas35MatricesWithReadmeShapes) {
+    const ModelConfig m = read_model_config(stories_dir());
+    const Plan p = build_plan(m, stories_catalogue(), opts_rank(8));
+    ASSERT_EQ(p.matrices.size(), 35u);
+    const std::vector<std::pair<std::string, std::vector<int64_t>>> per_layer{
+        {"q_proj", {64, 64}},     {"k_proj", {32, 64}},  {"v_proj", {32, 64}},   {"o_proj", {64, 64}},
+        {"gate_proj", {172, 64}}, {"up_proj", {172, 64}}, {"down_proj", {64, 172}}};
+    for (size_t i = 0; i < p.matrices.size(); ++i) {
+        const MatrixPlan& mp = p.matrices[i];
+        const auto& [module, shape] = per_layer[i % 7];
+        EXPECT_EQ(mp.index, static_cast<int>(i));
+        EXPECT_EQ(mp.layer, static_cast<int>(i / 7));
+        EXPECT_EQ(mp.module, module);
+        EXPECT_EQ((std::vector<int64_t>{mp.rows, mp.cols}), shape) << mp.tensor;
+        EXPECT_EQ(mp.dtype, DType::F32);
+        EXPECT_EQ(mp.bits, 4);
+        EXPECT_EQ(mp.f32_bytes, static_cast<uint64_t>(mp.rows * mp.cols * 4));
+        EXPECT_GT(mp.cost, 0);
+    }
+    EXPECT_EQ(p.matrices[9].tensor, "model.layers.1.self_attn.v_proj.weight");
+    EXPECT_EQ(p.matrices[9].module_path(), "model.layers.1.self_attn.v_proj");
+    // README: rank 64 exceeds min(out, in) of k_proj / v_proj and must be rejected.
+    const std::string msg = error_of<ConfigError>(m, stories_catalogue(),
+                                                  opts_rank(64));
+    EXPECT_TRUE(has(msg, "--rank")) << msg;
+    EXPECT_TRUE(has(msg, "model.layers.0.self_attn.k_proj.weight")) << msg;
+}
+
+TEST(Plan, Llama70BHas560MatricesWithExactShapes) {
+    const ModelConfig m = preset_model_config("llama2-70b");
+    const Plan p = build_plan(m, expected_catalogue(m, DType::BF16), PlanOptions{});
+    ASSERT_EQ(p.matrices.size(), 560u);
+    const std::vector<std::vector<int64_t>> shapes{{8192, 8192},  {1024, 8192},  {1024, 8192}, {8192, 8192},
+                                                   {28672, 8192}, {28672, 8192}, {8192, 28672}};
+    int64_t params = 0;
+    for (const auto& mp : p.matrices) {
+        EXPECT_EQ((std::vector<int64_t>{mp.rows, mp.cols}), shapes[mp.index % 7]) << mp.tensor;
+        EXPECT_EQ(mp.layer, mp.index / 7);
+        params += mp.rows * mp.cols;
+    }
+    EXPECT_EQ(params, 80LL * (2 * 8192 * 8192 + 2 * 1024 * 8192 + 3 * 28672LL * 8192));
+    EXPECT_EQ(p.matrices.back().tensor, "model.layers.79.mlp.down_proj.weight");
+    // Bigger matrices cost more; a 28672 x 8192 randomized one less than exact.
+    EXPECT_GT(p.matrices[4].cost, p.matrices[0].cost);
+    EXPECT_GT(p.matrices[0].cost, p.matrices[1].cost);
+    EXPECT_EQ(p.matrices[4].svd, "randomized");
+    EXPECT_LT(p.matrices[4].cost, estimate_cost(28672, 8192, "exact", PlanOptions{}));
+}
+
+TEST(Plan, MistralAndCodeLlamaConfigs) {
+    ModelConfig mis = preset_model_config("llama2-7b");
+    mis.model_type = "mistral";
+    mis.architectures = {"MistralForCausalLM"};
+    mis.intermediate_size = 14336;
+    mis.num_key_value_heads = 8;
+    mis.sliding_window = 4096;
+    const Plan a = build_plan(mis, expected_catalogue(mis, DType::BF16), PlanOptions{});
+    ASSERT_EQ(a.matrices.size(), 32u * 7u);
+    EXPECT_EQ(a.matrices[1].rows, 1024);
+    EXPECT_EQ(a.matrices[6].cols, 14336);
+    const ModelConfig cl = preset_model_config("codellama-70b");
+    const Plan b = build_plan(cl, expected_catalogue(cl, DType::BF16), PlanOptions{});
+    EXPECT_EQ(b.matrices.size(), 560u);  // vocab 32016 touches no target
+}
+
+TEST(Plan, MixedPrecisionFollowsLoftQRule) {
+    const ModelConfig m = preset_model_config("llama2-7b");
+    const auto cat = expected_catalogue(m, DType::F16);
+    for (const auto& [bits, four] : std::vector<std::pair<double, int>>{{2.25, 4}, {2.5, 8}, {3, 16}}) {
+        PlanOptions o;
+        o.bits = bits;
+        const Plan p = build_plan(m, cat, o);
+        for (const auto& mp : p.matrices) EXPECT_EQ(mp.bits, mp.layer < four ? 4 : 2) << bits << " " << mp.tensor;
+    }
+    EXPECT_EQ(bits_for_layer(2, 0, 32), 2);
+    EXPECT_EQ(bits_for_layer(8, 31, 32), 8);
+    EXPECT_EQ(bits_for_layer(2.25, 1, 5), 2);  // floor(5 * 0.25 / 2) = 0 four-bit layers
+    EXPECT_EQ(bits_for_layer(3, 1, 5), 4);     // floor(5 / 2) = 2
+    EXPECT_EQ(bits_for_layer(3, 2, 5), 2);
+    EXPECT_EQ(bits_for_layer(2.5, 19, 80), 4);  // 80 layers, 2.5 bits: first 20
+    EXPECT_EQ(bits_for_layer(2.5, 20, 80), 2);
+}
+
+TEST(Plan, TargetSubsetsKeepPlanOrder) {
+    const ModelConfig m = preset_model_config("tiny");
+    const auto cat = expected_catalogue(m, DType::BF16);
+    PlanOptions o = opts_rank(8);
+    o.targets = {"down_proj", "q_proj"};
+    Plan p = build_plan(m, cat, o);
+    ASSERT_EQ(p.matrices.size(), 2u * static_cast<size_t>(m.num_hidden_layers));
+    EXPECT_EQ(p.matrices[0].module, "q_proj");
+    EXPECT_EQ(p.matrices[1].module, "down_proj");
+    EXPECT_EQ(p.matrices[2].layer, 1);
+    o.targets = {"self_attn.v_proj"};
+    p = build_plan(m, cat, o);
+    ASSERT_EQ(p.matrices.size(), static_cast<size_t>(m.num_hidden_layers));
+    EXPECT_EQ(p.matrices[0].module, "v_proj");
+    o.targets = {"model.layers.2.mlp.up_proj"};
+    p = build_plan(m, cat, o);
+    ASSERT_EQ(p.matrices.size(), 1u);
+    EXPECT_EQ(p.matrices[0].layer, 2);
+}
+
+TEST(Plan, RejectsUnknownTargetsAndEmbeddings) {
+    const ModelConfig m = preset_model_config("tiny");
+    const auto cat = expected_catalogue(m, DType::BF16);
+    for (const char* t : {"qproj", "lm_head", "embed_tokens", "input_layernorm"}) {
+        PlanOptions o = opts_rank(8);
+        o.targets = {"q_proj", t};
+        const std::string msg = error_of<ConfigError>(m, cat, o);
+        EXPECT_TRUE(has(msg, "--targets")) << msg;
+        EXPECT_TRUE(has(msg, t)) << msg;
+    }
+}
+
+TEST(Plan, RejectsShapeMismatchNamingTensorAndConfig) {
+    const ModelConfig m = preset_model_config("tiny");
+    auto cat = expected_catalogue(m, DType::BF16);
+    cat["model.layers.1.self_attn.k_proj.weight"].shape = {128, 128};
+    const std::string msg = error_of<InputError>(m, cat, opts_rank(8));
+    EXPECT_TRUE(has(msg, "model.layers.1.self_attn.k_proj.weight")) << msg;
+    EXPECT_TRUE(has(msg, "config.json")) << msg;
+    EXPECT_TRUE(has(msg, "[128, 128]")) << msg;
+    EXPECT_TRUE(has(msg, "[64, 128]")) << msg;
+    // Checked even when the tensor is not a target: the checkpoint disagrees with its config.
+    PlanOptions only_q = opts_rank(8);
+    only_q.targets = {"q_proj"};
+    EXPECT_THROW(build_plan(m, cat, only_q), InputError);
+}
+
+TEST(Plan, RejectsMissingExtraAndNonFloatTensors) {
+    const ModelConfig m = preset_model_config("tiny");
+    auto missing = expected_catalogue(m, DType::BF16);
+    missing.erase("model.layers.3.mlp.up_proj.weight");
+    EXPECT_TRUE(has(error_of<InputError>(m, missing, opts_rank(8)), "model.layers.3.mlp.up_proj.weight"));
+    auto extra = expected_catalogue(m, DType::BF16);
+    extra["model.layers.4.mlp.up_proj.weight"] = TensorInfo{"model.layers.4.mlp.up_proj.weight", DType::BF16, {384, 128}, 0, 0};
+    EXPECT_TRUE(has(error_of<InputError>(m, extra, opts_rank(8)), "num_hidden_layers"));
+    auto odd = expected_catalogue(m, DType::BF16);
+    odd["model.layers.0.mlp.extra_proj.weight"] = TensorInfo{"model.layers.0.mlp.extra_proj.weight", DType::BF16, {16, 128}, 0, 0};
+    EXPECT_TRUE(has(error_of<InputError>(m, odd, opts_rank(8)), "extra_proj"));
+    auto ints = expected_catalogue(m, DType::BF16);
+    ints["model.layers.0.self_attn.o_proj.weight"].dtype = DType::I8;
+    EXPECT_TRUE(has(error_of<InputError>(m, ints, opts_rank(8)), "I8"));
+    // Norms, embeddings and lm_head never become targets and are not shape-checked by the plan.
+    auto norms = expected_catalogue(m, DType::BF16);
+    EXPECT_EQ(build_plan(m, norms, opts_rank(8)).matrices.size(), 7u * 4u);
+}
+
+TEST(Plan, SplitMatricesAreRandomized) {
+    const ModelConfig m = preset_model_config("llama2-70b");
+    PlanOptions o;
+    o.svd = "exact";
+    o.split_threshold = 512ull << 20;  // 512 MiB: only the 28672 x 8192 MLP matrices (940 MB)
+    const Plan p = build_plan(m, expected_catalogue(m, DType::BF16), o);
+    for (const auto& mp : p.matrices) {
+        EXPECT_EQ(mp.split, mp.rows == 28672 || mp.cols == 28672) << mp.tensor;
+        EXPECT_EQ(mp.svd, mp.split ? "randomized" : "exact") << mp.tensor;
+    }
+    EXPECT_EQ(resolve_svd_method("auto", 64, 64, 8, 16), "exact");
+    EXPECT_EQ(resolve_svd_method("auto", 4096, 4096, 64, 16), "randomized");
+    EXPECT_THROW(resolve_svd_method("magic", 64, 64, 8, 16), ConfigError);
+}
+
+TEST(Plan, JsonRoundTripIsExact) {
+    const ModelConfig m = preset_model_config("codellama-70b");
+    PlanOptions o;
+    o.bits = 2.5;
+    o.targets = {"q_proj", "down_proj"};
+    o.split_threshold = 300000000;
+    const Plan a = build_plan(m, expected_catalogue(m, DType::BF16), o);
+    const std::string bytes = a.to_json();
+    const Plan b = Plan::from_json(bytes);
+    EXPECT_EQ(b.to_json(), bytes);
+    ASSERT_EQ(b.matrices.size(), a.matrices.size());
+    for (size_t i = 0; i < a.matrices.size(); ++i) {
+        EXPECT_EQ(b.matrices[i].tensor, a.matrices[i].tensor);
+        EXPECT_EQ(b.matrices[i].cost, a.matrices[i].cost);
+        EXPECT_EQ(b.matrices[i].bits, a.matrices[i].bits);
+        EXPECT_EQ(b.matrices[i].split, a.matrices[i].split);
+        EXPECT_EQ(b.matrices[i].dtype, a.matrices[i].dtype);
+    }
+    EXPECT_EQ(b.model.vocab_size, 32016);
+    EXPECT_EQ(b.options.targets, o.targets);
+    EXPECT_EQ(b.options.split_threshold, o.split_threshold);
+    EXPECT_THROW(Plan::from_json("{\"format\": \"loftq-plan-1\"}"), InputError);
+    EXPECT_THROW(Plan::from_json(bytes.substr(0, bytes.size() / 2)), InputError);
+}
