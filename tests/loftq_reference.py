@@ -125,3 +125,68 @@ def load_safetensors(path):
 def rel(a, b):
     denom = np.linalg.norm(b.astype(np.float64))
     return np.linalg.norm((a - b).astype(np.float64)) / (denom if denom > 0 else 1.0)
+
+
+def unpack_nf4(packed, n):
+    """bitsandbytes packing: the first element of each pair is the HIGH nibble."""
+    packed = np.asarray(packed, dtype=np.uint8).reshape(-1)
+    codes = np.empty(packed.size * 2, dtype=np.uint8)
+    codes[0::2] = packed >> 4
+    codes[1::2] = packed & 0x0F
+    return codes[:n]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--tol", type=float, default=1e-5)
+    args = ap.parse_args()
+
+    import h5py  # Debian python3-h5py
+
+    weights = {}
+    import glob
+    import os
+    for path in sorted(glob.glob(os.path.join(args.model, "*.safetensors"))):
+        weights.update(load_safetensors(path))
+
+    worst = 0.0
+    failures = 0
+    with h5py.File(args.run, "r") as run:
+        complete = run["complete"][...]
+        for index, name in enumerate(sorted(run["matrices"].keys(), key=lambda k: run["matrices"][k].attrs["index"])):
+            g = run["matrices"][name]
+            i = int(g.attrs["index"])
+            fmt = g.attrs["format"]
+            fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
+            if fmt != "nf4" or bool(g.attrs["double_quant"]):
+                print(f"{name}: format {fmt} is not plain nf4; the reference covers PEFT's nf4 path only")
+                return 2
+            if not complete[i]:
+                print(f"{name}: not complete in {args.run}")
+                failures += 1
+                continue
+            rows, cols = int(g.attrs["rows"]), int(g.attrs["cols"])
+            rank, iters, bs = int(g.attrs["rank"]), int(g.attrs["iters"]), int(g.attrs["blocksize"])
+            w = weights[name]
+            q_ref, a_ref, b_ref, err_ref = peft_loftq(w, rank, iters, bs)
+            codes = unpack_nf4(g["codes"][...], rows * cols)
+            q = nf4_dequantize(codes, g["absmax"][...].astype(np.float32), bs, (rows, cols))
+            ba = (g["B"][...] @ g["A"][...]).astype(np.float32)
+            ba_ref = (b_ref @ a_ref).astype(np.float32)
+            err = g["iteration_error"][...]
+            d_q = rel(q, q_ref)
+            d_ba = rel(ba, ba_ref)
+            d_err = max(abs(e - r) / r for e, r in zip(err, err_ref))
+            worst = max(worst, d_q, d_ba, d_err)
+            ok = d_q <= args.tol and d_ba <= args.tol and d_err <= args.tol
+            failures += 0 if ok else 1
+            print(f"{'ok  ' if ok else 'FAIL'} {name} [{rows}x{cols}] r={rank} T={iters}: "
+                  f"Q {d_q:.2e}  B@A {d_ba:.2e}  errors {d_err:.2e}  (final error {err[-1]:.6f} vs {err_ref[-1]:.6f})")
+    print(f"reference: {failures} matrices disagree, worst relative difference {worst:.2e} (tolerance {args.tol:g})")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
