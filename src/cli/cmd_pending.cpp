@@ -5,7 +5,6 @@
 
 namespace loftq {
 
-int cmd_quantize(const Config&) { LOFTQ_THROW(NotImplemented, "loftq quantize: not implemented yet (issue #5)"); }
 int cmd_export(const Config&) { LOFTQ_THROW(NotImplemented, "loftq export: not implemented yet (issue #6)"); }
 int cmd_run(const Config&) { LOFTQ_THROW(NotImplemented, "loftq run: not implemented yet (issues #5, #6)"); }
 int cmd_verify(const Config&) { LOFTQ_THROW(NotImplemented, "loftq verify: not implemented yet (issue #6)"); }

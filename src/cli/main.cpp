@@ -36,24 +36,39 @@ int main(int argc, char** argv) {
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     loftq::set_process_context(rank, size);
 
+    // The command line is the same on every rank, so its errors are too: rank 0 reports them and
+    // every rank exits. Errors of the work itself end all ranks through MPI_Abort unless they are
+    // collective (raised identically everywhere).
     int code = 0;
+    loftq::Config cfg;
+    bool go = false;
     try {
-        loftq::Config cfg;
-        if (loftq::parse_command_line(argc, argv, cfg)) code = dispatch(cfg);
-    } catch (const loftq::ConfigError& e) {
-        // Every rank parses the same command line and fails the same way: rank 0 speaks.
-        if (rank == 0) std::fprintf(stderr, "loftq: error: %s\n", e.what());
-        code = 2;
-    } catch (const loftq::NotImplemented& e) {
-        if (rank == 0) std::fprintf(stderr, "loftq: error: %s\n", e.what());
-        code = 2;
+        go = loftq::parse_command_line(argc, argv, cfg);
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "loftq: error: %s\n", e.what());
-        std::fflush(stderr);
-        if (size > 1) MPI_Abort(MPI_COMM_WORLD, 1);
-        code = 1;
+        if (rank == 0) std::fprintf(stderr, "loftq: error: %s\n", e.what());
+        code = 2;
     }
-    if (code != 0 && size > 1 && code != 2) MPI_Abort(MPI_COMM_WORLD, code);
+    if (go) {
+        try {
+            code = dispatch(cfg);
+        } catch (const loftq::Error& e) {
+            const bool usage = dynamic_cast<const loftq::ConfigError*>(&e) ||
+                               dynamic_cast<const loftq::NotImplemented*>(&e);
+            if (e.collective() || size == 1) {
+                if (rank == 0) std::fprintf(stderr, "loftq: error: %s\n", e.what());
+                code = usage ? 2 : 1;
+            } else {
+                std::fprintf(stderr, "loftq: error: %s\n", e.what());
+                std::fflush(stderr);
+                MPI_Abort(MPI_COMM_WORLD, usage ? 2 : 1);
+            }
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "loftq: error: %s\n", e.what());
+            std::fflush(stderr);
+            if (size > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+            code = 1;
+        }
+    }
     MPI_Finalize();
     return code;
 }

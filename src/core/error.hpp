@@ -15,6 +15,13 @@ namespace loftq {
 class Error : public std::runtime_error {
 public:
     explicit Error(const std::string& what) : std::runtime_error(what) {}
+    // A collective error is raised identically on every rank (e.g. rank 0 found a bad file and
+    // told the others): main lets rank 0 print it once and every rank exit without MPI_Abort.
+    bool collective() const { return collective_; }
+    void set_collective() { collective_ = true; }
+
+private:
+    bool collective_ = false;
 };
 
 // A malformed file, tensor or checkpoint: the message names the file and tensor.

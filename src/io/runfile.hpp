@@ -17,7 +17,7 @@
 //   whose byte is 0, overwriting whatever part was written.
 // - Deterministic datasets (identical for any rank count, the ones `--resume` and multi-rank
 //   tests compare byte for byte): codes, absmax, nested_absmax, nested_offset, A, B,
-//   qlora_error, iteration_error, chosen_iteration, plus /complete. Not deterministic:
+//   qlora_error, iteration_error, chosen_iteration, loaded_error, plus /complete. Not deterministic:
 //   `timings` and `owners` (which rank did it, how long it took).
 //
 // File layout:
@@ -34,6 +34,7 @@
 //     qlora_error          f64    scalar                error of plain quantization
 //     iteration_error      f64    [iters]               error after each LoftQ iteration
 //     chosen_iteration     i32    scalar                iteration whose result is stored
+//     loaded_error         f64    scalar                error of the stored Q, A, B as loaded
 //     timings              f64    [5]                   seconds: read, quantize, svd, comm, write
 //     owners               i32    [2]                   first rank, number of ranks
 #pragma once
@@ -70,9 +71,9 @@ bool operator==(const MatrixLayout& a, const MatrixLayout& b);
 inline constexpr std::array<const char*, 5> kTimingPhases = {"read", "quantize", "svd", "comm",
                                                              "write"};
 // Datasets of a matrix group that are identical for any rank count and any interruption.
-inline constexpr std::array<const char*, 9> kDeterministicDatasets = {
+inline constexpr std::array<const char*, 10> kDeterministicDatasets = {
     "codes", "absmax", "nested_absmax", "nested_offset", "A", "B",
-    "qlora_error", "iteration_error", "chosen_iteration"};
+    "qlora_error", "iteration_error", "chosen_iteration", "loaded_error"};
 
 // Everything stored for one matrix. Sizes must match its MatrixLayout exactly:
 // codes [codes_bytes]; absmax [nblocks] (f32, empty with double quant) or absmax_codes
@@ -96,6 +97,7 @@ struct MatrixRecord {
     double qlora_error = 0.0;
     std::vector<double> iteration_error;
     int32_t chosen_iteration = 0;
+    double loaded_error = 0.0;  // ||W - Q - s B A|| / ||W|| as transformers + PEFT load it
     std::array<double, 5> timings{};
     int32_t owner_first = 0;
     int32_t owner_count = 1;
@@ -184,7 +186,7 @@ private:
     RunLayout layout_;
     hid_t file_ = -1;
     hid_t complete_ = -1;
-    std::vector<std::array<hid_t, 11>> datasets_;  // per matrix, order of kDatasetNames
+    std::vector<std::array<hid_t, 12>> datasets_;  // per matrix, order of kDatasetNames
 };
 
 // Raw bytes of /matrices/<group>/<dataset> (or /<dataset> when group is empty) as stored, for

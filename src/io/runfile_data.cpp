@@ -122,6 +122,7 @@ void RunFile::write_matrix_common(size_t index, const MatrixRecord& r) {
         LOFTQ_CHECK(r.nested_absmax.empty(), "matrix '", m.name, "': nested_absmax without double quant");
     }
     write_part(index, kQloraError, 0, 1, &r.qlora_error, 1);
+    write_part(index, kLoadedError, 0, 1, &r.loaded_error, 1);
     write_part(index, kIterationError, 0, m.iters, r.iteration_error.data(),
                r.iteration_error.size());
     write_part(index, kChosenIteration, 0, 1, &r.chosen_iteration, 1);
@@ -190,6 +191,7 @@ MatrixRecord RunFile::read_matrix(size_t index) const {
     r.B.resize(m.rows * m.rank);
     read_whole(index, kB, r.B.data(), r.B.size());
     read_whole(index, kQloraError, &r.qlora_error, 1);
+    read_whole(index, kLoadedError, &r.loaded_error, 1);
     r.iteration_error.resize(m.iters);
     read_whole(index, kIterationError, r.iteration_error.data(), r.iteration_error.size());
     read_whole(index, kChosenIteration, &r.chosen_iteration, 1);

@@ -43,6 +43,7 @@ DatasetShape dataset_shape(const MatrixLayout& m, int which) {
         case kB: return make(H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {u(m.rows), u(m.rank)});
         case kQloraError: return make(H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, {});
         case kIterationError: return make(H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, {u(m.iters)});
+        case kLoadedError: return make(H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, {});
         case kChosenIteration: return make(H5T_STD_I32LE, H5T_NATIVE_INT32, {});
         case kTimings:
             return make(H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, {u(kTimingPhases.size())});

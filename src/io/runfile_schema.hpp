@@ -15,11 +15,11 @@ namespace loftq::runfile_schema {
 
 enum DatasetId {
     kCodes, kAbsmax, kNestedAbsmax, kNestedOffset, kA, kB,
-    kQloraError, kIterationError, kChosenIteration, kTimings, kOwners, kDatasetCount
+    kQloraError, kIterationError, kChosenIteration, kLoadedError, kTimings, kOwners, kDatasetCount
 };
 inline constexpr std::array<const char*, kDatasetCount> kDatasetNames = {
     "codes", "absmax", "nested_absmax", "nested_offset", "A", "B",
-    "qlora_error", "iteration_error", "chosen_iteration", "timings", "owners"};
+    "qlora_error", "iteration_error", "chosen_iteration", "loaded_error", "timings", "owners"};
 
 inline constexpr int kFormatVersion = 1;
 inline constexpr int64_t kNestedBlocksize = 256;

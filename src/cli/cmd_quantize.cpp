@@ -1,0 +1,16 @@
+// `loftq quantize`: LoftQ into the run file, then the summary on rank 0.
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+#include "runtime/quantize_job.hpp"
+
+namespace loftq {
+
+int cmd_quantize(const Config& cfg) {
+    const QuantizeOutcome outcome = run_quantize(cfg, cfg.work_path);
+    (void)outcome;
+    if (process_rank() == 0) print_run_summary(cfg.work_path);
+    return 0;
+}
+
+}  // namespace loftq

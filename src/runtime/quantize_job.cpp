@@ -1,0 +1,287 @@
+#include "runtime/quantize_job.hpp"
+
+#include <mpi.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "comm/communicator.hpp"
+#include "core/error.hpp"
+#include "io/checkpoint.hpp"
+#include "io/runfile.hpp"
+#include "linalg/backend.hpp"
+#include "plan/distribution.hpp"
+#include "plan/model_config.hpp"
+#include "runtime/collective.hpp"
+#include "runtime/job_setup.hpp"
+#include "runtime/progress.hpp"
+#include "runtime/tensor_source.hpp"
+
+#ifdef LOFTQ_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace loftq {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+int visible_gpus() {
+#ifdef LOFTQ_HAVE_CUDA
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+    return n;
+#else
+    return 0;
+#endif
+}
+
+std::unique_ptr<LinalgBackend> rank_backend(const Config& cfg) {
+    const int gpus = visible_gpus();
+    const int device = gpus > 0 ? gpu_for_local_rank(local_rank_from_env(), gpus) : 0;
+    return make_backend(cfg.device, device);
+}
+
+std::unique_ptr<Communicator> group_communicator(LinalgBackend& be, MPI_Comm comm) {
+    if (be.kind() == BackendKind::cuda) return make_nccl_communicator(comm, cuda_backend_stream(be));
+    return make_mpi_communicator(comm);
+}
+
+// Everything one rank needs while it works through its items.
+struct Worker {
+    const Config& cfg;
+    const Plan& plan;
+    const Distribution& dist;
+    const RunLayout& layout;
+    RunFile& run;
+    TensorSource& source;
+    LinalgBackend& be;
+    ProgressReporter& progress;
+    int world_rank;
+    int first_worker;  // world rank of worker 0 (1 under --io scatter with several ranks)
+
+    nlohmann::json log_record(const MatrixPlan& m, const LoftqResult& r, const PhaseTimes& t,
+                              const std::vector<int>& group, int64_t row_begin, int64_t row_end) const {
+        nlohmann::json j;
+        j["matrix"] = m.tensor;
+        j["index"] = m.index;
+        j["rank"] = world_rank;
+        j["group"] = group;
+        j["rows"] = m.rows;
+        j["cols"] = m.cols;
+        j["row_begin"] = row_begin;
+        j["row_end"] = row_end;
+        j["bits"] = m.bits;
+        j["format"] = layout[static_cast<size_t>(m.index)].format;
+        j["svd"] = r.svd_method;
+        j["backend"] = be.name();
+        j["bytes"] = static_cast<double>((row_end - row_begin) * m.cols) * 4.0;
+        j["times"] = {{"read", t.read}, {"quantize", t.quantize}, {"svd", t.svd}, {"comm", t.comm},
+                      {"write", t.write}, {"total", t.read + t.quantize + t.svd + t.comm + t.write}};
+        j["qlora_error"] = r.qlora_error;
+        j["errors"] = r.iteration_error;
+        j["chosen_iteration"] = r.chosen_iteration;
+        j["loaded_error"] = r.loaded_error;
+        return j;
+    }
+
+    MatrixRecord common_record(const MatrixPlan& m, const LoftqResult& r, const PhaseTimes& t,
+                               int owner_first, int owner_count) const {
+        MatrixRecord rec = record_header(layout[static_cast<size_t>(m.index)]);
+        rec.A = r.A;
+        rec.qlora_error = r.qlora_error;
+        rec.iteration_error = r.iteration_error;
+        rec.chosen_iteration = r.chosen_iteration;
+        rec.loaded_error = r.loaded_error;
+        rec.timings = t.as_array();
+        rec.owner_first = owner_first;
+        rec.owner_count = owner_count;
+        const QuantizedTensor& q = r.q.front();
+        if (q.double_quant) {
+            rec.nested_absmax = q.nested.nested_absmax;
+            rec.nested_offset = q.nested.offset;
+        }
+        return rec;
+    }
+
+    void run_whole(const WorkItem& item) {
+        const MatrixPlan& m = plan.matrices[static_cast<size_t>(item.matrix)];
+        PhaseTimes t;
+        auto t0 = Clock::now();
+        std::vector<float> w(static_cast<size_t>(m.rows * m.cols));
+        source.read_rows(m, 0, m.rows, w.data());
+        t.read = since(t0);
+        LoftqResult r = run_loftq(be, m.tensor, w.data(), m.rows, m.cols, loftq_options_for(cfg, m));
+        t.quantize = r.times.quantize;
+        t.svd = r.times.svd;
+        t.comm = r.times.comm;
+        t0 = Clock::now();
+        MatrixRecord rec = common_record(m, r, t, world_rank, 1);
+        const QuantizedTensor& q = r.q.front();
+        rec.codes = q.packed;
+        if (q.double_quant) rec.absmax_codes = q.nested.codes;
+        else rec.absmax = q.absmax;
+        rec.B = r.B.front();
+        run.write_matrix(static_cast<size_t>(m.index), rec);
+        run.mark_complete(static_cast<size_t>(m.index));
+        t.write = since(t0);
+        progress.matrix_done(static_cast<double>(m.rows * m.cols) * 4.0, true,
+                             log_record(m, r, t, {world_rank}, 0, m.rows).dump());
+    }
+
+    void run_split(const WorkItem& item) {
+        const MatrixPlan& m = plan.matrices[static_cast<size_t>(item.matrix)];
+        const MatrixAssignment& a = dist.matrices[static_cast<size_t>(item.matrix)];
+        std::vector<int> ranks;
+        for (int g : a.group) ranks.push_back(g + first_worker);
+        const int me = static_cast<int>(std::find(ranks.begin(), ranks.end(), world_rank) - ranks.begin());
+
+        MPI_Group world_group, group;
+        MPI_Comm gcomm;
+        MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world_group));
+        MPI_CHECK(MPI_Group_incl(world_group, static_cast<int>(ranks.size()), ranks.data(), &group));
+        MPI_CHECK(MPI_Comm_create_group(MPI_COMM_WORLD, group, m.index, &gcomm));
+        MPI_Group_free(&group);
+        MPI_Group_free(&world_group);
+        auto comm = group_communicator(be, gcomm);
+
+        ShardLayout shards;
+        shards.row_offsets = a.bounds;
+        shards.owner.assign(static_cast<size_t>(a.shards), 0);
+        for (size_t j = 0; j < a.group.size(); ++j)
+            for (int s = a.member_shard_begin[j]; s < a.member_shard_end[j]; ++s) shards.owner[static_cast<size_t>(s)] = static_cast<int>(j);
+
+        PhaseTimes t;
+        auto t0 = Clock::now();
+        std::vector<float> w(static_cast<size_t>((item.row_end - item.row_begin) * m.cols));
+        source.read_rows(m, item.row_begin, item.row_end, w.data());
+        t.read = since(t0);
+        std::vector<ShardInput> inputs;
+        for (int s = item.shard_begin; s < item.shard_end; ++s)
+            inputs.push_back({a.bounds[static_cast<size_t>(s)], a.bounds[static_cast<size_t>(s) + 1],
+                              w.data() + (a.bounds[static_cast<size_t>(s)] - item.row_begin) * m.cols});
+        LoftqResult r = run_loftq_sharded(be, comm.get(), shards, m.tensor, inputs, m.rows, m.cols,
+                                          loftq_options_for(cfg, m));
+        t.quantize = r.times.quantize;
+        t.svd = r.times.svd;
+        t.comm = r.times.comm;
+
+        t0 = Clock::now();
+        for (size_t i = 0; i < inputs.size(); ++i) {
+            MatrixRows rows;
+            rows.row_begin = inputs[i].row_begin;
+            rows.row_end = inputs[i].row_end;
+            rows.codes = r.q[i].packed;
+            rows.absmax = r.q[i].absmax;
+            rows.B = r.B[i];
+            run.write_matrix_rows(static_cast<size_t>(m.index), rows);
+        }
+        if (me == 0)
+            run.write_matrix_common(static_cast<size_t>(m.index),
+                                    common_record(m, r, t, ranks.front(), static_cast<int>(ranks.size())));
+        MPI_CHECK(MPI_Barrier(gcomm));  // every member's rows are written before the mark
+        if (me == 0) run.mark_complete(static_cast<size_t>(m.index));
+        t.write = since(t0);
+        comm.reset();
+        MPI_Comm_free(&gcomm);
+        progress.matrix_done(static_cast<double>((item.row_end - item.row_begin) * m.cols) * 4.0, me == 0,
+                             log_record(m, r, t, ranks, item.row_begin, item.row_end).dump());
+    }
+};
+
+}  // namespace
+
+QuantizeOutcome run_quantize(const Config& cfg, const std::string& work_path) {
+    MPI_Comm world = MPI_COMM_WORLD;
+    int rank = 0, size = 1;
+    MPI_CHECK(MPI_Comm_rank(world, &rank));
+    MPI_CHECK(MPI_Comm_size(world, &size));
+
+    // Rank 0 reads config.json and the tensor index, validates and plans; everyone gets the plan.
+    const Plan plan = Plan::from_json(root_computes(world, 0, [&] {
+        Checkpoint ck(cfg.model_dir);
+        const ModelConfig mc = read_model_config(cfg.model_dir);
+        return build_plan(mc, read_catalogue(ck), PlanOptions::from_config(cfg)).to_json();
+    }));
+    const bool scatter = cfg.io == "scatter" && size > 1;
+    const int workers = scatter ? size - 1 : size;
+    const int first_worker = scatter ? 1 : 0;
+    const Distribution dist = distribute(plan, workers);
+    const RunLayout layout = make_run_layout(cfg, plan);
+    const std::string options = run_options_json(cfg);
+
+    const bool exists = root_computes(world, 0, [&] {
+        return std::string(std::filesystem::exists(work_path) ? "1" : "0");
+    }) == "1";
+    if (exists && !cfg.resume) {
+        ConfigError e(cat("--work: run file '", work_path, "' exists; add --resume to continue it, or remove it"));
+        e.set_collective();
+        throw e;
+    }
+    std::optional<RunFile> run;
+    all_or_none(world, [&] {
+        run.emplace(exists ? RunFile::open_existing(world, work_path, options, layout)
+                           : RunFile::create(world, work_path, options, layout));
+    });
+    const std::vector<bool> complete = run->complete_flags();
+
+    QuantizeOutcome outcome;
+    outcome.matrices = static_cast<int>(plan.matrices.size());
+    int64_t skipped = 0, expected_records = 0;
+    double total_bytes = 0, skipped_bytes = 0;
+    for (const auto& m : plan.matrices) {
+        const double bytes = static_cast<double>(m.rows * m.cols) * 4.0;
+        total_bytes += bytes;
+        if (complete[static_cast<size_t>(m.index)]) {
+            ++skipped;
+            skipped_bytes += bytes;
+        } else {
+            expected_records += static_cast<int64_t>(dist.matrices[static_cast<size_t>(m.index)].group.size());
+        }
+    }
+    outcome.computed = outcome.matrices - static_cast<int>(skipped);
+
+    std::unique_ptr<LinalgBackend> be;
+    if (!(scatter && rank == 0)) all_or_none(world, [&] { be = rank_backend(cfg); });
+    else all_or_none(world, [] {});
+    if (rank == 0) {
+        int64_t split = 0;
+        for (const auto& a : dist.matrices) split += a.shards > 1 ? 1 : 0;
+        std::printf("[loftq] quantize %s: %zu matrices (%.2f GB float32), %d-bit %s, r=%d, T=%d, svd %s, "
+                    "%d rank(s)%s, backend %s, %lld split\n",
+                    cfg.model_dir.c_str(), plan.matrices.size(), total_bytes / 1e9, static_cast<int>(cfg.bits),
+                    cfg.quant.c_str(), cfg.rank, cfg.iters, cfg.svd.c_str(), size,
+                    scatter ? " (rank 0 reads, --io scatter)" : "", be ? be->name().c_str() : "none on rank 0",
+                    static_cast<long long>(split));
+        if (exists)
+            std::printf("[loftq] resuming %s: %lld of %zu matrices already complete\n", work_path.c_str(),
+                        static_cast<long long>(skipped), plan.matrices.size());
+        std::fflush(stdout);
+    }
+
+    ProgressReporter progress(world, outcome.matrices, total_bytes, expected_records, skipped, skipped_bytes,
+                              cfg.log_json);
+    if (scatter && rank == 0) {
+        serve_scatter(world, cfg.model_dir, plan, workers, progress);
+    } else {
+        auto source = scatter ? make_scatter_client(world) : make_direct_source(cfg.model_dir);
+        Worker worker{cfg, plan, dist, layout, *run, *source, *be, progress, rank, first_worker};
+        for (const WorkItem& item : dist.work[static_cast<size_t>(rank - first_worker)]) {
+            if (complete[static_cast<size_t>(item.matrix)]) continue;
+            if (item.split) worker.run_split(item);
+            else worker.run_whole(item);
+            progress.poll();
+        }
+        source->finish();
+    }
+    progress.finish();
+    run->flush();
+    run->close();
+    return outcome;
+}
+
+}  // namespace loftq
