@@ -88,6 +88,11 @@ TEST(Distribution, ShardCountDependsOnMatrixAndThresholdOnly) {
     EXPECT_EQ(shard_count(28672, 8192, 100000000, 64), 10);  // 939.5 MB / 100 MB
     EXPECT_EQ(shard_count(64, 172, 1000, 64), 4);            // capped by rows: 4 units of 16 rows
     EXPECT_EQ(shard_count(10, 63, 100, 64), 1);              // fewer rows than one unit
+    // Each shard keeps at least the sketch width (rank + oversample) rows: 172 rows in 1-row
+    // units with 24-row shards -> at most 7 shards, each 24 or 25 rows.
+    EXPECT_EQ(shard_count(172, 64, 1000, 64, 24), 7);
+    EXPECT_EQ(shard_count(64, 172, 1000, 64, 24), 2);        // 16-row units: 2 units (32 rows) each
+    for (int64_t r : shard_row_bounds(172, 64, 7, 64)) EXPECT_EQ(r % 1, 0);
     const Plan p = plan_of("llama2-70b", 256ull << 20);
     for (int n : {1, 3, 8, 64}) {
         const Distribution d = distribute(p, n);

@@ -13,12 +13,20 @@ int64_t row_alignment(int64_t cols, int blocksize) {
     return blocksize / std::gcd(cols, static_cast<int64_t>(blocksize));
 }
 
-int shard_count(int64_t rows, int64_t cols, uint64_t split_threshold, int blocksize) {
+int shard_count(int64_t rows, int64_t cols, uint64_t split_threshold, int blocksize, int64_t min_shard_rows) {
     const uint64_t bytes = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols) * 4;
     if (split_threshold == 0 || bytes <= split_threshold) return 1;
     const uint64_t wanted = (bytes + split_threshold - 1) / split_threshold;
-    const int64_t max_shards = std::max<int64_t>(1, rows / row_alignment(cols, blocksize));
+    // Balanced shards hold at least floor(units / S) units: S <= units / units_per_shard keeps
+    // every shard at min_shard_rows or more.
+    const int64_t align = row_alignment(cols, blocksize);
+    const int64_t units_per_shard = std::max<int64_t>(1, (std::max<int64_t>(min_shard_rows, 1) + align - 1) / align);
+    const int64_t max_shards = std::max<int64_t>(1, (rows / align) / units_per_shard);
     return static_cast<int>(std::min<uint64_t>(wanted, static_cast<uint64_t>(max_shards)));
+}
+
+int64_t min_shard_rows(int64_t rows, int64_t cols, const PlanOptions& options) {
+    return std::min<int64_t>({static_cast<int64_t>(options.rank) + options.oversample, rows, cols});
 }
 
 std::vector<int64_t> shard_row_bounds(int64_t rows, int64_t cols, int shards, int blocksize) {
@@ -53,7 +61,8 @@ Distribution distribute(const Plan& plan, int ranks) {
         const MatrixPlan& mp = mats[i];
         MatrixAssignment& a = d.matrices[i];
         a.matrix = i;
-        a.shards = shard_count(mp.rows, mp.cols, plan.options.split_threshold, plan.options.blocksize);
+        a.shards = shard_count(mp.rows, mp.cols, plan.options.split_threshold, plan.options.blocksize,
+                               min_shard_rows(mp.rows, mp.cols, plan.options));
         a.bounds = shard_row_bounds(mp.rows, mp.cols, a.shards, plan.options.blocksize);
 
         std::iota(by_load.begin(), by_load.end(), 0);

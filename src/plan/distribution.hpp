@@ -10,7 +10,8 @@
 // row_alignment(cols, blocksize) = blocksize / gcd(cols, blocksize) rows: then boundary * cols is a
 // multiple of blocksize, so every shard holds whole quantization blocks of the row-major flattened
 // matrix (bitsandbytes blocks run over the flattened tensor, FORMATS.md section 2) and the
-// blockwise quantizer can run on a shard alone. max_shards = floor(rows / alignment) (at least 1).
+// blockwise quantizer can run on a shard alone. max_shards keeps every shard at least
+// min_shard_rows tall (the randomized SVD's sketch width: TSQR factors each shard alone).
 //
 // Assignment over N ranks. Matrices in decreasing cost (ties: plan index). A whole matrix goes to
 // the least-loaded rank (ties: lowest id). A split matrix goes to the g = min(S, N) least-loaded
@@ -31,7 +32,11 @@ namespace loftq {
 // Rows per alignment unit: blocksize / gcd(cols, blocksize).
 int64_t row_alignment(int64_t cols, int blocksize);
 // 1 for a matrix that is not split; otherwise S as above (>= 2 unless rows allow only 1).
-int shard_count(int64_t rows, int64_t cols, uint64_t split_threshold, int blocksize);
+// min_shard_rows: the fewest rows a shard may hold (the randomized SVD's sketch width).
+int shard_count(int64_t rows, int64_t cols, uint64_t split_threshold, int blocksize,
+                int64_t min_shard_rows = 1);
+// The sketch width k = min(rank + oversample, rows, cols): every row shard needs k rows (TSQR).
+int64_t min_shard_rows(int64_t rows, int64_t cols, const PlanOptions& options);
 // S + 1 ascending row boundaries, first 0, last rows, inner ones multiples of row_alignment.
 std::vector<int64_t> shard_row_bounds(int64_t rows, int64_t cols, int shards, int blocksize);
 

@@ -72,15 +72,6 @@ void on_device(const QuantFormat& f, int blocksize, const float* x, int64_t n, u
 
 }  // namespace
 
-int cuda_device_count() {
-    int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess) {
-        cudaGetLastError();  // clear the sticky "no device" error
-        return 0;
-    }
-    return count;
-}
-
 
 void quantize_cuda_device(const QuantFormat& f, int blocksize, const float* x_dev, int64_t n,
                           uint8_t* packed_dev, float* scales_dev, float* out_dev, QuantOutput mode,

@@ -5,13 +5,11 @@
 
 #include <cstdint>
 
+#include "linalg/backend.hpp"  // cuda_device_count()
 #include "quant/format.hpp"
 #include "quant/quantize.hpp"
 
 namespace loftq {
-
-// Number of usable CUDA devices; 0 when there is none or the runtime fails.
-int cuda_device_count();
 
 enum class QuantOutput { None, Dequantized, Residual };
 

@@ -33,19 +33,19 @@ Outcome run_capturing(const std::function<std::string()>& fn) {
     }
 }
 
+template <typename E>
+[[noreturn]] void raise_collective(const std::string& message) {
+    E error(message);
+    error.set_collective();
+    throw error;
+}
+
 [[noreturn]] void rethrow_collective(int32_t kind, const std::string& message) {
-    auto raise = [](auto error) {
-        error.set_collective();
-        throw error;
-    };
-    switch (kind) {
-        case kInput: raise(InputError(message));
-        case kConfig: raise(ConfigError(message));
-        case kBackend: raise(BackendError(message));
-        case kNotImplemented: raise(NotImplemented(message));
-        default: raise(Error(message));
-    }
-    throw Error(message);  // unreachable
+    if (kind == kInput) raise_collective<InputError>(message);
+    if (kind == kConfig) raise_collective<ConfigError>(message);
+    if (kind == kBackend) raise_collective<BackendError>(message);
+    if (kind == kNotImplemented) raise_collective<NotImplemented>(message);
+    raise_collective<Error>(message);
 }
 
 void broadcast_outcome(MPI_Comm comm, int root, Outcome& o) {

@@ -20,9 +20,6 @@
 #include "runtime/progress.hpp"
 #include "runtime/tensor_source.hpp"
 
-#ifdef LOFTQ_HAVE_CUDA
-#include <cuda_runtime.h>
-#endif
 
 namespace loftq {
 namespace {
@@ -30,18 +27,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-int visible_gpus() {
-#ifdef LOFTQ_HAVE_CUDA
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
-    return n;
-#else
-    return 0;
-#endif
-}
-
 std::unique_ptr<LinalgBackend> rank_backend(const Config& cfg) {
-    const int gpus = visible_gpus();
+    const int gpus = cuda_device_count();
     const int device = gpus > 0 ? gpu_for_local_rank(local_rank_from_env(), gpus) : 0;
     return make_backend(cfg.device, device);
 }
