@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Run loftq on this machine under mpirun: CPU ranks, or one GPU per rank when GPUs are present.
 #   launch/mpirun.sh [-np N] <loftq command> [options...]
-# Defaults: N = 2. Each rank gets max(1, cores / N) OpenMP/OpenBLAS threads unless
-# OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set. As root, Open MPI needs the allow-root variables;
-# more ranks than cores need oversubscription: both are set here.
+# Defaults: N = 2, one OpenMP/OpenBLAS thread per rank (one rank per core, the usual MPI layout)
+# unless OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set. OpenBLAS's results depend on its thread
+# count, so run files are byte-identical across rank counts at equal threads per rank: keep the
+# default, or set the same thread count for every run you compare. As root, Open MPI needs the
+# allow-root variables; more ranks than cores need oversubscription: both are set here.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 binary=${LOFTQ_BINARY:-$root/build/loftq}
@@ -20,9 +22,7 @@ if [[ ! -x "$binary" ]]; then
   echo "launch/mpirun.sh: $binary not built; run: bash launch/setup.sh" >&2
   exit 2
 fi
-cores=$(nproc 2>/dev/null || echo 1)
-threads=$(( cores / np )); (( threads >= 1 )) || threads=1
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$OMP_NUM_THREADS}
 if [[ $(id -u) -eq 0 ]]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "core/error.hpp"
+#include "core/parallel.hpp"
 #include "core/philox.hpp"
 #include "linalg/backend.hpp"
 
@@ -121,7 +122,7 @@ public:
     void fill_gaussian(uint64_t seed, uint64_t name_hash, uint64_t offset, size_t n,
                        float* out) override {
         const philox::Key key = philox::make_key(seed, name_hash);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (static_cast<int64_t>(n) >= kParallelMinElements)
         for (int64_t i = 0; i < static_cast<int64_t>(n); ++i)
             out[i] = philox::gaussian(key, offset + static_cast<uint64_t>(i));
     }

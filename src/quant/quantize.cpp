@@ -23,6 +23,7 @@
 // absmax are returned (counted in requantized_blocks): q_loaded is then still what loads.
 // An absmax above the fp16 range cannot be stored at all: InputError.
 #include "quant/quantize.hpp"
+#include "core/parallel.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -143,7 +144,7 @@ void quantize_bnb_as_loaded(const QuantParams& p, Backbone bb, const float* x, i
         for (auto& c : codes)
             if (c == 8) c = 0;  // -0 is stored as -0.0 and re-quantizes to +0 (code 0)
     int64_t replaced = 0;
-#pragma omp parallel reduction(+ : replaced)
+#pragma omp parallel reduction(+ : replaced) if (n >= kParallelMinElements)
     {
         std::vector<float> stored(p.blocksize);
         std::vector<uint8_t> again(p.blocksize);

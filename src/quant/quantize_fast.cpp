@@ -7,6 +7,7 @@
 //   so no entry outside the window can reach the window's minimum rounded distance (for
 //   |y| <= 1024, where a float ulp of the distance is far below the smallest table gap).
 #include "quant/quantize_fast.hpp"
+#include "core/parallel.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -98,7 +99,7 @@ void block_codes(const QuantFormat& f, const float* x, int64_t len, float scale,
 template <typename Fn>
 void for_each_block(int64_t n, int blocksize, Fn&& fn) {
     const int64_t blocks = block_count(n, blocksize);
-#pragma omp parallel
+#pragma omp parallel if (n >= kParallelMinElements)
     {
         uint8_t codes[4096];
 #pragma omp for schedule(static)
@@ -153,7 +154,7 @@ void quantize_fast_with_scales(const QuantFormat& f, int blocksize, const float*
 
 void block_absmax_fast(int blocksize, const float* x, int64_t n, float* absmax) {
     const int64_t blocks = block_count(n, blocksize);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
     for (int64_t b = 0; b < blocks; ++b)
         absmax[b] = absmax_bits(x + b * blocksize, std::min<int64_t>(blocksize, n - b * blocksize));
 }

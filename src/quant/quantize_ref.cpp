@@ -1,5 +1,6 @@
 // Reference quantization: the rules of format_tables.hpp applied one element at a time.
 #include "quant/quantize_ref.hpp"
+#include "core/parallel.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -126,7 +127,7 @@ void check_quant_input(const QuantFormat& f, int blocksize, const float* x, int6
         LOFTQ_THROW(InputError, "tensor ", tensor_name, ": ", n, " elements is not a multiple of blocksize ",
                     blocksize, " required by format ", f.name);
     int64_t bad = -1;  // first non-finite element; OpenMP finds any, the serial rescan the first
-#pragma omp parallel for schedule(static) reduction(max : bad)
+#pragma omp parallel for schedule(static) reduction(max : bad) if (n >= kParallelMinElements)
     for (int64_t i = 0; i < n; ++i)
         if (!std::isfinite(x[i])) bad = std::max(bad, i);
     if (bad >= 0)

@@ -1,6 +1,7 @@
 #include "runtime/collective.hpp"
 
 #include <cstdint>
+#include <cstdio>
 #include <vector>
 
 #include "core/error.hpp"
@@ -86,6 +87,19 @@ void all_or_none(MPI_Comm comm, const std::function<void()>& fn) {
     if (first == INT32_MAX) return;
     broadcast_outcome(comm, first, mine);
     rethrow_collective(mine.kind, mine.text);
+}
+
+void abort_on_error(const std::function<void()>& fn) {
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size == 1) return fn();  // nothing to hang on: let main report it
+    try {
+        fn();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "loftq: error: %s\n", e.what());
+        std::fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
 }
 
 }  // namespace loftq

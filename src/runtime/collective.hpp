@@ -19,4 +19,10 @@ std::string root_computes(MPI_Comm comm, int root, const std::function<std::stri
 // lowest failing rank. Collective over comm.
 void all_or_none(MPI_Comm comm, const std::function<void()>& fn);
 
+// Runs fn, the part of a job where ranks work independently and meet in collectives (group SVDs,
+// the run file's collective close). An error there is printed as one line and ends the whole job
+// with MPI_Abort at once: unwinding first would run destructors that enter collectives (closing a
+// parallel HDF5 file) while the other ranks are busy elsewhere, and the job would hang.
+void abort_on_error(const std::function<void()>& fn);
+
 }  // namespace loftq

@@ -20,7 +20,6 @@
 #include "runtime/progress.hpp"
 #include "runtime/tensor_source.hpp"
 
-
 namespace loftq {
 namespace {
 
@@ -67,7 +66,8 @@ struct Worker {
         j["svd"] = r.svd_method;
         j["backend"] = be.name();
         j["bytes"] = static_cast<double>((row_end - row_begin) * m.cols) * 4.0;
-        j["times"] = {{"read", t.read}, {"quantize", t.quantize}, {"svd", t.svd}, {"comm", t.comm},
+        j["times"] = {{"read", t.read},   {"quantize", t.quantize},
+                      {"svd", t.svd},     {"comm", t.comm},
                       {"write", t.write}, {"total", t.read + t.quantize + t.svd + t.comm + t.write}};
         j["qlora_error"] = r.qlora_error;
         j["errors"] = r.iteration_error;
@@ -110,8 +110,10 @@ struct Worker {
         MatrixRecord rec = common_record(m, r, t, world_rank, 1);
         const QuantizedTensor& q = r.q.front();
         rec.codes = q.packed;
-        if (q.double_quant) rec.absmax_codes = q.nested.codes;
-        else rec.absmax = q.absmax;
+        if (q.double_quant)
+            rec.absmax_codes = q.nested.codes;
+        else
+            rec.absmax = q.absmax;
         rec.B = r.B.front();
         run.write_matrix(static_cast<size_t>(m.index), rec);
         run.mark_complete(static_cast<size_t>(m.index));
@@ -140,7 +142,8 @@ struct Worker {
         shards.row_offsets = a.bounds;
         shards.owner.assign(static_cast<size_t>(a.shards), 0);
         for (size_t j = 0; j < a.group.size(); ++j)
-            for (int s = a.member_shard_begin[j]; s < a.member_shard_end[j]; ++s) shards.owner[static_cast<size_t>(s)] = static_cast<int>(j);
+            for (int s = a.member_shard_begin[j]; s < a.member_shard_end[j]; ++s)
+                shards.owner[static_cast<size_t>(s)] = static_cast<int>(j);
 
         PhaseTimes t;
         auto t0 = Clock::now();
@@ -202,10 +205,11 @@ QuantizeOutcome run_quantize(const Config& cfg, const std::string& work_path) {
     const std::string options = run_options_json(cfg);
 
     const bool exists = root_computes(world, 0, [&] {
-        return std::string(std::filesystem::exists(work_path) ? "1" : "0");
-    }) == "1";
+                            return std::string(std::filesystem::exists(work_path) ? "1" : "0");
+                        }) == "1";
     if (exists && !cfg.resume) {
-        ConfigError e(cat("--work: run file '", work_path, "' exists; add --resume to continue it, or remove it"));
+        ConfigError e(
+            cat("--work: run file '", work_path, "' exists; add --resume to continue it, or remove it"));
         e.set_collective();
         throw e;
     }
@@ -227,47 +231,55 @@ QuantizeOutcome run_quantize(const Config& cfg, const std::string& work_path) {
             ++skipped;
             skipped_bytes += bytes;
         } else {
-            expected_records += static_cast<int64_t>(dist.matrices[static_cast<size_t>(m.index)].group.size());
+            expected_records +=
+                static_cast<int64_t>(dist.matrices[static_cast<size_t>(m.index)].group.size());
         }
     }
     outcome.computed = outcome.matrices - static_cast<int>(skipped);
 
     std::unique_ptr<LinalgBackend> be;
-    if (!(scatter && rank == 0)) all_or_none(world, [&] { be = rank_backend(cfg); });
-    else all_or_none(world, [] {});
+    if (!(scatter && rank == 0))
+        all_or_none(world, [&] { be = rank_backend(cfg); });
+    else
+        all_or_none(world, [] {});
     if (rank == 0) {
         int64_t split = 0;
         for (const auto& a : dist.matrices) split += a.shards > 1 ? 1 : 0;
-        std::printf("[loftq] quantize %s: %zu matrices (%.2f GB float32), %d-bit %s, r=%d, T=%d, svd %s, "
-                    "%d rank(s)%s, backend %s, %lld split\n",
-                    cfg.model_dir.c_str(), plan.matrices.size(), total_bytes / 1e9, static_cast<int>(cfg.bits),
-                    cfg.quant.c_str(), cfg.rank, cfg.iters, cfg.svd.c_str(), size,
-                    scatter ? " (rank 0 reads, --io scatter)" : "", be ? be->name().c_str() : "none on rank 0",
-                    static_cast<long long>(split));
+        std::printf(
+            "[loftq] quantize %s: %zu matrices (%.2f GB float32), %d-bit %s, r=%d, T=%d, svd %s, "
+            "%d rank(s)%s, backend %s, %lld split\n",
+            cfg.model_dir.c_str(), plan.matrices.size(), total_bytes / 1e9, static_cast<int>(cfg.bits),
+            cfg.quant.c_str(), cfg.rank, cfg.iters, cfg.svd.c_str(), size,
+            scatter ? " (rank 0 reads, --io scatter)" : "", be ? be->name().c_str() : "none on rank 0",
+            static_cast<long long>(split));
         if (exists)
             std::printf("[loftq] resuming %s: %lld of %zu matrices already complete\n", work_path.c_str(),
                         static_cast<long long>(skipped), plan.matrices.size());
         std::fflush(stdout);
     }
 
-    ProgressReporter progress(world, outcome.matrices, total_bytes, expected_records, skipped, skipped_bytes,
-                              cfg.log_json);
-    if (scatter && rank == 0) {
-        serve_scatter(world, cfg.model_dir, plan, workers, progress);
-    } else {
-        auto source = scatter ? make_scatter_client(world) : make_direct_source(cfg.model_dir);
-        Worker worker{cfg, plan, dist, layout, *run, *source, *be, progress, rank, first_worker};
-        for (const WorkItem& item : dist.work[static_cast<size_t>(rank - first_worker)]) {
-            if (complete[static_cast<size_t>(item.matrix)]) continue;
-            if (item.split) worker.run_split(item);
-            else worker.run_whole(item);
-            progress.poll();
+    abort_on_error([&] {
+        ProgressReporter progress(world, outcome.matrices, total_bytes, expected_records, skipped,
+                                  skipped_bytes, cfg.log_json);
+        if (scatter && rank == 0) {
+            serve_scatter(world, cfg.model_dir, plan, workers, progress);
+        } else {
+            auto source = scatter ? make_scatter_client(world) : make_direct_source(cfg.model_dir);
+            Worker worker{cfg, plan, dist, layout, *run, *source, *be, progress, rank, first_worker};
+            for (const WorkItem& item : dist.work[static_cast<size_t>(rank - first_worker)]) {
+                if (complete[static_cast<size_t>(item.matrix)]) continue;
+                if (item.split)
+                    worker.run_split(item);
+                else
+                    worker.run_whole(item);
+                progress.poll();
+            }
+            source->finish();
         }
-        source->finish();
-    }
-    progress.finish();
-    run->flush();
-    run->close();
+        progress.finish();
+        run->flush();
+        run->close();
+    });
     return outcome;
 }
 
