@@ -65,10 +65,14 @@ ProgressReporter::~ProgressReporter() {
 std::string ProgressReporter::format_line(int64_t done, int64_t total, double done_bytes, double total_bytes,
                                           double rate) {
     const double eta = rate > 0 ? (total_bytes - done_bytes) / rate : NAN;
+    // GB for real models, MB for small ones (a 1 MB model would read 0.00/0.00 GB).
+    const bool gb = total_bytes >= 1e9;
+    const double unit = gb ? 1e9 : 1e6;
     char line[160];
-    std::snprintf(line, sizeof line, "%lld/%lld matrices  %.2f/%.2f GB  %.2f GB/s  ETA %s",
-                  static_cast<long long>(done), static_cast<long long>(total), done_bytes / 1e9,
-                  total_bytes / 1e9, rate / 1e9, done >= total ? "0:00:00" : hms(eta).c_str());
+    std::snprintf(line, sizeof line, "%lld/%lld matrices  %.2f/%.2f %s  %.2f %s/s  ETA %s",
+                  static_cast<long long>(done), static_cast<long long>(total), done_bytes / unit,
+                  total_bytes / unit, gb ? "GB" : "MB", rate / unit, gb ? "GB" : "MB",
+                  done >= total ? "0:00:00" : hms(eta).c_str());
     return line;
 }
 

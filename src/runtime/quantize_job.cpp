@@ -246,9 +246,9 @@ QuantizeOutcome run_quantize(const Config& cfg, const std::string& work_path) {
         int64_t split = 0;
         for (const auto& a : dist.matrices) split += a.shards > 1 ? 1 : 0;
         std::printf(
-            "[loftq] quantize %s: %zu matrices (%.2f GB float32), %d-bit %s, r=%d, T=%d, svd %s, "
+            "[loftq] quantize %s: %zu matrices (%.3f GB float32), %g-bit %s, r=%d, T=%d, svd %s, "
             "%d rank(s)%s, backend %s, %lld split\n",
-            cfg.model_dir.c_str(), plan.matrices.size(), total_bytes / 1e9, static_cast<int>(cfg.bits),
+            cfg.model_dir.c_str(), plan.matrices.size(), total_bytes / 1e9, cfg.bits,
             cfg.quant.c_str(), cfg.rank, cfg.iters, cfg.svd.c_str(), size,
             scatter ? " (rank 0 reads, --io scatter)" : "", be ? be->name().c_str() : "none on rank 0",
             static_cast<long long>(split));
