@@ -1,4 +1,5 @@
 #include "plan/plan.hpp"
+#include "lowrank/truncated_svd.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -85,9 +86,11 @@ int bits_for_layer(double bits, int layer, int num_layers) {
 
 std::string resolve_svd_method(const std::string& svd, int64_t rows, int64_t cols, int rank,
                                int oversample) {
-    if (svd == "exact" || svd == "randomized") return svd;
-    if (svd != "auto") LOFTQ_THROW(ConfigError, "option --svd: '", svd, "' is not one of auto|exact|randomized");
-    return int64_t{4} * (rank + oversample) <= std::min(rows, cols) ? "randomized" : "exact";
+    // The low-rank engine's own rule, so the plan's cost model and the run agree.
+    SvdOptions o;
+    o.rank = rank;
+    o.oversample = oversample;
+    return choose_svd_method(svd, rows, cols, o) == SvdMethod::exact ? "exact" : "randomized";
 }
 
 double estimate_cost(int64_t rows, int64_t cols, const std::string& svd_method, const PlanOptions& o) {

@@ -88,8 +88,8 @@ Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const 
 // floor(num_layers * (b - 2) / 2) decoder layers get 4 bits, the others 2.
 int bits_for_layer(double bits, int layer, int num_layers);
 
-// "exact" or "randomized" for --svd auto|exact|randomized: auto picks randomized when the sketch
-// (rank + oversample) is at most a quarter of min(rows, cols), where it is several times cheaper.
+// "exact" or "randomized" for --svd auto|exact|randomized: lowrank's choose_svd_method (auto picks
+// randomized when min(rows, cols) >= 256 and the sketch rank + oversample is at most a quarter of it).
 std::string resolve_svd_method(const std::string& svd, int64_t rows, int64_t cols, int rank,
                                int oversample);
 
