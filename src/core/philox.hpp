@@ -11,11 +11,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define LOFTQ_HD __host__ __device__ __forceinline__
-#else
-#define LOFTQ_HD inline
-#endif
+#include "core/host_device.hpp"
 
 namespace loftq::philox {
 
