@@ -114,8 +114,12 @@ set +e
 out=$("$bin" quantize --model "$model" --work "$tmp/ours.h5" --rank 8 --iters 5 2>&1); c1=$?
 out2=$("$bin" quantize --model "$model" --work "$tmp/ours.h5" --rank 4 --iters 5 --resume 2>&1); c2=$?
 set -e
-(( c1 != 0 )) && grep -q -- "--resume" <<<"$out" || fail "existing run file without --resume: exit $c1: $out"
-(( c2 != 0 )) && grep -q -- "--rank" <<<"$out2" || fail "--resume with another --rank: exit $c2: $out2"
+if (( c1 == 0 )) || ! grep -q -- "--resume" <<<"$out"; then
+  fail "existing run file without --resume: exit $c1: $out"
+fi
+if (( c2 == 0 )) || ! grep -q -- "--rank" <<<"$out2"; then
+  fail "--resume with another --rank: exit $c2: $out2"
+fi
 [[ $(wc -l <<<"$out") -eq 1 && $(wc -l <<<"$out2") -eq 1 ]] || fail "refusals should be one line"
 ok "existing run file refused without --resume; --resume with another --rank refused naming it"
 echo "e2e_quantize: 6 passed, 0 failed"
