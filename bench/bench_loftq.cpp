@@ -16,7 +16,7 @@
 //   W = 0.02 N + G1 diag(0.01 exp(-j / 8)) G2,  N (m x n), G1 (m x 32), G2 (32 x n) standard normal.
 //
 //   bench_loftq --device cpu|cuda [--scale S] [--repeats R] [--iters 1,5] [--shapes MxN,...]
-//               [--out FILE.json]
+//               [--svd auto|exact|randomized] [--out FILE.json]
 // --scale divides every dimension (CPU dry runs). Output: JSON to --out (or stdout), a line of
 // text per measurement on stderr.
 #include <algorithm>
@@ -44,7 +44,7 @@ namespace {
 
 struct Args {
     std::string device = "cpu", out, shapes = "1024x8192,8192x8192,28672x8192,8192x28672";
-    std::string iters = "1,5";
+    std::string iters = "1,5", svd = "auto";
     int scale = 1, repeats = 5, rank = 64;
 };
 
@@ -60,6 +60,7 @@ Args parse(int argc, char** argv) {
         else if (k == "--out") a.out = value();
         else if (k == "--shapes") a.shapes = value();
         else if (k == "--iters") a.iters = value();
+        else if (k == "--svd") a.svd = value();
         else if (k == "--scale") a.scale = std::stoi(value());
         else if (k == "--repeats") a.repeats = std::stoi(value());
         else if (k == "--rank") a.rank = std::stoi(value());
@@ -124,6 +125,7 @@ nlohmann::json run_shape(LinalgBackend& be, const Args& a, int64_t m, int64_t n,
     opt.backbone = Backbone::BF16;
     opt.iters = iters;
     opt.svd_options.rank = a.rank;
+    opt.svd = a.svd;
     const std::string name = "bench." + std::to_string(m) + "x" + std::to_string(n);
     const size_t count = static_cast<size_t>(m * n);
     DeviceBuffer w(be, count);
@@ -140,7 +142,7 @@ nlohmann::json run_shape(LinalgBackend& be, const Args& a, int64_t m, int64_t n,
         return std::make_pair(ms_since(t0), std::move(r));
     };
 
-    nlohmann::json j{{"shape", {m, n}}, {"iters", iters}, {"rank", a.rank}, {"format", "nf4"},
+    nlohmann::json j{{"shape", {m, n}}, {"iters", iters}, {"rank", a.rank}, {"svd_requested", a.svd}, {"format", "nf4"},
                      {"blocksize", 64}, {"backbone", "bf16"}, {"repeats", a.repeats}};
     std::vector<double> t;
     LoftqResult last;
