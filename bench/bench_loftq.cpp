@@ -16,7 +16,9 @@
 //   W = 0.02 N + G1 diag(0.01 exp(-j / 8)) G2,  N (m x n), G1 (m x 32), G2 (32 x n) standard normal.
 //
 //   bench_loftq --device cpu|cuda [--scale S] [--repeats R] [--iters 1,5] [--shapes MxN,...]
-//               [--svd auto|exact|randomized] [--out FILE.json]
+//               [--svd auto|exact|randomized] [--backbone bf16|fp32|bnb4] [--out FILE.json]
+// --backbone fp32 quantizes exactly like PEFT (absmax not rounded up to bf16): the like-for-like
+// error comparison with the peer.
 // --scale divides every dimension (CPU dry runs). Output: JSON to --out (or stdout), a line of
 // text per measurement on stderr.
 #include <algorithm>
@@ -44,7 +46,7 @@ namespace {
 
 struct Args {
     std::string device = "cpu", out, shapes = "1024x8192,8192x8192,28672x8192,8192x28672";
-    std::string iters = "1,5", svd = "auto";
+    std::string iters = "1,5", svd = "auto", backbone = "bf16";
     int scale = 1, repeats = 5, rank = 64;
 };
 
@@ -61,6 +63,7 @@ Args parse(int argc, char** argv) {
         else if (k == "--shapes") a.shapes = value();
         else if (k == "--iters") a.iters = value();
         else if (k == "--svd") a.svd = value();
+        else if (k == "--backbone") a.backbone = value();
         else if (k == "--scale") a.scale = std::stoi(value());
         else if (k == "--repeats") a.repeats = std::stoi(value());
         else if (k == "--rank") a.rank = std::stoi(value());
@@ -122,7 +125,7 @@ nlohmann::json run_shape(LinalgBackend& be, const Args& a, int64_t m, int64_t n,
     LoftqOptions opt;
     opt.quant.format = &select_format("nf", 4);
     opt.quant.blocksize = 64;
-    opt.backbone = Backbone::BF16;
+    opt.backbone = parse_backbone(a.backbone);
     opt.iters = iters;
     opt.svd_options.rank = a.rank;
     opt.svd = a.svd;
@@ -143,7 +146,7 @@ nlohmann::json run_shape(LinalgBackend& be, const Args& a, int64_t m, int64_t n,
     };
 
     nlohmann::json j{{"shape", {m, n}}, {"iters", iters}, {"rank", a.rank}, {"svd_requested", a.svd}, {"format", "nf4"},
-                     {"blocksize", 64}, {"backbone", "bf16"}, {"repeats", a.repeats}};
+                     {"blocksize", 64}, {"backbone", a.backbone}, {"repeats", a.repeats}};
     std::vector<double> t;
     LoftqResult last;
     if (resident) {

@@ -13,6 +13,7 @@
 #   gpu_<device>_raw.json  every raw record;  gpu_<device>.log  the whole console log
 # Environment: DEVICE (cuda), BENCH_SCALE (1: divides every dimension), REPEATS (5),
 # PEER (auto|0), PEER_PYTHON (python3 with torch), PEER_BUDGET_S (240), SVD (auto: --svd of ours),
+# BACKBONE (bf16; fp32 quantizes like PEFT, for a like-for-like error comparison),
 # E2E_PRESET (llama2-70b), E2E_ITERS (5), E2E_RANK (64).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -50,10 +51,10 @@ echo '{}' > "$tmp/e2e.json"; : > "$tmp/e2e.jsonl"
 if [[ "$mode" == all || "$mode" == bench ]]; then
   echo "== ours: float32"
   "$bench_bin" --device "$device" --scale "$scale" --repeats "$repeats" --svd "${SVD:-auto}" \
-    --out "$tmp/ours.json"
+    --backbone "${BACKBONE:-bf16}" --out "$tmp/ours.json"
   if [[ "$device" == cuda ]]; then
     echo "== ours: LOFTQ_TF32=1"
-    LOFTQ_TF32=1 "$bench_bin" --device "$device" --scale "$scale" --repeats "$repeats" --iters 5 --svd "${SVD:-auto}" \
+    LOFTQ_TF32=1 "$bench_bin" --device "$device" --scale "$scale" --repeats "$repeats" --iters 5 --svd "${SVD:-auto}" --backbone "${BACKBONE:-bf16}" \
       --out "$tmp/ours_tf32.json"
   fi
   if [[ "${PEER:-auto}" != 0 ]] && $peer_py -c "import torch" 2>/dev/null; then

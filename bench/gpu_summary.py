@@ -80,7 +80,8 @@ def main():
         e2e["max_loaded_error"] = max(l["loaded_error"] for l in log)
         e2e["backend"] = log[0].get("backend")
     summary = {
-        "benchmark": "issue #7: LoftQ loop (NF4, r = 64, T = 1 and 5, --svd auto, bf16 backbone) vs PEFT's "
+        "backbone": next((r.get("backbone") for r in raw["ours"].get("runs", [])), None),
+        "benchmark": "issue #7: LoftQ loop (NF4, r = 64, T = 1 and 5, --svd auto) vs PEFT's "
                      "algorithm (full torch.linalg.svd + NF4 in torch, T = 5) on the same device",
         "machine": a.machine, "device": a.device, "commit": a.commit, "scale": s,
         "note": ("CPU DRY RUN: shapes divided by %d; proves the scripts, not GPU figures" % s
