@@ -13,7 +13,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${LOFTQ_BUNDLE_BIN:-$root/build/tests}
 outdir=${OUTDIR:-${OUT:-$root/bench/results}}
 mkdir -p "$outdir"
-tests=(test_quant_cuda test_lowrank_cuda test_widen_cuda mpi_test_lowrank test_runfile_gpu)
+tests=(test_loftq_device test_quant_cuda test_lowrank_cuda test_widen_cuda mpi_test_lowrank test_runfile_gpu)
 if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
   name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 else

@@ -24,7 +24,7 @@ build=${LOFTQ_GPU_BUILD:-$root/build-gpu}
 [[ "$build" = /* ]] || build=$root/$build
 bundle=${LOFTQ_BUNDLE:-$root/.bundle}
 [[ "$bundle" = /* ]] || bundle=$root/$bundle
-targets=(loftq bench_loftq test_quant_cuda test_lowrank_cuda test_widen_cuda mpi_test_lowrank test_runfile_gpu)
+targets=(loftq bench_loftq test_loftq_device test_quant_cuda test_lowrank_cuda test_widen_cuda mpi_test_lowrank test_runfile_gpu)
 
 if [[ ! -x /usr/local/cuda/bin/nvcc ]]; then
   echo "gpu-bundle: no nvcc at /usr/local/cuda/bin/nvcc: the bundle needs the CUDA build" >&2
