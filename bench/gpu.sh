@@ -12,9 +12,11 @@
 #                          projection, end-to-end, the aims of issue #7 checked
 #   gpu_<device>_raw.json  every raw record;  gpu_<device>.log  the whole console log
 # Environment: DEVICE (cuda), BENCH_SCALE (1: divides every dimension), REPEATS (5),
-# PEER (auto|0), PEER_PYTHON (python3 with torch), PEER_BUDGET_S (240), SVD (auto: --svd of ours),
+# PEER (auto|0), PEER_PYTHON (python3 with torch), PEER_BUDGET_S (starts no new shape after it; default half the time left), SVD (auto: --svd of ours),
 # BACKBONE (bf16; fp32 quantizes like PEFT, for a like-for-like error comparison),
-# E2E_PRESET (llama2-70b), E2E_ITERS (5), E2E_RANK (64).
+# E2E_PRESET (llama2-70b), E2E_ITERS (5), E2E_RANK (64), LIMIT_S (560: the whole script's time),
+# E2E_RESERVE_S (seconds the peer leaves for the end-to-end run: 180 in mode all, else 0),
+# E2E_MIN_S (150: the end-to-end run of mode all is skipped with less time left).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mode=${1:-all}
@@ -37,8 +39,16 @@ fi
 slug=$(echo "${machine%%,*}" | tr '[:upper:]' '[:lower:]' | sed 's/[^a-z0-9]\+/_/g; s/^_//; s/_$//')
 [[ "$device" == cuda ]] || slug=cpu_dryrun
 log=$outdir/gpu_$slug.log
-commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-commit+=$(git -C "$root" diff --quiet HEAD -- src kernels bench 2>/dev/null || echo "-dirty")
+if [[ -n "${LOFTQ_BUNDLE_COMMIT:-}" ]]; then
+  commit="$LOFTQ_BUNDLE_COMMIT (bundle)"
+else
+  commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  commit+=$(git -C "$root" diff --quiet HEAD -- src kernels bench 2>/dev/null || echo "-dirty")
+fi
+# The device tool stops a command after 600 s and then nothing is summarised: every stage below
+# gets what is left of LIMIT_S (default 560 s), the summary always runs.
+limit=${LIMIT_S:-560}
+left() { echo $(( limit - SECONDS )); }
 py=python3; [[ -x /usr/bin/python3 && "$device" != cuda ]] && py=/usr/bin/python3
 peer_py=${PEER_PYTHON:-$py}
 exec > >(tee "$log") 2>&1
@@ -58,14 +68,23 @@ if [[ "$mode" == all || "$mode" == bench ]]; then
       --out "$tmp/ours_tf32.json"
   fi
   if [[ "${PEER:-auto}" != 0 ]] && $peer_py -c "import torch" 2>/dev/null; then
-    echo "== peer: PEFT's algorithm in PyTorch (full SVD, NF4, T = 5)"
-    timeout $(( ${PEER_BUDGET_S:-240} + 300 )) "$peer_py" "$root/bench/peer_peft.py" --device "$device" \
-      --scale "$scale" --budget-s "${PEER_BUDGET_S:-240}" | tee "$tmp/peer.jsonl" || echo "peer: exit $?"
+    reserve=0; [[ "$mode" == all ]] && reserve=180
+    peer_limit=$(( $(left) - ${E2E_RESERVE_S:-$reserve} - 20 ))
+    budget=${PEER_BUDGET_S:-$(( peer_limit / 2 ))}
+    echo "== peer: PEFT's algorithm in PyTorch (full SVD, NF4, T = 5), new shapes for ${budget} s, stopped at ${peer_limit} s"
+    if (( peer_limit > 30 )); then
+      timeout "$peer_limit" "$peer_py" "$root/bench/peer_peft.py" --device "$device" \
+        --scale "$scale" --budget-s "$budget" | tee "$tmp/peer.jsonl" || echo "peer: exit $? (shapes not listed above were not measured)"
+    else
+      echo "peer: no time left (LIMIT_S=$limit)"
+    fi
   else
     echo "== peer: skipped (no torch for $peer_py, or PEER=0)"
   fi
 fi
-if [[ "$mode" == all || "$mode" == e2e ]]; then
+if [[ "$mode" == all && $(left) -lt ${E2E_MIN_S:-150} ]]; then
+  echo "== end to end: skipped, $(left) s left; run it alone: bash .bundle/run.sh e2e-70b"
+elif [[ "$mode" == all || "$mode" == e2e ]]; then
   preset=${E2E_PRESET:-llama2-70b}
   echo "== end to end: loftq synth --preset $preset --layers 2, quantize on $device"
   model=${E2E_DIR:-$tmp}/e2e_model

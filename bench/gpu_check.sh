@@ -24,7 +24,7 @@ log=$outdir/gpu_check_$slug.log
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 exec > >(tee "$log") 2>&1
-echo "gpu_check: device '$name', binaries in $bin, commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "gpu_check: device '$name', binaries in $bin, commit ${LOFTQ_BUNDLE_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 status=0
 for t in "${tests[@]}"; do
   echo "== $t"

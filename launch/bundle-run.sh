@@ -41,6 +41,8 @@ export OMPI_MCA_ess_singleton_isolated=1 OMPI_MCA_btl=self,vader OMPI_MCA_pml=ob
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export LOFTQ_BINARY=$b/bin/loftq LOFTQ_SOURCE_DIR=$root LOFTQ_TEST_DATA=$root/tests/data
 export LOFTQ_BUNDLE_BIN=$b/bin
+LOFTQ_BUNDLE_COMMIT=$(sed -n 's/^commit //p' "$here/MANIFEST" 2>/dev/null || true)
+export LOFTQ_BUNDLE_COMMIT
 if ldd "$b/bin/loftq" | grep -q "not found"; then
   echo "bundle: libraries missing on this machine:" >&2
   ldd "$b/bin/loftq" | grep "not found" >&2
