@@ -11,6 +11,7 @@
 #   gpu_<device>.json      summary: per shape and T, ours vs peer, floor, TF32 deltas, 70B
 #                          projection, end-to-end, the aims of issue #7 checked
 #   gpu_<device>_raw.json  every raw record;  gpu_<device>.log  the whole console log
+#   (mode e2e: gpu_<device>_e2e.*)
 # Environment: DEVICE (cuda), BENCH_SCALE (1: divides every dimension), REPEATS (5),
 # PEER (auto|0), PEER_PYTHON (python3 with torch), PEER_BUDGET_S (starts no new shape after it; default half the time left), SVD (auto: --svd of ours),
 # BACKBONE (bf16; fp32 quantizes like PEFT, for a like-for-like error comparison),
@@ -38,6 +39,7 @@ else
 fi
 slug=$(echo "${machine%%,*}" | tr '[:upper:]' '[:lower:]' | sed 's/[^a-z0-9]\+/_/g; s/^_//; s/_$//')
 [[ "$device" == cuda ]] || slug=cpu_dryrun
+[[ "$mode" == e2e ]] && slug+=_e2e  # a separate e2e call must not overwrite the benchmark's files
 log=$outdir/gpu_$slug.log
 if [[ -n "${LOFTQ_BUNDLE_COMMIT:-}" ]]; then
   commit="$LOFTQ_BUNDLE_COMMIT (bundle)"
