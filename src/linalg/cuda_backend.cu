@@ -5,12 +5,17 @@
 // transposes with the operands swapped; qr_rows is a direct geqrf/orgqr of A^T; qr_columns and
 // the exact SVD transpose with geam where cuSOLVER needs the other orientation.
 //
+// TF32: LOFTQ_TF32=1 in the environment runs the cuBLAS GEMMs on the TF32 tensor cores (for the
+// precision measurement of issue #7; the name() then ends in "+tf32"). Default: full float32.
+//
 // SVD driver: gesvd (Householder bidiagonalisation + implicit QR, LAPACK-grade accuracy). gesvdj
 // (Jacobi) stops at a tolerance and loses accuracy on large matrices, gesvda only targets tall
 // skinny matrices with approximate small values; the exact path is the reference, so it gets the
 // accurate driver, and the randomized path's small k x n SVD costs nothing with it either.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "core/cuda_check.hpp"
@@ -48,6 +53,9 @@ public:
         CUBLAS_CHECK(cublasSetStream(blas_, stream_));
         // Bitwise reproducibility: no atomics-based reductions inside cuBLAS.
         CUBLAS_CHECK(cublasSetAtomicsMode(blas_, CUBLAS_ATOMICS_NOT_ALLOWED));
+        const char* tf32 = std::getenv("LOFTQ_TF32");
+        tf32_ = tf32 != nullptr && std::strcmp(tf32, "1") == 0;
+        if (tf32_) CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_TF32_TENSOR_OP_MATH));
         CUSOLVER_CHECK(cusolverDnCreate(&solver_));
         CUSOLVER_CHECK(cusolverDnSetStream(solver_, stream_));
         CUDA_CHECK(cudaMalloc(&info_, sizeof(int)));
@@ -63,7 +71,7 @@ public:
         cudaStreamDestroy(stream_);
     }
     BackendKind kind() const override { return BackendKind::cuda; }
-    std::string name() const override { return cat("cuda:", device_); }
+    std::string name() const override { return cat("cuda:", device_, tf32_ ? "+tf32" : ""); }
     void* stream() const { return stream_; }
 
     float* allocate(size_t count) override {
@@ -239,6 +247,7 @@ private:
     }
 
     int device_;
+    bool tf32_ = false;
     cudaStream_t stream_ = nullptr;
     cublasHandle_t blas_ = nullptr;
     cusolverDnHandle_t solver_ = nullptr;

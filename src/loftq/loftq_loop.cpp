@@ -4,8 +4,10 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <string>
 
 #include "core/error.hpp"
+#include "loftq/device_quant.hpp"
 #include "lowrank/randomized_svd.hpp"
 
 namespace loftq {
@@ -80,7 +82,51 @@ struct LocalShard {
     DeviceBuffer res, low, u;   // residual, Q or L Rt, U (rows x r)
     QuantizedTensor q_cur, q_best;
     std::vector<float> l_best;  // rows x r (host)
+    // Device-resident path only: codes and Q of the current and best iterate, and a second U
+    // so that the best L stays on the device (u_alt and u swap when an iterate is kept).
+    std::unique_ptr<DeviceQuantSlots> dq;
+    DeviceBuffer u_alt;
 };
+
+// The device-resident path rejects what the CPU path's input check rejects, from the norms it
+// computes anyway: a sum of squares in double is finite iff every float32 term is finite.
+void require_finite(double v, const std::string& name, const std::string& what) {
+    if (!std::isfinite(v))
+        LOFTQ_THROW(InputError, "tensor ", name, ": ", what, " is not finite; weights must be finite "
+                    "(and within the backbone's range) to quantize");
+}
+
+// The end of the device-resident path: the kept iterate (the slots' best, u_alt, rt_best) becomes
+// the stored codes, B and A (scaled by `factor` on the device, as the host path scales them),
+// the loaded error is computed on the device, and each result crosses PCIe once.
+void finish_on_device(LinalgBackend& be, std::vector<LocalShard>& shards, float* rt_best, int64_t cols,
+                      int r, float factor, double scaling, ShardSum& shard_sum, double denom,
+                      LoftqResult& out) {
+    const auto t0 = Clock::now();
+    const std::vector<float> f(static_cast<size_t>(r), factor);
+    be.scale_rows(r, cols, rt_best, cols, f.data());
+    std::vector<double> e2(shards.size());
+    for (size_t i = 0; i < shards.size(); ++i) {
+        auto& s = shards[i];
+        be.scale_columns(s.rows, r, s.u_alt.get(), r, f.data());
+        be.copy(s.res.get(), s.w, s.n);
+        be.axpy(s.n, -1.0f, s.dq->best_loaded(), s.res.get());
+        be.gemm(Trans::no, Trans::no, s.rows, cols, r, static_cast<float>(-scaling), s.u_alt.get(), r,
+                rt_best, cols, 1.0f, s.res.get(), cols);
+        const double e = be.norm2(s.n, s.res.get());
+        e2[i] = e * e;
+    }
+    out.loaded_error = std::sqrt(shard_sum.sum(e2)) / denom;
+    out.A.resize(static_cast<size_t>(r) * cols);
+    be.download(out.A.data(), rt_best, out.A.size());
+    for (auto& s : shards) {
+        out.B.emplace_back(static_cast<size_t>(s.rows) * r);
+        be.download(out.B.back().data(), s.u_alt.get(), out.B.back().size());
+        out.q.emplace_back();
+        s.dq->download_best(out.q.back());
+    }
+    out.times.svd += seconds_since(t0);
+}
 
 double squared_error_of_plain_quantization(const QuantParams& p, const float* w, size_t n,
                                            const std::string& name) {
@@ -117,6 +163,9 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
     SvdOptions svd_opt = opt.svd_options;
     svd_opt.name = name;
     const bool sharded = layout.count() > 1 || (comm && comm->size() > 1);
+    // Quantize on the device (nothing staged through the host) where the CUDA op supports the
+    // format and backbone; otherwise quantization is staged through the host (HostView).
+    const bool on_device = device_quant_supported(be, opt.quant, opt.backbone);
     if (sharded && opt.quant.double_quant)
         LOFTQ_THROW(NotImplemented, "'", name, "': --double-quant on a split matrix (raise --split-threshold)");
 
@@ -150,7 +199,10 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
             LOFTQ_THROW(Error, "'", name, "': shard ", i, " rows do not match the layout");
         s.n = static_cast<size_t>(s.rows * cols);
         s.w_host = local[i].w;
-        if (be.kind() == BackendKind::cpu) {
+        if (local[i].in_backend_memory && be.kind() != BackendKind::cpu && !on_device)
+            LOFTQ_THROW(NotImplemented, "'", name, "': weights already on the device need device "
+                        "quantization (not available for this format and backbone)");
+        if (be.kind() == BackendKind::cpu || local[i].in_backend_memory) {
             s.w = s.w_host;
         } else {
             s.w_dev = DeviceBuffer(be, s.n);
@@ -160,14 +212,30 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
         s.res = DeviceBuffer(be, s.n);
         s.low = DeviceBuffer(be, s.n);
         s.u = DeviceBuffer(be, static_cast<size_t>(s.rows) * r);
+        if (on_device) {
+            s.dq = std::make_unique<DeviceQuantSlots>(be, opt.quant, opt.backbone, s.n, name);
+            s.u_alt = DeviceBuffer(be, static_cast<size_t>(s.rows) * r);
+        }
     }
-    DeviceBuffer sv(be, static_cast<size_t>(r)), vt(be, static_cast<size_t>(r) * cols);
+    DeviceBuffer sv(be, static_cast<size_t>(r)), vt(be, static_cast<size_t>(r) * cols), vt_alt;
+    if (on_device) vt_alt = DeviceBuffer(be, static_cast<size_t>(r) * cols);
     std::vector<float> s_host(r), vt_best(static_cast<size_t>(r) * cols);
 
     // ||W|| and QLoRA's error (plain quantization of the original weights, as QLoRA loads them).
     auto t0 = Clock::now();
     std::vector<double> w2(shards.size()), q2(shards.size());
     for (size_t i = 0; i < shards.size(); ++i) {
+        auto& s = shards[i];
+        if (s.dq) {
+            const double wn = be.norm2(s.n, s.w);
+            require_finite(wn, name, "||W||");
+            s.dq->plain_residual(s.w, s.res.get());
+            const double qn = be.norm2(s.n, s.res.get());
+            require_finite(qn, name, "||W - q(W)||");
+            w2[i] = wn * wn;
+            q2[i] = qn * qn;
+            continue;
+        }
         double acc = 0;
         for (size_t k = 0; k < shards[i].n; ++k) acc += static_cast<double>(shards[i].w_host[k]) * shards[i].w_host[k];
         w2[i] = acc;
@@ -186,6 +254,18 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
         // Q_t = q(W) at t = 1, else q(W - L Rt); then res = W - Q_t.
         t0 = Clock::now();
         for (auto& s : shards) {
+            if (s.dq) {
+                const float* x = s.w;
+                if (t > 1) {
+                    be.copy(s.res.get(), s.w, s.n);
+                    be.axpy(s.n, -1.0f, s.low.get(), s.res.get());
+                    x = s.res.get();
+                }
+                s.dq->quantize_current(x);
+                be.copy(s.res.get(), s.w, s.n);
+                be.axpy(s.n, -1.0f, s.dq->current_loaded(), s.res.get());
+                continue;
+            }
             HostView in(be, s.n), q_out(be, s.n);
             const float* x = s.w_host;
             if (t > 1) {
@@ -199,6 +279,7 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
             be.copy(s.res.get(), s.w, s.n);
             be.axpy(s.n, -1.0f, s.low.get(), s.res.get());
         }
+        if (on_device) be.synchronize();  // so that the phase time is the device's work
         out.times.quantize += seconds_since(t0);
 
         // Rank-r SVD of the residual; L = U sqrt(S), Rt = sqrt(S) Vt; low = L Rt; res -= low.
@@ -231,8 +312,17 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
         const double err = std::sqrt(shard_sum.sum(e2)) / denom;
         out.times.comm += seconds_since(t0);
         out.iteration_error.push_back(err);
+        if (on_device) require_finite(err, name, "the error of iteration " + std::to_string(t));
 
-        if (!opt.keep_best || err < best) {
+        if (on_device && (!opt.keep_best || err < best)) {
+            best = err;
+            out.chosen_iteration = t;
+            for (auto& s : shards) {  // keep this iterate on the device: swap, copy nothing
+                s.dq->keep_current();
+                std::swap(s.u, s.u_alt);
+            }
+            std::swap(vt, vt_alt);
+        } else if (!opt.keep_best || err < best) {
             best = err;
             out.chosen_iteration = t;
             for (auto& s : shards) {
@@ -247,6 +337,10 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
     // Stored factors: s * B * A = L Rt when compensating the LoRA scaling.
     const double scaling = opt.lora_scaling();
     const float factor = opt.compensate_scaling ? static_cast<float>(1.0 / std::sqrt(scaling)) : 1.0f;
+    if (on_device) {
+        finish_on_device(be, shards, vt_alt.get(), cols, r, factor, scaling, shard_sum, denom, out);
+        return out;
+    }
     out.A = vt_best;
     for (auto& v : out.A) v *= factor;
     for (auto& s : shards) {

@@ -56,6 +56,9 @@ struct PhaseTimes {
 struct ShardInput {
     int64_t row_begin = 0, row_end = 0;
     const float* w = nullptr;
+    // w already lives in the backend's memory (device memory on CUDA: nothing is uploaded). On a
+    // CUDA backend only with device quantization (device_quant_supported); else NotImplemented.
+    bool in_backend_memory = false;
 };
 
 // What the loop returns for the local shards. Per shard: its codes/scales and its rows of B.

@@ -14,11 +14,20 @@ namespace fs = std::filesystem;
 
 namespace loftq::testing {
 
-std::string source_dir() { return LOFTQ_SOURCE_DIR; }
-std::string test_data_dir() { return LOFTQ_TEST_DATA; }
+namespace {
+// The environment (ctest sets the same values) overrides the build's paths, so that test
+// binaries copied to another machine (launch/gpu-bundle.sh) find the data and the binary there.
+std::string env_or(const char* name, const char* built) {
+    const char* v = std::getenv(name);
+    return v && *v ? v : built;
+}
+}  // namespace
+
+std::string source_dir() { return env_or("LOFTQ_SOURCE_DIR", LOFTQ_SOURCE_DIR); }
+std::string test_data_dir() { return env_or("LOFTQ_TEST_DATA", LOFTQ_TEST_DATA); }
 std::string stories_dir() { return test_data_dir() + "/stories260K"; }
-std::string loftq_binary() { return LOFTQ_BINARY; }
-std::string mpiexec() { return MPIEXEC; }
+std::string loftq_binary() { return env_or("LOFTQ_BINARY", LOFTQ_BINARY); }
+std::string mpiexec() { return env_or("MPIEXEC", MPIEXEC); }
 
 TempDir::TempDir() {
     const char* base = std::getenv("TMPDIR");
