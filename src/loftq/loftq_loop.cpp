@@ -355,7 +355,7 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
     for (size_t i = 0; i < shards.size(); ++i) {
         auto& s = shards[i];
         std::vector<float> q_loaded(s.n);
-        dequantize(out.q[i], q_loaded.data());
+        loaded_values(out.q[i], opt.backbone, q_loaded.data());
         be.upload(s.low.get(), q_loaded.data(), s.n);
         be.upload(s.u.get(), out.B[i].data(), out.B[i].size());
         be.copy(s.res.get(), s.w, s.n);

@@ -181,6 +181,15 @@ void backbone_values(const QuantizedTensor& q, float* out) {
     dequantize_fast(*q.format, q.blocksize, q.packed.data(), scales.data(), q.numel, out);
 }
 
+void loaded_values(const QuantizedTensor& q, Backbone backbone, float* out) {
+    if (q.format != nullptr && q.format->is_bnb()) {
+        dequantize(q, out);  // bitsandbytes holds exactly these codes and (decoded) scales
+        return;
+    }
+    backbone_values(q, out);
+    for (int64_t i = 0; i < q.numel; ++i) out[i] = round_to_backbone(backbone, out[i]);
+}
+
 void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x, int64_t n,
                         QuantizedTensor& q, float* q_loaded, const std::string& tensor_name) {
     check_params(p, tensor_name);

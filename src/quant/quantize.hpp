@@ -69,6 +69,11 @@ void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x,
 // quantizes again at load), or the dequantized Q (LoftQ formats). n = q.numel floats.
 void backbone_values(const QuantizedTensor& q, float* out);
 
+// The float32 Q transformers holds after loading a backbone exported from q in form `backbone`:
+// what quantize_as_loaded wrote to q_loaded (nf4/fp4: the codes and decoded scales; LoftQ formats:
+// the dequantized values rounded to the backbone dtype). n = q.numel floats.
+void loaded_values(const QuantizedTensor& q, Backbone backbone, float* out);
+
 // The value the backbone dtype stores for v (bf16/fp16: round to nearest even; else v).
 float round_to_backbone(Backbone b, float v);
 
