@@ -177,13 +177,17 @@ def main():
         base = AutoModelForCausalLM.from_pretrained(args.output)
     elif cpu4:
         path = (f"float folder re-quantized by bitsandbytes at load on the CPU (nf4, blocksize 64, "
-                f"no double quant, compute {args.compute_dtype})")
+                f"no double quant)")
         bnb_cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                      bnb_4bit_use_double_quant=False, bnb_4bit_compute_dtype=compute)
         base = AutoModelForCausalLM.from_pretrained(args.output, quantization_config=bnb_cfg)
     else:
         path = "float folder loaded as stored (no bitsandbytes 4-bit on this CPU)"
         base = AutoModelForCausalLM.from_pretrained(args.output)
+    emb = base.get_input_embeddings().weight.dtype
+    computes = {str(m.compute_dtype) for m in base.modules() if hasattr(m, "compute_dtype")}
+    path += (f"; embeddings/norms held as {str(emb).replace('torch.', '')}"
+             + (f", 4-bit compute {', '.join(sorted(computes)).replace('torch.', '')}" if computes else ""))
     print(f"load path: {path}")
     result["load_path"] = path
     model = PeftModel.from_pretrained(base, args.output, subfolder="loftq_init").eval()
