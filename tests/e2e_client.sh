@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The real client (issue #6): build stories260K outputs with `loftq run` in bf16 and bnb4 form
-# (rank 8, 5 iterations), `loftq verify --json` them, then load each with the pinned PyPI
-# transformers + PEFT + bitsandbytes exactly as a user does (tests/client/load_check.py: held
-# base weights reproduce verify's errors, PEFT's scaling and adapter tensors, logits closer to
-# the original with the adapter than without). A folder built from the spec with the nibbles
-# packed the wrong way round must be rejected (the check can fail).
+# The real client (issue #6): build stories260K outputs with `loftq run` in bf16, bnb4 and
+# bnb4 double-quantized form (rank 8, 5 iterations), `loftq verify --json` them, then load each
+# with the pinned PyPI transformers + PEFT + bitsandbytes exactly as a user does
+# (tests/client/load_check.py: held base weights reproduce verify's errors, PEFT's scaling and
+# adapter tensors, logits closer to the original with the adapter than without). A folder
+# built from the spec with the nibbles packed the wrong way round must be rejected (the check
+# can fail).
 # Needs the client venv (launch/client-venv.sh, ~3.5 min and 5.7 GB: tests/client/README.md):
 # LOFTQ_CLIENT_VENV, else .venv-client in the source tree; with neither, prints SKIP and passes.
 set -euo pipefail
@@ -27,9 +28,11 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1); commit: $(git 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-for form in bf16 bnb4; do
+for form in bf16 bnb4 bnb4-dq; do
   echo "== $form =="
-  "$bin" run --model "$model" --output "$tmp/$form" --rank 8 --iters 5 --backbone "$form"
+  extra=(--backbone "${form%-dq}")
+  [[ $form == *-dq ]] && extra+=(--double-quant)
+  "$bin" run --model "$model" --output "$tmp/$form" --rank 8 --iters 5 "${extra[@]}"
   "$bin" verify --model "$model" --output "$tmp/$form" --json "$tmp/$form.verify.json"
   "$py" "$src/tests/client/load_check.py" --model "$model" --output "$tmp/$form" \
     --verify-json "$tmp/$form.verify.json" --json "$tmp/$form.result.json"

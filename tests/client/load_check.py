@@ -39,6 +39,10 @@ from safetensors import safe_open
 
 DEFAULT_PROMPT = [1, 15, 42, 300, 7, 99, 250, 3, 411, 64, 128, 500, 2, 77, 310, 45]
 REL_TOL = 1e-5
+# Double quantization: bitsandbytes' offset is torch's float32 mean of the absmax and its 8-bit
+# map is built in float32 (1 ulp from a correctly rounded one); either shifts an 8-bit absmax
+# code now and then, so its QLoRA of W differs from loftq's in the 5th digit (both load exactly).
+NESTED_QLORA_TOL = 1e-4
 
 
 class CheckFailed(Exception):
@@ -253,7 +257,8 @@ def main():
                 decode_bad.append(short)
         if "Params4bit" in kind:
             st = m.base_layer.weight.quant_state
-            q, qs = bnbf.quantize_4bit(W, blocksize=st.blocksize, quant_type=st.quant_type)
+            q, qs = bnbf.quantize_4bit(W, blocksize=st.blocksize, quant_type=st.quant_type,
+                                       compress_statistics=st.nested)
             qs.dtype = torch.float32
             row["qlora_error"] = rel(W - bnbf.dequantize_4bit(q, qs), wn)
         v = verify.get(short)
@@ -262,7 +267,8 @@ def main():
             row["verify_qlora_error"] = v["qlora_error"]
             worst_l = max(worst_l, abs(row["loftq_error"] - v["loftq_error"]) / max(v["loftq_error"], 1e-30))
             if "qlora_error" in row:
-                worst_q = max(worst_q, abs(row["qlora_error"] - v["qlora_error"]) / max(v["qlora_error"], 1e-30))
+                tol = NESTED_QLORA_TOL if m.base_layer.weight.quant_state.nested else REL_TOL
+                worst_q = max(worst_q, abs(row["qlora_error"] - v["qlora_error"]) / max(v["qlora_error"], 1e-30) / tol)
         rows.append(row)
     result["matrices"] = rows
     print(f"base weights held: {', '.join(sorted(held_kinds))}")
@@ -290,9 +296,9 @@ def main():
               + (f"; not in verify: {absent[:3]}" if absent else "")
               + (f"; verify only: {extra[:3]}" if extra else ""))
         if any("qlora_error" in r_ for r_ in rows):
-            check("verify_qlora_error", worst_q <= REL_TOL,
+            check("verify_qlora_error", worst_q <= 1,
                   f"bitsandbytes' own quantization of W reproduces verify's qlora_error: worst relative "
-                  f"difference {worst_q:.2e}")
+                  f"difference {worst_q:.2f} of the tolerance ({REL_TOL:g}; {NESTED_QLORA_TOL:g} double-quantized)")
 
     # (c) logits on a fixed prompt. bitsandbytes 0.50's AVX512-BF16 CPU path repacks a 4-bit
     # weight at its first forward per row: it asserts out_features % 32 == 0 and needs
