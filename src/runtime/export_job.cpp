@@ -200,11 +200,16 @@ ExportOutcome export_run(const ExportRequest& req) {
 
     // config.json: the input's, plus how the backbone loads.
     nlohmann::json config = mc.source;
-    const std::string load_dtype = bb == Backbone::BNB4 ? model_dtype : dtype_to_torch_name(backbone_dtype(bb));
-    if (bb == Backbone::BNB4)
+    // A float backbone loads as optimised when transformers' cast to torch_dtype keeps its values:
+    // the input's torch_dtype stays when it holds the backbone dtype exactly (same, or float32),
+    // else torch_dtype becomes the backbone dtype.
+    std::string load_dtype = model_dtype;
+    if (bb == Backbone::BNB4) {
         config["quantization_config"] = bnb4_quantization_config(layout.front().format, layout.front().double_quant, model_dtype);
-    else
+    } else if (const DType d = backbone_dtype(bb); !(d == torch_dtype_to_dtype(model_dtype, "config.json torch_dtype") || model_dtype == "float32")) {
+        load_dtype = dtype_to_torch_name(d);
         config["torch_dtype"] = load_dtype;
+    }
 
     // Every tensor's spec, in name order; the targets as the backbone form stores them.
     std::map<std::string, size_t> target;
