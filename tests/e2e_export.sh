@@ -2,7 +2,8 @@
 # End-to-end export / verify / run / inspect (issue #6), on stories260K (a real trained Llama) and
 # a synthetic llama2-7b with 2 layers:
 #   1. stories260K bf16 run -> export in its own bf16 form and in bnb4 form (sharded, and with a
-#      bfloat16 adapter); a double-quantized bnb4 run; a --blocksize 128 run (bnb4 only).
+#      bfloat16 adapter); a double-quantized bnb4 run; a --blocksize 128 run (bnb4 only); a
+#      2-bit run (dequantized bf16 backbone only, loads as stored).
 #      Every folder passes tests/check_export.py (FORMATS.md 2, 4, 5 written from the spec, run
 #      file contents, non-targets byte-identical) and `loftq verify` reports the run file's
 #      errors (1e-6 relative) with every matrix below QLoRA.
@@ -96,6 +97,16 @@ $check --output "$tmp/b128" --model "$stories" --work "$tmp/b128.h5" --backbone 
 "$binary" verify --model "$stories" --output "$tmp/b128" --json "$tmp/v4.json" >/dev/null
 same_as_run "$tmp/v4.json" "$tmp/b128.h5"
 
+step "stories260K: 2-bit (nf2) run: dequantized backbone only"
+"$binary" quantize --model "$stories" --work "$tmp/n2.h5" --rank 8 --iters 2 --bits 2 >/dev/null
+"$binary" export --work "$tmp/n2.h5" --model "$stories" --output "$tmp/n2" >/dev/null
+$check --output "$tmp/n2" --model "$stories" --work "$tmp/n2.h5" --backbone bf16
+grep -q "bitsandbytes cannot hold 2-bit" "$tmp/n2/report.json" || fail "report.json does not say nf2 is stored dequantized"
+"$binary" verify --model "$stories" --output "$tmp/n2" --json "$tmp/v6.json" >"$tmp/n2.txt"
+grep -q "loaded as stored" "$tmp/n2.txt" || fail "verify does not say nf2 loads as stored"
+same_as_run "$tmp/v6.json" "$tmp/n2.h5"
+refused "'$binary' export --work '$tmp/n2.h5' --model '$stories' --output '$tmp/n2b' --backbone bnb4" "cannot hold nf2" "$tmp/n2b"
+
 # --- 2. verify can fail -----------------------------------------------------------------------
 step "verify fails on a mismatched adapter"
 cp -r "$tmp/s_bf16" "$tmp/s_bad"
@@ -107,9 +118,9 @@ grep -q WORSE "$tmp/bad.txt" || fail "verify did not mark a matrix WORSE"
 
 # --- 3. refusals ------------------------------------------------------------------------------
 step "refusals"
-sum_before=$(cat "$tmp/s_bf16/model.safetensors" | md5sum)
+sum_before=$(md5sum <"$tmp/s_bf16/model.safetensors")
 refused "'$binary' export --work '$tmp/s.h5' --model '$stories' --output '$tmp/s_bf16'" "--output"
-[[ $(cat "$tmp/s_bf16/model.safetensors" | md5sum) == "$sum_before" ]] || fail "refused export changed the folder"
+[[ $(md5sum <"$tmp/s_bf16/model.safetensors") == "$sum_before" ]] || fail "refused export changed the folder"
 "$binary" export --work "$tmp/s.h5" --model "$stories" --output "$tmp/s_bf16" --overwrite --backbone bnb4 >/dev/null
 $check --output "$tmp/s_bf16" --model "$stories" --work "$tmp/s.h5" --backbone bnb4
 refused "'$binary' export --work '$tmp/dq.h5' --model '$stories' --output '$tmp/x1' --backbone bf16" "double-quantized" "$tmp/x1"

@@ -232,7 +232,7 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
         lora[name] |= which == 'A' ? 1 : 2;
     }
     const Checkpoint model(model_dir), out(output_dir);
-    bool stored_as_is = false;
+    bool stored_as_is = false, requantized = false;
     rep.backbone = bnb4 ? "bnb4" : "";
     for (const auto& [name, seen] : lora) {
         if (seen != 3) LOFTQ_THROW(InputError, afile_path, ": module of ", name, " lacks lora_A or lora_B");
@@ -279,6 +279,7 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
             const QuantFormat* f = find_format(fmt);
             if (f == nullptr) LOFTQ_THROW(InputError, output_dir, "/report.json: matrix ", name, " has format ", fmt);
             if (f->is_bnb()) {
+                requantized = true;
                 vm.loaded_as = cat(dtype_name(si.dtype), " -> ", fmt, "/64", load_dq ? " dq" : "");
                 q = quantized(*f, 64, load_dq, stored, name);
                 qlora = quantized(*f, 64, load_dq, w, name);
@@ -298,7 +299,7 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
         rep.matrices.push_back(std::move(vm));
     }
     if (rep.matrices.empty()) LOFTQ_THROW(InputError, afile_path, ": no LoRA modules");
-    if (!bnb4)
+    if (requantized)
         rep.notes.push_back(cat("nf4/fp4 matrices re-quantized from the stored values cast to ", torch_dtype,
                                 " at blocksize 64, as BitsAndBytesConfig(load_in_4bit=True) does"));
     if (stored_as_is)
