@@ -208,7 +208,9 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
     } else if (report.is_object() && report.contains("load")) {
         load_dq = report["load"].value("bnb_4bit_use_double_quant", false);
     }
-    const std::string torch_dtype = config.is_object() ? config.value("torch_dtype", std::string("float32")) : "float32";
+    const std::string torch_dtype = !config.is_object() ? "float32"
+                                    : config.contains("torch_dtype") ? config.value("torch_dtype", std::string("float32"))
+                                                                     : config.value("dtype", std::string("float32"));
     const DType load_dtype = torch_dtype_to_dtype(torch_dtype, config_path + " torch_dtype");
     if (field<bool>(acfg, "init_lora_weights", acfg_path) != true)
         LOFTQ_THROW(InputError, acfg_path, ": init_lora_weights is not true: PEFT would re-initialise the adapter at load");
