@@ -138,6 +138,7 @@ step "loftq run on 2 MPI ranks"
 $check --output "$tmp/run_out" --model "$stories" --work "$tmp/run_out.run.h5" --backbone bf16
 "$binary" verify --model "$stories" --output "$tmp/run_out" --json "$tmp/v5.json" >/dev/null
 same_as_run "$tmp/v5.json" "$tmp/run_out.run.h5"
+refused "'$binary' run --model '$stories' --output '$tmp/run_out' --work '$tmp/x6.h5'" "--output" "$tmp/x6.h5"
 "$binary" inspect "$tmp/run_out" >"$tmp/inspect2.txt"
 grep -q "adapter: 35 modules, r=8, lora_alpha=8" "$tmp/inspect2.txt" || fail "inspect adapter line"
 

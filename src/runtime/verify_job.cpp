@@ -273,9 +273,12 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
             const TensorInfo& si = out.info(name);
             if (si.shape != wi.shape) LOFTQ_THROW(InputError, output_dir, ": tensor ", name, " has shape ", shape_string(si.shape));
             std::vector<float> stored = out.read_f32(name, FiniteCheck::reject);
-            for (auto& v : stored) v = round_to_backbone(load_dtype == DType::BF16 ? Backbone::BF16
-                                                         : load_dtype == DType::F16 ? Backbone::FP16 : Backbone::FP32, v);
-            if (rep.backbone.empty()) rep.backbone = dtype_to_torch_name(si.dtype);
+            // transformers casts every floating tensor to torch_dtype before bitsandbytes sees it.
+            const Backbone cast = load_dtype == DType::BF16 ? Backbone::BF16
+                                  : load_dtype == DType::F16 ? Backbone::FP16 : Backbone::FP32;
+            for (auto& v : stored) v = round_to_backbone(cast, v);
+            if (rep.backbone.empty())
+                rep.backbone = si.dtype == DType::BF16 ? "bf16" : si.dtype == DType::F16 ? "fp16" : "fp32";
             const auto rf = report_format.find(name);
             const std::string fmt = rf == report_format.end() ? "nf4" : rf->second.first;
             const QuantFormat* f = find_format(fmt);
