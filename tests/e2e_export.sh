@@ -2,8 +2,8 @@
 # End-to-end export / verify / run / inspect (issue #6), on stories260K (a real trained Llama) and
 # a synthetic llama2-7b with 2 layers:
 #   1. stories260K bf16 run -> export in its own bf16 form and in bnb4 form (sharded, and with a
-#      bfloat16 adapter); a double-quantized bnb4 run; a --blocksize 128 run (bnb4 only); a
-#      2-bit run (dequantized bf16 backbone only, loads as stored).
+#      bfloat16 adapter); a double-quantized bnb4 run; a --blocksize 128 run (bnb4 only); an
+#      fp16 backbone; fp4 as bnb4; a 2-bit run (dequantized bf16 only, loads as stored).
 #      Every folder passes tests/check_export.py (FORMATS.md 2, 4, 5 written from the spec, run
 #      file contents, non-targets byte-identical) and `loftq verify` reports the run file's
 #      errors (1e-6 relative) with every matrix below QLoRA.
@@ -96,6 +96,18 @@ refused "'$binary' export --work '$tmp/b128.h5' --model '$stories' --output '$tm
 $check --output "$tmp/b128" --model "$stories" --work "$tmp/b128.h5" --backbone bnb4
 "$binary" verify --model "$stories" --output "$tmp/b128" --json "$tmp/v4.json" >/dev/null
 same_as_run "$tmp/v4.json" "$tmp/b128.h5"
+
+step "stories260K: fp16 backbone; fp4 exported as bnb4"
+"$binary" quantize --model "$stories" --work "$tmp/f16.h5" --rank 8 --iters 2 --backbone fp16 >/dev/null
+"$binary" export --work "$tmp/f16.h5" --model "$stories" --output "$tmp/f16" >/dev/null
+$check --output "$tmp/f16" --model "$stories" --work "$tmp/f16.h5" --backbone fp16
+"$binary" verify --model "$stories" --output "$tmp/f16" --json "$tmp/v7.json" >/dev/null
+same_as_run "$tmp/v7.json" "$tmp/f16.h5"
+"$binary" quantize --model "$stories" --work "$tmp/fp4.h5" --rank 8 --iters 2 --quant fp4 >/dev/null
+"$binary" export --work "$tmp/fp4.h5" --model "$stories" --output "$tmp/fp4" --backbone bnb4 >/dev/null
+$check --output "$tmp/fp4" --model "$stories" --work "$tmp/fp4.h5" --backbone bnb4
+"$binary" verify --model "$stories" --output "$tmp/fp4" --json "$tmp/v8.json" >/dev/null
+same_as_run "$tmp/v8.json" "$tmp/fp4.h5"
 
 step "stories260K: 2-bit (nf2) run: dequantized backbone only"
 "$binary" quantize --model "$stories" --work "$tmp/n2.h5" --rank 8 --iters 2 --bits 2 >/dev/null
