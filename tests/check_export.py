@@ -20,6 +20,7 @@ Checks (any failure: one line on stderr, exit 1):
 import argparse
 import glob
 import json
+import mmap
 import os
 import re
 import struct
@@ -56,14 +57,14 @@ def no_duplicates(pairs):
 
 def read_safetensors(path):
     """Header dict (tensor name -> info), metadata, and a function giving a tensor's bytes."""
-    data = open(path, "rb").read()
+    with open(path, "rb") as f:
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.path.getsize(path) else b""
     if len(data) < 8:
         fail(f"{path}: shorter than 8 bytes")
     n = struct.unpack("<Q", data[:8])[0]
     if n > 100_000_000 or 8 + n > len(data):
         fail(f"{path}: header length {n}")
-    raw = data[8:8 + n]
-    text = raw.decode("utf-8")
+    text = bytes(data[8:8 + n]).decode("utf-8")
     if (8 + n) % 8 != 0:
         fail(f"{path}: 8 + N = {8 + n} is not a multiple of 8")
     stripped = text.rstrip(" ")
@@ -179,7 +180,8 @@ def main():
         if extra != {"quantization_config": want}:
             fail(f"config.json differs from the input by {extra}")
     else:
-        allowed = {} if TORCH[a.backbone] == model_dtype else {"torch_dtype": TORCH[a.backbone]}
+        keeps = TORCH[a.backbone] == model_dtype or model_dtype == "float32"
+        allowed = {} if keeps else {"torch_dtype": TORCH[a.backbone]}
         if extra != allowed:
             fail(f"config.json differs from the input by {extra}")
 

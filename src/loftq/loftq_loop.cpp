@@ -262,6 +262,8 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
         auto& s = shards[i];
         std::vector<float> q_loaded(s.n);
         dequantize(out.q[i], q_loaded.data());
+        if (!opt.quant.format->is_bnb())  // LoftQ formats load as stored: the backbone dtype's rounding
+            for (auto& v : q_loaded) v = round_to_backbone(opt.backbone, v);
         be.upload(s.low.get(), q_loaded.data(), s.n);
         be.upload(s.u.get(), out.B[i].data(), out.B[i].size());
         be.copy(s.res.get(), s.w, s.n);

@@ -196,15 +196,23 @@ ExportOutcome export_run(const ExportRequest& req) {
     ck.validate_all();
     check_run_against_model(run, ck, req.work_path);
     const ModelConfig mc = read_model_config(req.model_dir);
-    const std::string model_dtype = mc.torch_dtype;
+    // transformers >= 4.56 writes "dtype" where older versions wrote "torch_dtype".
+    const bool new_key = !mc.source.contains("torch_dtype") && mc.source.contains("dtype") && mc.source["dtype"].is_string();
+    const std::string model_dtype = new_key ? mc.source["dtype"].get<std::string>() : mc.torch_dtype;
 
     // config.json: the input's, plus how the backbone loads.
     nlohmann::json config = mc.source;
-    const std::string load_dtype = bb == Backbone::BNB4 ? model_dtype : dtype_to_torch_name(backbone_dtype(bb));
-    if (bb == Backbone::BNB4)
+    // A float backbone loads as optimised when transformers' cast to torch_dtype keeps its values:
+    // the input's torch_dtype stays when it holds the backbone dtype exactly (same, or float32),
+    // else torch_dtype becomes the backbone dtype.
+    const DType model_d = torch_dtype_to_dtype(model_dtype, cat(req.model_dir, "/config.json torch_dtype"));
+    std::string load_dtype = model_dtype;
+    if (bb == Backbone::BNB4) {
         config["quantization_config"] = bnb4_quantization_config(layout.front().format, layout.front().double_quant, model_dtype);
-    else
-        config["torch_dtype"] = load_dtype;
+    } else if (const DType d = backbone_dtype(bb); !(d == model_d || model_d == DType::F32)) {
+        load_dtype = dtype_to_torch_name(d);
+        config[new_key ? "dtype" : "torch_dtype"] = load_dtype;
+    }
 
     // Every tensor's spec, in name order; the targets as the backbone form stores them.
     std::map<std::string, size_t> target;

@@ -1,8 +1,10 @@
 // `loftq export` (and the export step of `loftq run`): a complete run file + the input model ->
 // the folder transformers + PEFT load (spec/FORMATS.md 2, 4, 5):
-//   config.json                 the input's; bnb4: + quantization_config; bf16/fp16/fp32:
-//                               torch_dtype set to the backbone dtype (load in that dtype so
-//                               the stored values re-quantize to the optimised Q)
+//   config.json                 the input's; bnb4: + quantization_config (compute dtype = the
+//                               input's torch_dtype); bf16/fp16/fp32: torch_dtype kept when it
+//                               holds the backbone dtype exactly (the same, or float32), else set
+//                               to the backbone dtype, so that the cast transformers makes at
+//                               load keeps the stored values, which re-quantize to the optimised Q
 //   model[-0000i-of-0000K].safetensors (+ model.safetensors.index.json when K > 1)
 //                               every tensor of the input in name order; targets as the backbone
 //                               form stores them, every other tensor copied bit for bit

@@ -208,7 +208,9 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
     } else if (report.is_object() && report.contains("load")) {
         load_dq = report["load"].value("bnb_4bit_use_double_quant", false);
     }
-    const std::string torch_dtype = config.is_object() ? config.value("torch_dtype", std::string("float32")) : "float32";
+    const std::string torch_dtype = !config.is_object() ? "float32"
+                                    : config.contains("torch_dtype") ? config.value("torch_dtype", std::string("float32"))
+                                                                     : config.value("dtype", std::string("float32"));
     const DType load_dtype = torch_dtype_to_dtype(torch_dtype, config_path + " torch_dtype");
     if (field<bool>(acfg, "init_lora_weights", acfg_path) != true)
         LOFTQ_THROW(InputError, acfg_path, ": init_lora_weights is not true: PEFT would re-initialise the adapter at load");
@@ -232,7 +234,7 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
         lora[name] |= which == 'A' ? 1 : 2;
     }
     const Checkpoint model(model_dir), out(output_dir);
-    bool stored_as_is = false;
+    bool stored_as_is = false, requantized = false;
     rep.backbone = bnb4 ? "bnb4" : "";
     for (const auto& [name, seen] : lora) {
         if (seen != 3) LOFTQ_THROW(InputError, afile_path, ": module of ", name, " lacks lora_A or lora_B");
@@ -271,14 +273,18 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
             const TensorInfo& si = out.info(name);
             if (si.shape != wi.shape) LOFTQ_THROW(InputError, output_dir, ": tensor ", name, " has shape ", shape_string(si.shape));
             std::vector<float> stored = out.read_f32(name, FiniteCheck::reject);
-            for (auto& v : stored) v = round_to_backbone(load_dtype == DType::BF16 ? Backbone::BF16
-                                                         : load_dtype == DType::F16 ? Backbone::FP16 : Backbone::FP32, v);
-            if (rep.backbone.empty()) rep.backbone = dtype_to_torch_name(si.dtype);
+            // transformers casts every floating tensor to torch_dtype before bitsandbytes sees it.
+            const Backbone cast = load_dtype == DType::BF16 ? Backbone::BF16
+                                  : load_dtype == DType::F16 ? Backbone::FP16 : Backbone::FP32;
+            for (auto& v : stored) v = round_to_backbone(cast, v);
+            if (rep.backbone.empty())
+                rep.backbone = si.dtype == DType::BF16 ? "bf16" : si.dtype == DType::F16 ? "fp16" : "fp32";
             const auto rf = report_format.find(name);
             const std::string fmt = rf == report_format.end() ? "nf4" : rf->second.first;
             const QuantFormat* f = find_format(fmt);
             if (f == nullptr) LOFTQ_THROW(InputError, output_dir, "/report.json: matrix ", name, " has format ", fmt);
             if (f->is_bnb()) {
+                requantized = true;
                 vm.loaded_as = cat(dtype_name(si.dtype), " -> ", fmt, "/64", load_dq ? " dq" : "");
                 q = quantized(*f, 64, load_dq, stored, name);
                 qlora = quantized(*f, 64, load_dq, w, name);
@@ -298,7 +304,7 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
         rep.matrices.push_back(std::move(vm));
     }
     if (rep.matrices.empty()) LOFTQ_THROW(InputError, afile_path, ": no LoRA modules");
-    if (!bnb4)
+    if (requantized)
         rep.notes.push_back(cat("nf4/fp4 matrices re-quantized from the stored values cast to ", torch_dtype,
                                 " at blocksize 64, as BitsAndBytesConfig(load_in_4bit=True) does"));
     if (stored_as_is)
