@@ -59,6 +59,12 @@ TEST(Cli, ParsesListsSizesAndSwitches) {
     EXPECT_TRUE(c.double_quant);
     Config e = parse({"export", "--work", "w", "--model", "m", "--output", "o", "--max-shard-size", "2GB"});
     EXPECT_EQ(e.max_shard_size, 2000000000ull);
+    EXPECT_EQ(e.backbone, "");  // not given: export takes the run file's own backbone
+    EXPECT_EQ(parse({"export", "--work", "w", "--model", "m", "--output", "o", "--backbone", "bnb4"}).backbone, "bnb4");
+    Config r = parse({"run", "--model", "m", "--output", "o", "--work", "o.h5", "--overwrite"});
+    EXPECT_EQ(r.work_path, "o.h5");
+    EXPECT_EQ(r.backbone, "bf16");
+    EXPECT_TRUE(r.overwrite);
     Config i = parse({"inspect", "some/path"});
     EXPECT_EQ(i.inspect_path, "some/path");
 }

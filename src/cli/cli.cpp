@@ -112,6 +112,7 @@ po::options_description command_options(const std::string& cmd, Config& c, RawSt
         d.add_options()("model", po::value(&c.model_dir), "input checkpoint folder");
     if (cmd == "quantize" || cmd == "export")
         d.add_options()("work", po::value(&c.work_path), "HDF5 run file");
+    if (cmd == "run") d.add_options()("work", po::value(&c.work_path), "HDF5 run file (default: <output>.run.h5)");
     if (cmd == "export" || cmd == "run" || cmd == "verify" || cmd == "synth")
         d.add_options()("output", po::value(&c.output_dir), "output folder");
     if (cmd == "verify") d.add_options()("json", po::value(&c.json_path), "also write the report as JSON");
@@ -119,7 +120,7 @@ po::options_description command_options(const std::string& cmd, Config& c, RawSt
     if (cmd == "quantize" || cmd == "run") d.add(loftq_options(c, raw));
     if (cmd == "export") {
         po::options_description b("Backbone");
-        b.add_options()("backbone", po::value(&c.backbone)->default_value(c.backbone), "bf16 | fp16 | fp32 | bnb4");
+        b.add_options()("backbone", po::value(&c.backbone), "bf16 | fp16 | fp32 | bnb4 (default: the run file's)");
         d.add(b);
     }
     if (cmd == "export" || cmd == "run") d.add(export_options(c, raw));
@@ -156,6 +157,7 @@ bool parse_command_line(int argc, const char* const* argv, Config& cfg) {
     for (const auto& c : kCommands) known = known || cmd == c.name;
     if (!known) LOFTQ_THROW(ConfigError, "unknown command '", cmd, "'; run 'loftq --help'");
     cfg.command = cmd;
+    if (cmd == "export") cfg.backbone.clear();  // not given: the run file's own backbone
 
     RawStrings raw;
     po::options_description desc = command_options(cmd, cfg, raw);

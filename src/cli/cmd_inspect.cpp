@@ -1,12 +1,20 @@
 // `loftq inspect PATH`: every tensor of a .safetensors file or a model folder (single file or
 // sharded with an index), then totals. The whole checkpoint is validated before anything is
 // printed, so a bad file gives one error line and no partial listing. Rank 0 alone prints.
+// A folder written by `loftq export` (it has loftq_init/adapter_config.json) gets a summary
+// after the listing: backbone form, adapter rank / alpha / targets / dtype, report totals.
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
+#include "io/export_format.hpp"
+#include "io/json_strict.hpp"
 
 namespace loftq {
 namespace {
@@ -50,11 +58,70 @@ std::string inspect_listing(const Checkpoint& ck) {
     return os.str();
 }
 
+nlohmann::json json_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) LOFTQ_THROW(InputError, path, ": missing or unreadable");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return parse_strict_json(path, text.data(), text.size(), "file", "key");
+}
+
+// The summary of an exported folder (backbone already validated by the listing).
+std::string output_summary(const Checkpoint& ck, const std::string& dir) {
+    const nlohmann::json config = json_file(dir + "/config.json");
+    const nlohmann::json acfg = json_file(dir + "/loftq_init/adapter_config.json");
+    const SafetensorsFile adapter(dir + "/loftq_init/adapter_model.safetensors");
+    std::set<std::string> dtypes, backbone_dtypes;
+    size_t modules = 0;
+    for (const auto& t : adapter.tensors()) {
+        char which = 0;
+        const std::string name = tensor_of_lora_key(t.name, which);
+        if (name.empty()) LOFTQ_THROW(InputError, adapter.path(), ": tensor ", t.name, " is not a PEFT lora key");
+        dtypes.insert(dtype_name(t.dtype));
+        if (which != 'A') continue;
+        ++modules;
+        if (ck.contains(name)) backbone_dtypes.insert(dtype_name(ck.info(name).dtype));
+    }
+    std::ostringstream os;
+    os << "\nloftq output " << dir << "\n  backbone: ";
+    if (config.is_object() && config.contains("quantization_config")) {
+        const auto& q = config["quantization_config"];
+        os << "bnb4 (bitsandbytes pre-quantized " << q.value("bnb_4bit_quant_type", std::string("?"))
+           << ", double quant " << (q.value("bnb_4bit_use_double_quant", false) ? "yes" : "no") << ", compute dtype "
+           << q.value("bnb_4bit_compute_dtype", std::string("?")) << ")\n";
+    } else {
+        std::string list;
+        for (const auto& d : backbone_dtypes) list += (list.empty() ? "" : ",") + d;
+        os << list << " (dequantized values; torch_dtype " << config.value("torch_dtype", std::string("?")) << ")\n";
+    }
+    std::string dlist;
+    for (const auto& d : dtypes) dlist += (dlist.empty() ? "" : ",") + d;
+    os << "  adapter: " << modules << " modules, r=" << acfg.value("r", nlohmann::json()).dump() << ", lora_alpha="
+       << acfg.value("lora_alpha", nlohmann::json()).dump() << ", use_rslora="
+       << acfg.value("use_rslora", nlohmann::json()).dump() << ", dtype " << dlist << ", target_modules "
+       << acfg.value("target_modules", nlohmann::json()).dump() << ", rank_pattern "
+       << acfg.value("rank_pattern", nlohmann::json()).dump() << "\n";
+    std::error_code ec;
+    if (std::filesystem::exists(dir + "/report.json", ec)) {
+        const nlohmann::json rep = json_file(dir + "/report.json");
+        const nlohmann::json t = rep.value("totals", nlohmann::json::object());
+        os << "  report: " << t.value("matrices", 0) << " matrices, error mean QLoRA "
+           << t.value("mean_qlora_error", 0.0) << " -> LoftQ " << t.value("mean_loftq_error", 0.0)
+           << ", RMS QLoRA " << t.value("rms_qlora_error", 0.0) << " -> LoftQ " << t.value("rms_loftq_error", 0.0)
+           << ", worse than QLoRA on " << t.value("worse_than_qlora", 0) << "\n";
+        for (const auto& n : rep.value("notes", nlohmann::json::array())) os << "  note: " << n.get<std::string>() << "\n";
+    }
+    return os.str();
+}
+
 }  // namespace
 
 int cmd_inspect(const Config& cfg) {
     if (process_rank() != 0) return 0;  // reading and printing is rank 0's alone
-    const std::string listing = inspect_listing(Checkpoint(cfg.inspect_path));
+    const Checkpoint ck(cfg.inspect_path);
+    std::string listing = inspect_listing(ck);
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(cfg.inspect_path + "/loftq_init/adapter_config.json", ec))
+        listing += output_summary(ck, cfg.inspect_path);
     std::fwrite(listing.data(), 1, listing.size(), stdout);
     std::fflush(stdout);
     return 0;

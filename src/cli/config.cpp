@@ -62,7 +62,8 @@ void Config::validate() const {
                 LOFTQ_THROW(ConfigError, "option --targets: bad module name '", t, "'");
     }
     if (loftq_cmd || command == "export") {
-        require_one_of("backbone", backbone, {"bf16", "fp16", "fp32", "bnb4"});
+        if (!(command == "export" && backbone.empty()))  // export: empty = the run file's own
+            require_one_of("backbone", backbone, {"bf16", "fp16", "fp32", "bnb4"});
         require_one_of("adapter-dtype", adapter_dtype, {"float32", "bfloat16", "float16"});
         if (max_shard_size < 1024)
             LOFTQ_THROW(ConfigError, "option --max-shard-size: must be at least 1024 bytes");

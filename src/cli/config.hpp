@@ -14,7 +14,7 @@ struct Config {
 
     // Paths.
     std::string model_dir;     // --model: input checkpoint folder
-    std::string work_path;     // --work: HDF5 run file
+    std::string work_path;     // --work: HDF5 run file (run: default <output>.run.h5)
     std::string output_dir;    // --output: exported folder (export, run, verify, synth)
     std::string inspect_path;  // positional PATH of `inspect`
     std::string json_path;     // --json (verify)
@@ -42,7 +42,7 @@ struct Config {
     std::string device = "auto";      // auto | cpu | cuda
 
     // Export.
-    std::string backbone = "bf16";        // bf16 | fp16 | fp32 | bnb4
+    std::string backbone = "bf16";        // bf16 | fp16 | fp32 | bnb4 (export: "" = the run file's)
     uint64_t max_shard_size = 5000000000ULL;
     std::string adapter_dtype = "float32";  // float32 | bfloat16 | float16
     bool overwrite = false;

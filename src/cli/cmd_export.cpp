@@ -1,0 +1,34 @@
+// `loftq export` (a complete run file -> the output folder) and `loftq run` (quantize into the
+// run file, then export, then the summary). Export runs on rank 0; the other ranks wait for it
+// and share its error, so no rank hangs and every rank exits the same way.
+#include <filesystem>
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+#include "runtime/collective.hpp"
+#include "runtime/export_job.hpp"
+#include "runtime/quantize_job.hpp"
+
+namespace loftq {
+
+int cmd_export(const Config& cfg) {
+    run_export(cfg, cfg.work_path);
+    return 0;
+}
+
+int cmd_run(const Config& cfg) {
+    check_run_backbone(cfg);  // the same on every rank: fails before any work
+    root_computes(MPI_COMM_WORLD, 0, [&] {  // and so does an existing output folder
+        std::error_code ec;
+        if (!cfg.overwrite && std::filesystem::exists(std::filesystem::symlink_status(cfg.output_dir, ec)))
+            LOFTQ_THROW(ConfigError, "option --output: '", cfg.output_dir, "' exists; add --overwrite to replace it");
+        return std::string();
+    });
+    const std::string work = default_work_path(cfg);
+    run_quantize(cfg, work);
+    if (process_rank() == 0) print_run_summary(work);
+    run_export(cfg, work);
+    return 0;
+}
+
+}  // namespace loftq

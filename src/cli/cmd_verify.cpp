@@ -1,0 +1,28 @@
+// `loftq verify --model DIR --output DIR [--json F]`: the per-matrix table of errors as loaded
+// (runtime/verify_job.hpp) on rank 0; exit status 1 when LoftQ as loaded is worse than QLoRA on
+// any matrix, so scripts and Slurm see it. Every rank returns the same status.
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+#include "io/output_folder.hpp"
+#include "runtime/collective.hpp"
+#include "runtime/verify_job.hpp"
+
+namespace loftq {
+
+int cmd_verify(const Config& cfg) {
+    const std::string worse = root_computes(MPI_COMM_WORLD, 0, [&] {
+        const VerifyReport rep = verify_output(cfg.model_dir, cfg.output_dir);
+        const std::string table = rep.table();
+        std::fwrite(table.data(), 1, table.size(), stdout);
+        std::fflush(stdout);
+        if (!cfg.json_path.empty()) write_file_atomically(cfg.json_path, rep.to_json().dump(2) + "\n");
+        return std::to_string(rep.worse_than_qlora());
+    });
+    return worse == "0" ? 0 : 1;
+}
+
+}  // namespace loftq

@@ -1,0 +1,357 @@
+#include "runtime/export_job.hpp"
+
+#include <mpi.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+#include "io/checkpoint.hpp"
+#include "io/export_format.hpp"
+#include "io/output_folder.hpp"
+#include "io/runfile.hpp"
+#include "io/safetensors_writer.hpp"
+#include "plan/model_config.hpp"
+#include "quant/format_tables.hpp"
+#include "quant/quantize.hpp"
+#include "runtime/collective.hpp"
+#include "runtime/job_setup.hpp"
+
+namespace fs = std::filesystem;
+
+namespace loftq {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Files of a model folder that transformers reads besides the weights.
+bool is_tokenizer_or_generation_file(const std::string& name) {
+    static const char* const kExact[] = {"special_tokens_map.json", "added_tokens.json", "generation_config.json",
+                                         "vocab.json", "merges.txt", "chat_template.json", "chat_template.jinja"};
+    for (const char* e : kExact)
+        if (name == e) return true;
+    return name.rfind("tokenizer", 0) == 0;
+}
+
+
+template <typename T>
+void write_vector(ShardedSafetensorsWriter& w, const std::string& name, const std::vector<T>& v) {
+    w.write(name, v.data(), v.size() * sizeof(T));
+}
+
+std::vector<uint8_t> narrowed(DType t, const std::vector<float>& v) {
+    std::vector<uint8_t> out(v.size() * dtype_size(t));
+    narrow_from_f32(t, v.data(), v.size(), out.data());
+    return out;
+}
+
+// Checks the run file against the model: every matrix complete, present, 2-D, of its shape.
+void check_run_against_model(const RunFile& run, const Checkpoint& ck, const std::string& work) {
+    const auto complete = run.complete_flags();
+    size_t missing = 0, first = 0;
+    for (size_t i = 0; i < complete.size(); ++i)
+        if (!complete[i] && missing++ == 0) first = i;
+    if (missing > 0)
+        LOFTQ_THROW(InputError, "run file '", work, "': ", missing, " of ", complete.size(),
+                    " matrices are not complete (first: ", run.layout()[first].name,
+                    "); finish them with `loftq quantize --resume`");
+    for (const auto& m : run.layout()) {
+        if (!ck.contains(m.name))
+            LOFTQ_THROW(InputError, "run file '", work, "': matrix ", m.name, " is not in the model ", ck.path());
+        const TensorInfo& t = ck.info(m.name);
+        if (t.shape != std::vector<int64_t>{m.rows, m.cols} || !is_float_weight_dtype(t.dtype))
+            LOFTQ_THROW(InputError, "run file '", work, "': matrix ", m.name, " is ", m.rows, "x", m.cols,
+                        " but the model holds ", dtype_name(t.dtype), " ", shape_string(t.shape));
+    }
+}
+
+void check_record(const MatrixRecord& r, const MatrixLayout& m, const std::string& work) {
+    const bool ok = static_cast<int64_t>(r.codes.size()) == m.codes_bytes &&
+                    (m.double_quant ? static_cast<int64_t>(r.absmax_codes.size()) == m.nblocks
+                                    : static_cast<int64_t>(r.absmax.size()) == m.nblocks) &&
+                    static_cast<int64_t>(r.A.size()) == m.rank * m.cols &&
+                    static_cast<int64_t>(r.B.size()) == m.rows * m.rank;
+    if (!ok) LOFTQ_THROW(InputError, "run file '", work, "': matrix ", m.name, " has datasets of the wrong size");
+}
+
+// Everything the report and the load instructions say.
+nlohmann::json report_matrix(const MatrixRecord& r) {
+    nlohmann::json timings;
+    for (size_t p = 0; p < kTimingPhases.size(); ++p) timings[kTimingPhases[p]] = r.timings[p];
+    return {{"name", r.name},
+            {"shape", {r.rows, r.cols}},
+            {"bits", r.bits},
+            {"format", r.format},
+            {"blocksize", r.blocksize},
+            {"rank", r.rank},
+            {"qlora_error", r.qlora_error},
+            {"loftq_error", r.loaded_error},
+            {"chosen_iteration", r.chosen_iteration},
+            {"iteration_error", r.iteration_error},
+            {"timings", timings}};
+}
+
+}  // namespace
+
+nlohmann::json error_totals(const nlohmann::json& matrices) {
+    double q_sum = 0, l_sum = 0, q_sq = 0, l_sq = 0, n_sum = 0;
+    int worse = 0;
+    for (const auto& m : matrices) {
+        const double q = m["qlora_error"], l = m["loftq_error"];
+        const double n = m["shape"][0].get<double>() * m["shape"][1].get<double>();
+        q_sum += q, l_sum += l, q_sq += q * q * n, l_sq += l * l * n, n_sum += n;
+        worse += l > q ? 1 : 0;
+    }
+    const double k = matrices.empty() ? 1.0 : static_cast<double>(matrices.size());
+    return {{"matrices", matrices.size()},
+            {"mean_qlora_error", q_sum / k},
+            {"mean_loftq_error", l_sum / k},
+            {"rms_qlora_error", n_sum > 0 ? std::sqrt(q_sq / n_sum) : 0.0},
+            {"rms_loftq_error", n_sum > 0 ? std::sqrt(l_sq / n_sum) : 0.0},
+            {"worse_than_qlora", worse}};
+}
+
+namespace {
+
+// How to load the backbone so that it holds the optimised Q, and what the exporter says about it.
+nlohmann::json load_block(Backbone bb, const RunLayout& layout, const std::string& compute_dtype,
+                          nlohmann::json& notes) {
+    bool any_bnb = false, any_loftq = false;
+    for (const auto& m : layout) (find_format(m.format)->is_bnb() ? any_bnb : any_loftq) = true;
+    const MatrixLayout& m0 = layout.front();
+    nlohmann::json load{{"backbone", backbone_name(bb)}, {"torch_dtype", compute_dtype}};
+    if (bb == Backbone::BNB4) {
+        load["requantize"] = false;
+        notes.push_back(cat("bnb4 backbone: bitsandbytes' pre-quantized ", m0.format,
+                            " serialization with quantization_config in config.json; loads with no re-quantization"));
+        return load;
+    }
+    if (any_bnb) {
+        load["requantize"] = true;
+        load["bnb_4bit_quant_type"] = "nf4";
+        for (const auto& m : layout)
+            if (find_format(m.format)->is_bnb()) load["bnb_4bit_quant_type"] = m.format;
+        load["bnb_4bit_use_double_quant"] = false;
+        load["bnb_4bit_compute_dtype"] = compute_dtype;
+        notes.push_back(cat(backbone_name(bb), " backbone: load with BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"",
+                            load["bnb_4bit_quant_type"].get<std::string>(),
+                            "\", bnb_4bit_use_double_quant=False, bnb_4bit_compute_dtype=torch.", compute_dtype,
+                            ") and torch_dtype=torch.", compute_dtype,
+                            ": the stored values re-quantize (blocksize 64) to exactly the Q LoftQ optimised"));
+    } else {
+        load["requantize"] = false;
+    }
+    if (any_loftq) {
+        std::map<std::string, int> formats;
+        for (const auto& m : layout)
+            if (!find_format(m.format)->is_bnb()) formats[m.format] = m.bits;
+        for (const auto& [f, bits] : formats)
+            notes.push_back(cat(f, " matrices stored dequantized in ", backbone_name(bb), ": bitsandbytes cannot hold ",
+                                bits, "-bit pre-quantized; they are as optimised only when loaded without re-quantization"));
+        if (any_bnb)
+            notes.push_back("mixed precision: no single BitsAndBytesConfig loads both kinds as optimised "
+                            "(skip the dequantized modules with llm_int8_skip_modules)");
+    }
+    return load;
+}
+
+}  // namespace
+
+ExportRequest ExportRequest::from_config(const Config& cfg, const std::string& work_path) {
+    ExportRequest r;
+    r.work_path = work_path;
+    r.model_dir = cfg.model_dir;
+    r.output_dir = cfg.output_dir;
+    r.backbone = cfg.backbone;
+    r.max_shard_size = cfg.max_shard_size;
+    r.adapter_dtype = cfg.adapter_dtype;
+    r.overwrite = cfg.overwrite;
+    return r;
+}
+
+ExportOutcome export_run(const ExportRequest& req) {
+    const auto t0 = Clock::now();
+    const RunFile run = RunFile::open_read(req.work_path);
+    const RunLayout& layout = run.layout();
+    if (layout.empty()) LOFTQ_THROW(InputError, "run file '", req.work_path, "' holds no matrices");
+    nlohmann::json options;
+    try {
+        options = nlohmann::json::parse(run.options_json());
+    } catch (const nlohmann::json::exception&) {
+        LOFTQ_THROW(InputError, "run file '", req.work_path, "': options are not JSON");
+    }
+    const Backbone bb = resolve_export_backbone(req.backbone, options, layout, req.work_path);
+    const DType adapter_dtype = torch_dtype_to_dtype(req.adapter_dtype, "option --adapter-dtype");
+
+    std::error_code ec;
+    if (fs::exists(req.output_dir, ec) && fs::equivalent(req.output_dir, req.model_dir, ec))
+        LOFTQ_THROW(ConfigError, "option --output: '", req.output_dir, "' is the input model folder");
+    const Checkpoint ck(req.model_dir);
+    ck.validate_all();
+    check_run_against_model(run, ck, req.work_path);
+    const ModelConfig mc = read_model_config(req.model_dir);
+    // transformers >= 4.56 writes "dtype" where older versions wrote "torch_dtype".
+    const bool new_key = !mc.source.contains("torch_dtype") && mc.source.contains("dtype") && mc.source["dtype"].is_string();
+    const std::string model_dtype = new_key ? mc.source["dtype"].get<std::string>() : mc.torch_dtype;
+
+    // config.json: the input's, plus how the backbone loads.
+    nlohmann::json config = mc.source;
+    // A float backbone loads as optimised when transformers' cast to torch_dtype keeps its values:
+    // the input's torch_dtype stays when it holds the backbone dtype exactly (same, or float32),
+    // else torch_dtype becomes the backbone dtype.
+    const DType model_d = torch_dtype_to_dtype(model_dtype, cat(req.model_dir, "/config.json torch_dtype"));
+    std::string load_dtype = model_dtype;
+    if (bb == Backbone::BNB4) {
+        config["quantization_config"] = bnb4_quantization_config(layout.front().format, layout.front().double_quant, model_dtype);
+    } else if (const DType d = backbone_dtype(bb); !(d == model_d || model_d == DType::F32)) {
+        load_dtype = dtype_to_torch_name(d);
+        config[new_key ? "dtype" : "torch_dtype"] = load_dtype;
+    }
+
+    // Every tensor's spec, in name order; the targets as the backbone form stores them.
+    std::map<std::string, size_t> target;
+    for (size_t i = 0; i < layout.size(); ++i) target[layout[i].name] = i;
+    auto state_of = [&](const MatrixLayout& m, float offset) {
+        return bnb4_quant_state_json({m.format, m.blocksize, model_dtype, m.rows, m.cols, m.double_quant, offset});
+    };
+    std::vector<TensorSpec> specs, adapter_specs;
+    AdapterSettings adapter;
+    adapter.base_model = req.model_dir;
+    adapter.lora_alpha = options.value("lora-alpha", 16.0);
+    adapter.rslora = options.value("rslora", false);
+    adapter.bits = options.value("bits", 4.0);
+    adapter.iters = options.value("iters", 1);
+    for (const auto& name : ck.names()) {
+        const auto it = target.find(name);
+        if (it == target.end()) {
+            const TensorInfo& t = ck.info(name);
+            specs.push_back({name, t.dtype, t.shape});
+            continue;
+        }
+        const MatrixLayout& m = layout[it->second];
+        if (bb == Backbone::BNB4) {
+            for (auto& s : bnb4_tensor_specs(m, state_of(m, 0.0f).size())) specs.push_back(std::move(s));
+        } else {
+            specs.push_back({name, backbone_dtype(bb), {m.rows, m.cols}});
+        }
+        adapter_specs.push_back({lora_a_key(name), adapter_dtype, {m.rank, m.cols}});
+        adapter_specs.push_back({lora_b_key(name), adapter_dtype, {m.rows, m.rank}});
+        adapter.module_ranks.emplace_back(module_path(name), m.rank);
+    }
+
+    OutputFolder out(req.output_dir, req.overwrite);
+    fs::create_directory(out / "loftq_init");
+    ShardedSafetensorsWriter backbone(out.temp_path(), specs, req.max_shard_size);
+    SafetensorsWriter adapter_file(out / "loftq_init/adapter_model.safetensors", adapter_specs);
+    nlohmann::json matrices = nlohmann::json::array();
+    for (const auto& name : ck.names()) {
+        const auto it = target.find(name);
+        if (it == target.end()) {
+            backbone.write(name, ck.raw(name), ck.info(name).nbytes());
+            continue;
+        }
+        const MatrixLayout& m = layout[it->second];
+        const MatrixRecord rec = run.read_matrix(it->second);
+        check_record(rec, m, req.work_path);
+        const QuantFormat& f = *find_format(m.format);
+        if (bb == Backbone::BNB4) {
+            write_vector(backbone, name, rec.codes);
+            if (m.double_quant) write_vector(backbone, name + ".absmax", rec.absmax_codes);
+            else write_vector(backbone, name + ".absmax", rec.absmax);
+            backbone.write(name + ".quant_map", f.table, 16 * sizeof(float));
+            if (m.double_quant) {
+                write_vector(backbone, name + ".nested_absmax", rec.nested_absmax);
+                backbone.write(name + ".nested_quant_map", tables::kDynamicSigned8, 256 * sizeof(float));
+            }
+            const std::string state = state_of(m, rec.nested_offset);
+            backbone.write(name + ".quant_state.bitsandbytes__" + m.format, state.data(), state.size());
+        } else {
+            QuantizedTensor q;
+            q.format = &f;
+            q.blocksize = static_cast<int>(m.blocksize);
+            q.numel = m.rows * m.cols;
+            q.packed = rec.codes;
+            q.absmax = rec.absmax;
+            std::vector<float> values(static_cast<size_t>(q.numel));
+            backbone_values(q, values.data());
+            write_vector(backbone, name, narrowed(backbone_dtype(bb), values));
+        }
+        const auto a = narrowed(adapter_dtype, rec.A), b = narrowed(adapter_dtype, rec.B);
+        adapter_file.write(lora_a_key(name), a.data(), a.size());
+        adapter_file.write(lora_b_key(name), b.data(), b.size());
+        matrices.push_back(report_matrix(rec));
+    }
+    backbone.finish();
+    adapter_file.finish();
+
+    write_file_synced(out / "config.json", config.dump(2) + "\n");
+    write_file_synced(out / "loftq_init/adapter_config.json", adapter_config_json(adapter).dump(2) + "\n");
+    if (fs::is_directory(req.model_dir, ec))
+        for (const auto& e : fs::directory_iterator(req.model_dir)) {
+            const std::string n = e.path().filename().string();
+            if (e.is_regular_file() && is_tokenizer_or_generation_file(n)) copy_file_synced(e.path().string(), out / n);
+        }
+
+    ExportOutcome outcome;
+    outcome.output_dir = out.final_path();
+    outcome.backbone = backbone_name(bb);
+    outcome.matrices = static_cast<int>(layout.size());
+    outcome.shards = static_cast<int>(backbone.shards().size());
+    nlohmann::json notes = nlohmann::json::array();
+    nlohmann::json report;
+    report["options"] = options;
+    report["export"] = {{"work", req.work_path}, {"model", req.model_dir}, {"backbone", outcome.backbone},
+                        {"adapter-dtype", req.adapter_dtype}, {"max-shard-size", req.max_shard_size},
+                        {"shards", outcome.shards}};
+    report["load"] = load_block(bb, layout, load_dtype, notes);
+    report["matrices"] = matrices;
+    report["totals"] = error_totals(matrices);
+    report["notes"] = notes;
+    outcome.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    report["timings"] = {{"export_seconds", outcome.seconds}};
+    write_file_synced(out / "report.json", report.dump(2) + "\n");
+    out.commit();
+    return outcome;
+}
+
+void run_export(const Config& cfg, const std::string& work_path) {
+    const std::string line = root_computes(MPI_COMM_WORLD, 0, [&] {
+        const ExportOutcome o = export_run(ExportRequest::from_config(cfg, work_path));
+        return cat("[loftq] exported ", o.matrices, " matrices to ", o.output_dir, " (", o.backbone, " backbone, ",
+                   o.shards, o.shards == 1 ? " shard" : " shards", ", loftq_init/ adapter) in ", o.seconds, " s\n");
+    });
+    if (process_rank() == 0) {
+        std::fputs(line.c_str(), stdout);
+        std::fflush(stdout);
+    }
+}
+
+std::string default_work_path(const Config& cfg) {
+    if (!cfg.work_path.empty()) return cfg.work_path;
+    std::string out = cfg.output_dir;
+    while (out.size() > 1 && out.back() == '/') out.pop_back();
+    return out + ".run.h5";
+}
+
+void check_run_backbone(const Config& cfg) {
+    RunLayout layout;
+    const std::vector<int> bits = cfg.mixed_bits() ? std::vector<int>{4, 2} : std::vector<int>{static_cast<int>(cfg.bits)};
+    for (const int b : bits) {
+        MatrixLayout m;
+        m.name = cat("(", b, "-bit matrices)");
+        m.bits = b;
+        m.format = select_format(cfg.quant, b).name;
+        m.blocksize = cfg.blocksize;
+        m.double_quant = cfg.double_quant;
+        layout.push_back(m);
+    }
+    resolve_export_backbone(cfg.backbone, nlohmann::json::parse(run_options_json(cfg)), layout, "(this run)");
+}
+
+}  // namespace loftq

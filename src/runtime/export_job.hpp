@@ -1,0 +1,67 @@
+// `loftq export` (and the export step of `loftq run`): a complete run file + the input model ->
+// the folder transformers + PEFT load (spec/FORMATS.md 2, 4, 5):
+//   config.json                 the input's; bnb4: + quantization_config (compute dtype = the
+//                               input's torch_dtype); bf16/fp16/fp32: torch_dtype kept when it
+//                               holds the backbone dtype exactly (the same, or float32), else set
+//                               to the backbone dtype, so that the cast transformers makes at
+//                               load keeps the stored values, which re-quantize to the optimised Q
+//   model[-0000i-of-0000K].safetensors (+ model.safetensors.index.json when K > 1)
+//                               every tensor of the input in name order; targets as the backbone
+//                               form stores them, every other tensor copied bit for bit
+//   tokenizer / generation files of the input folder, copied
+//   loftq_init/adapter_model.safetensors, loftq_init/adapter_config.json
+//   report.json                 options, per-matrix errors and timings, totals, notes, and the
+//                               "load" block: how to load the backbone (read by `loftq verify`)
+// The folder appears complete or not at all (io/output_folder.hpp). Memory: about one tensor.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/config.hpp"
+
+namespace loftq {
+
+struct ExportRequest {
+    std::string work_path;
+    std::string model_dir;
+    std::string output_dir;
+    std::string backbone;  // "" = the run's own (run options "backbone")
+    uint64_t max_shard_size = 5000000000ULL;
+    std::string adapter_dtype = "float32";  // float32 | bfloat16 | float16
+    bool overwrite = false;
+
+    static ExportRequest from_config(const Config& cfg, const std::string& work_path);
+};
+
+struct ExportOutcome {
+    std::string output_dir;
+    std::string backbone;  // "bf16" | "fp16" | "fp32" | "bnb4"
+    int matrices = 0;
+    int shards = 0;
+    double seconds = 0;
+};
+
+// One process (no MPI). Throws ConfigError (options, --output exists), InputError (run file
+// incomplete or not matching the model, unreadable input) with nothing left at the output path.
+ExportOutcome export_run(const ExportRequest& req);
+
+// Collective over MPI_COMM_WORLD: rank 0 exports and prints one line; every rank returns, or
+// every rank throws the same error.
+void run_export(const Config& cfg, const std::string& work_path);
+
+// Totals of a list of {"shape": [rows, cols], "qlora_error", "loftq_error"}: matrices,
+// mean_qlora_error, mean_loftq_error, rms_qlora_error / rms_loftq_error (weighted by element
+// count: relative errors of matrices add like squared norms), worse_than_qlora.
+nlohmann::json error_totals(const nlohmann::json& matrices);
+
+// `loftq run`: the run file beside the output folder unless --work is given
+// ("<output>.run.h5", trailing slashes of --output dropped).
+std::string default_work_path(const Config& cfg);
+// `loftq run`: refuse before any quantization an export form the run's options cannot give
+// exactly (the checks of resolve_export_backbone that need no run file).
+void check_run_backbone(const Config& cfg);
+
+}  // namespace loftq
