@@ -9,8 +9,10 @@
 #   LOFTQ_SCALING_RANKS    rank counts                      default "1 2 4"
 #   LOFTQ_SCALING_STRONG   layers of the strong-scaling model   default 2
 #   LOFTQ_SCALING_WEAK     layers per rank (weak scaling)   default 1
-#   LOFTQ_SCALING_ARGS     quantize options                 default "--rank 16 --iters 2 --svd randomized"
+#   LOFTQ_SCALING_ARGS     quantize options                 default "--rank 16 --iters 1 --svd randomized"
+#   LOFTQ_SCALING_THREADS  threads per rank                 default launch/mpirun.sh's max(1, cores / N)
 #   LOFTQ_SCALING_OUT      study folder                     default bench/results/scaling_cpu
+#                          (the CSV is <study>.csv, the plots go into the study folder)
 # The study folder has the layout of slurm/scaling-study.sbatch (one folder r<R>-l<L> per point
 # with point.json and log.jsonl), plus stdout.log and the wall time in point.json, so that the
 # same analyser reads a cluster study. More ranks than cores run oversubscribed: point.json and
@@ -22,7 +24,11 @@ preset=${LOFTQ_SCALING_PRESET:-llama2-7b}
 read -r -a ranks <<<"${LOFTQ_SCALING_RANKS:-1 2 4}"
 strong=${LOFTQ_SCALING_STRONG:-2}
 weak=${LOFTQ_SCALING_WEAK:-1}
-read -r -a qargs <<<"${LOFTQ_SCALING_ARGS:---rank 16 --iters 2 --svd randomized}"
+read -r -a qargs <<<"${LOFTQ_SCALING_ARGS:---rank 16 --iters 1 --svd randomized}"
+if [[ -n "${LOFTQ_SCALING_THREADS:-}" ]]; then
+  [[ "$LOFTQ_SCALING_THREADS" =~ ^[1-9][0-9]*$ ]] || { echo "scaling.sh: LOFTQ_SCALING_THREADS must be a positive integer" >&2; exit 2; }
+  export OMP_NUM_THREADS=$LOFTQ_SCALING_THREADS OPENBLAS_NUM_THREADS=$LOFTQ_SCALING_THREADS
+fi
 study=${LOFTQ_SCALING_OUT:-$root/bench/results/scaling_cpu}
 [[ -x "$bin" ]] || { echo "scaling.sh: $bin not built; run: bash launch/setup.sh" >&2; exit 2; }
 for r in "${ranks[@]}"; do
@@ -62,14 +68,15 @@ for p in "${points[@]}"; do
   mkdir -p "$dir"
   cmd=(bash "$root/launch/mpirun.sh" -np "$r" quantize --model "$model" --work "$tmp/run-r$r-l$l.h5"
        "${qargs[@]}" --log-json "$dir/log.jsonl")
-  echo "scaling.sh: $r ranks, $preset $l layers$( ((r > cores)) && echo ", OVERSUBSCRIBED ($r ranks on $cores cores)")"
+  echo "scaling.sh: $r ranks, $preset $l layers$( ((r > cores)) && echo ", OVERSUBSCRIBED ($r ranks on $cores cores)")${OMP_NUM_THREADS:+, $OMP_NUM_THREADS threads per rank}"
   t0=$(date +%s.%N)
   "${cmd[@]}" >"$dir/stdout.log" 2>&1 || { echo "scaling.sh: point r$r-l$l failed; see $dir/stdout.log" >&2; tail -5 "$dir/stdout.log" >&2; exit 1; }
   t1=$(date +%s.%N)
   rm -f "$tmp/run-r$r-l$l.h5"
   wall=$(/usr/bin/python3 -c "print(round($t1 - $t0, 3))")
   over=false; ((r > cores)) && over=true
-  threads=$(( cores / r )); ((threads >= 1)) || threads=1
+  threads=${OMP_NUM_THREADS:-$(( cores / r ))}; ((threads >= 1)) || threads=1
+  ((r * threads > cores)) && over=true
   printf '{"job": "local", "ranks": %d, "layers": %d, "model": "synth %s --layers %d", "wall_s": %s, "cores": %d, "threads_per_rank": %d, "oversubscribed": %s, "machine": "%s", "git_commit": "%s", "command": "%s"}\n' \
     "$r" "$l" "$preset" "$l" "$wall" "$cores" "$threads" "$over" "$cpu" "$commit" \
     "launch/mpirun.sh -np $r quantize --model <synth $preset --layers $l> ${qargs[*]} --log-json log.jsonl" >"$dir/point.json"
@@ -78,5 +85,4 @@ done
 
 rm -rf "$study"
 mv "$study.tmp" "$study"
-/usr/bin/python3 "$root/bench/scaling_report.py" "$study" --csv "$root/bench/results/scaling_cpu.csv" \
-  --plots "$root/bench/results/scaling_cpu"
+/usr/bin/python3 "$root/bench/scaling_report.py" "$study" --csv "$study.csv" --plots "$study"

@@ -129,6 +129,16 @@ def plot(rows, strong, weak, folder):
         for r in g:
             ax.plot(r["ranks"], r[key], "o", color=color, mfc="none" if over(r) else color)
 
+    def save(fig, ax, ylabel, title, name):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("ranks")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=8)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(os.path.join(folder, name), dpi=100)
+        plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for (study, layers), g in strong.items():
         series(ax, g, f"strong, {layers} layers", "wall_s")
@@ -136,14 +146,7 @@ def plot(rows, strong, weak, folder):
                 color=ax.lines[-1].get_color(), label=f"ideal, {layers} layers")
     for (study, ratio), g in weak.items():
         series(ax, g, f"weak, {ratio:g} layers/rank", "wall_s")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("ranks")
-    ax.set_ylabel("wall time (s)")
-    ax.set_title("loftq quantize: time vs ranks" + note, fontsize=8)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(folder, "time_vs_ranks.png"), dpi=100)
-    plt.close(fig)
+    save(fig, ax, "wall time (s)", "loftq quantize: time vs ranks" + note, "time_vs_ranks.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for (study, layers), g in strong.items():
@@ -151,15 +154,8 @@ def plot(rows, strong, weak, folder):
     for (study, ratio), g in weak.items():
         series(ax, g, f"weak, {ratio:g} layers/rank", "weak_efficiency")
     ax.axhline(1.0, color="grey", lw=0.5)
-    ax.set_xscale("log", base=2)
     ax.set_ylim(0, 1.2)
-    ax.set_xlabel("ranks")
-    ax.set_ylabel("parallel efficiency")
-    ax.set_title("efficiency" + note, fontsize=8)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(folder, "efficiency.png"), dpi=100)
-    plt.close(fig)
+    save(fig, ax, "parallel efficiency", "efficiency" + note, "efficiency.png")
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ordered = sorted(rows, key=lambda r: (r["layers"], r["ranks"]))
