@@ -9,33 +9,37 @@
 # Writes bench/results/memory_70b.json, memory_70b.log (stdout of the run + the time reports),
 # memory_70b.jsonl (the --log-json log) and shape_costs_cpu.json. The ~2.8 GB synthetic checkpoint
 # and the run file live in a temporary folder, deleted at the end.
-#   usage: bench/memory_70b.sh [ranks]        (default 2)
+# With more layers (second argument) the results go to memory_70b_l<layers>.{json,log,jsonl}: the
+# peak per rank should not grow with the model, only with the largest matrix a rank holds.
+#   usage: bench/memory_70b.sh [ranks] [layers]        (default 2 1)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${LOFTQ_BINARY:-$root/build/loftq}
 np=${1:-2}
+layers=${2:-1}
+suffix=; [[ "$layers" == 1 ]] || suffix=_l$layers
 rank=64 iters=1
 results=$root/bench/results
 [[ -x "$bin" ]] || { echo "memory_70b.sh: $bin not built; run: bash launch/setup.sh" >&2; exit 2; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/loftq-mem70b.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$results" "$tmp/time"
-log=$results/memory_70b.log
+log=$results/memory_70b$suffix.log
 
-"$bin" synth --preset llama2-70b --layers 1 --output "$tmp/model" >"$log" 2>&1
+"$bin" synth --preset llama2-70b --layers "$layers" --output "$tmp/model" >"$log" 2>&1
 t0=$(date +%s.%N)
 LOFTQ_RANK_TIME_DIR=$tmp/time LOFTQ_RANK_WRAPPER=$root/bench/rank_time.sh \
   bash "$root/launch/mpirun.sh" -np "$np" quantize --model "$tmp/model" --work "$tmp/run.h5" \
   --rank $rank --iters $iters --svd randomized --log-json "$tmp/log.jsonl" >>"$log" 2>&1
 t1=$(date +%s.%N)
 for f in "$tmp"/time/time.rank*; do echo "== $(basename "$f")"; cat "$f"; done >>"$log"
-cp "$tmp/log.jsonl" "$results/memory_70b.jsonl"
+cp "$tmp/log.jsonl" "$results/memory_70b$suffix.jsonl"
 
-/usr/bin/python3 - "$tmp" "$results/memory_70b.json" "$np" "$rank" "$iters" "$(/usr/bin/python3 -c "print(round($t1 - $t0, 1))")" \
+/usr/bin/python3 - "$tmp" "$results/memory_70b$suffix.json" "$np" "$rank" "$iters" "$(/usr/bin/python3 -c "print(round($t1 - $t0, 1))")" \
   "$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)" \
-  "$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)" "$(nproc)" <<'PY'
+  "$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)" "$(nproc)" "$layers" <<'PY'
 import glob, json, os, re, sys
-tmp, dest, np_, rank, iters, wall, cpu, commit, cores = sys.argv[1:10]
+tmp, dest, np_, rank, iters, wall, cpu, commit, cores, layers = sys.argv[1:11]
 records = [json.loads(l) for l in open(os.path.join(tmp, "log.jsonl")) if l.strip()]
 cfg = json.load(open(os.path.join(tmp, "model", "config.json")))
 ckpt = sum(os.path.getsize(p) for p in glob.glob(os.path.join(tmp, "model", "*.safetensors")))
@@ -61,12 +65,12 @@ for r in range(int(np_)):
 result = {
     "benchmark": "loftq quantize peak memory per rank, Llama-2-70B-shaped layer",
     "command": f"LOFTQ_RANK_WRAPPER=bench/rank_time.sh launch/mpirun.sh -np {np_} quantize --model "
-               f"<synth llama2-70b --layers 1> --rank {rank} --iters {iters} --svd randomized --log-json ...",
+               f"<synth llama2-70b --layers {layers}> --rank {rank} --iters {iters} --svd randomized --log-json ...",
     "note": "memory does not depend on --iters (the same buffers every iteration); peak RSS is "
             "/usr/bin/time -v's maximum resident set of each rank process (includes the MPI "
             "runtime and touched pages of the mapped checkpoint)",
     "machine": cpu, "cores": int(cores), "git_commit": commit, "wall_s": float(wall),
-    "checkpoint_bytes_1_layer": ckpt,
+    "layers": int(layers), "checkpoint_bytes": ckpt,
     "llama2_70b_model_bytes_bf16": full_bf16,
     "llama2_70b_matrices_bytes_f32": 4 * 80 * per_layer,
     "ranks": ranks,
@@ -79,6 +83,7 @@ for r in ranks:
           f'{r["largest_matrix_f32_bytes"] / 1e9:.2f} GB f32 (x{r["peak_rss_over_largest_matrix"]}), '
           f'70B model {full_bf16 / 1e9:.0f} GB bf16')
 PY
+[[ -z "$suffix" ]] || exit 0
 /usr/bin/python3 "$root/bench/shape_costs.py" "$results/memory_70b.jsonl" --rank $rank --iters $iters \
   --device "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), 1 thread per rank, $np ranks on $(nproc) shared cores" \
   --output "$results/shape_costs_cpu.json"

@@ -18,7 +18,8 @@ Model per rank (one GPU each, gpus_per_node per node; all times in seconds):
   comm     = for each split matrix it shares, per iteration (q + 1) all-gathers of S slots of
              k x n floats (Q^T A partials) and (q + 1) of S k x k (TSQR), k = r + oversample:
              latency * ceil(log2 g) + bytes * (g - 1) / g / bandwidth (NVLink inside a node, IB
-             across); rank-count independent reductions of src/lowrank/distributed_svd.hpp.
+             across); rank-count independent reductions of src/lowrank/distributed_svd.hpp (an
+             upper bound: warm-started iterations run one power iteration fewer).
   wall     = max over ranks of compute + read + write + comm (reads are synchronous in the driver).
 Measured read/write times of the cost file are not used (a page-cached CPU run says nothing about
 a cluster file system); they are printed for reference.
@@ -163,7 +164,7 @@ def project(a):
         t = shapes[f'{mp["rows"]}x{mp["cols"]}']["times"]
         other = max(0.0, t["total"] - sum(t[k] for k in ("read", "quantize", "svd", "comm", "write")))
         svd = t["svd"] * p / p0  # randomized SVD flops are linear in the sketch width
-        return (t["quantize"] + svd + other) * a.iters / t0
+        return (t["quantize"] + svd + other) * a.iters / t0 * a.compute_scale
 
     def write_bytes(rows, cols):
         return rows * cols * 4 / 8 + rows * cols / 64 * 4 + 4 * a.lora_rank * (rows + cols)  # codes, absmax, B, A
@@ -175,7 +176,7 @@ def project(a):
         "projected_for": {"model": "Llama-2-70B (80 layers, 560 matrices)", "lora_rank": a.lora_rank,
                           "iters": a.iters, "oversample": a.oversample, "power_iters": a.power_iters,
                           "bits": 4, "svd": "auto (randomized for every 70B shape)"},
-        "gpus_per_node": gpn, "fs_read_gbs_per_node": a.fs_read, "fs_write_gbs_per_node": a.fs_write,
+        "compute_scale": a.compute_scale, "gpus_per_node": gpn, "fs_read_gbs_per_node": a.fs_read, "fs_write_gbs_per_node": a.fs_write,
         "fs_aggregate_gbs": a.fs_aggregate, "nvlink_allgather_busbw_gbs": a.nvlink,
         "ib_gbs_per_nic": a.ib, "latency_us": a.latency_us,
         "split_threshold_bytes": a.split_threshold,
@@ -241,9 +242,14 @@ def project(a):
 
 def limits(out, mats, compute_s, a, write_bytes):
     big = max(mats, key=compute_s)
-    nbig = sum(1 for m in mats if compute_s(m) >= 0.99 * compute_s(big))
+    nbig = sum(1 for m in mats if m["rows"] * m["cols"] == big["rows"] * big["cols"])  # gate, up, down
     model_bytes = sum(2 * m["rows"] * m["cols"] for m in mats)
+    below = {}
+    for split in (False, True):
+        low = [x["gpus"] for x in out["runs"] if x["split"] == split and x["efficiency"] < 0.8]
+        below["split" if split else "whole"] = min(low) if low else None
     return {
+        "first_listed_gpus_with_efficiency_below_0.8": below,
         "largest_matrix": f'{big["rows"]}x{big["cols"]}',
         "largest_matrix_compute_s": round(compute_s(big), 1),
         "matrices_of_largest_cost": nbig,
@@ -263,11 +269,17 @@ def markdown(out):
         "",
         f"Costs: `{i['costs_file']}` ({i['costs_device']}), measured at r={i['costs_measured_at']['lora_rank']}, "
         f"T={i['costs_measured_at']['iters']}; projected for r={i['projected_for']['lora_rank']}, "
-        f"T={i['projected_for']['iters']}. {i['gpus_per_node']} GPUs per node; file system "
+        f"T={i['projected_for']['iters']}"
+        + (f", compute times x {i['compute_scale']:g} (ASSUMED, a what-if, not measured)" if i["compute_scale"] != 1 else "")
+        + f". {i['gpus_per_node']} GPUs per node; file system "
         f"{i['fs_read_gbs_per_node']} GB/s read and {i['fs_write_gbs_per_node']} GB/s write per node, "
         f"{i['fs_aggregate_gbs']} GB/s aggregate; NVLink all-gather {i['nvlink_allgather_busbw_gbs']} GB/s bus "
         f"bandwidth, InfiniBand {i['ib_gbs_per_nic']} GB/s per NIC; split threshold "
         f"{i['split_threshold_bytes'] / 2**20:.0f} MiB (float32) where split.",
+        "",
+        f"Each GPU is one rank computing at the speed of the costs' device ({i['costs_device']}); "
+        "the file system, NVLink and InfiniBand are the given bandwidths. Not modelled: start-up "
+        "(MPI, plan, run-file creation), overlap of I/O with compute (the driver reads synchronously).",
         "",
         "Projected compute per matrix (one rank): "
         + ", ".join(f"{k}: {v:.1f} s" for k, v in i["per_shape_compute_seconds_projected"].items()) + ".",
@@ -285,6 +297,9 @@ def markdown(out):
     lines += ["", "Where scaling stops:", "",
               f"- Largest matrix {lim['largest_matrix']}: {lim['largest_matrix_compute_s']} s compute; "
               f"{lim['unsplit_floor']}.",
+              "- Efficiency first falls below 80% at "
+              + "; ".join(f"{v if v else 'none of the listed'} GPUs ({k} matrices)"
+                          for k, v in lim["first_listed_gpus_with_efficiency_below_0.8"].items()) + ".",
               f"- I/O floor {lim['io_floor_s']} s: {lim['io_floor']}.",
               "- Speedup and efficiency are against one GPU's serial time (all compute plus all I/O at one "
               "node's bandwidth).", ""]
@@ -302,6 +317,8 @@ def main():
     p.add_argument("--gpus", type=int, nargs="+", default=[1, 8, 32, 64, 128, 256, 512])
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--gpus-per-node", type=int, default=8)
+    p.add_argument("--compute-scale", type=float, default=1.0,
+                   help="multiply the measured compute times (a what-if for a faster device; 1 = as measured)")
     p.add_argument("--fs-read", type=float, default=10.0, help="GB/s read per node")
     p.add_argument("--fs-write", type=float, default=5.0, help="GB/s write per node")
     p.add_argument("--fs-aggregate", type=float, default=100.0, help="GB/s of the whole file system")
