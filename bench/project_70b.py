@@ -12,7 +12,7 @@ Inputs (all stated in the output):
 
 Model per rank (one GPU each, gpus_per_node per node; all times in seconds):
   compute  = sum over its items of (quantize + svd + other) * T / T0 * (its rows / rows)
-             (svd scaled by the randomized-SVD flop ratio when r differs from r0);
+             (svd scaled by (r + oversample) / (r0 + oversample) when r differs from r0);
   read     = bf16 bytes it reads / min(node read bandwidth / ranks on its node, aggregate / N);
   write    = bytes it writes to the run file (packed codes, absmax, A and B) / the same for write;
   comm     = for each split matrix it shares, per iteration (q + 1) all-gathers of S slots of
@@ -224,7 +224,7 @@ def project(a):
                                  "write_s": round(busiest[3], 1), "comm_s": round(busiest[4], 3),
                                  "items": busiest[5]},
                 "ideal_compute_s": round(total_compute / n, 1),
-                "load_imbalance_s": round(busiest[1] - total_compute / n, 1),
+                "load_imbalance_s": round(max(0.0, busiest[1] - total_compute / n), 1),
                 "max_items_per_rank": max(x[5] for x in ranks),
                 "largest_item_compute_s": round(largest_item, 1),
                 "speedup": None, "efficiency": None,
