@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Peak memory per rank of `loftq quantize` on one Llama-2-70B-shaped decoder layer over 2 ranks:
-# each rank runs under /usr/bin/time -v (launch/mpirun.sh's LOFTQ_RANK_WRAPPER), and its peak
-# resident set is compared with the float32 bytes of the largest matrix that rank held (from
-# --log-json) and with the whole model. Memory does not depend on the iteration count (each
+# each rank runs under bench/rank_time.sh (launch/mpirun.sh's LOFTQ_RANK_WRAPPER): /usr/bin/time -v
+# gives its peak resident set, a 0.2 s /proc sampler splits it into anonymous memory (the
+# buffers loftq allocates) and file-backed pages (shared libraries and the touched pages of the
+# memory-mapped checkpoint, clean and reclaimable). Both are compared with the float32 bytes of
+# the largest matrix that rank held (from --log-json) and with the whole model. Memory does not depend on the iteration count (each
 # iteration reuses the same buffers), so one iteration keeps the run to minutes on 2 cores.
 # The same log gives the per-shape costs of the 70B shapes (bench/shape_costs.py), which
 # bench/project_70b.py takes as input.
@@ -32,7 +34,7 @@ LOFTQ_RANK_TIME_DIR=$tmp/time LOFTQ_RANK_WRAPPER=$root/bench/rank_time.sh \
   bash "$root/launch/mpirun.sh" -np "$np" quantize --model "$tmp/model" --work "$tmp/run.h5" \
   --rank $rank --iters $iters --svd randomized --log-json "$tmp/log.jsonl" >>"$log" 2>&1
 t1=$(date +%s.%N)
-for f in "$tmp"/time/time.rank*; do echo "== $(basename "$f")"; cat "$f"; done >>"$log"
+for f in "$tmp"/time/*.rank*; do echo "== $(basename "$f")"; cat "$f"; done >>"$log"
 cp "$tmp/log.jsonl" "$results/memory_70b$suffix.jsonl"
 
 /usr/bin/python3 - "$tmp" "$results/memory_70b$suffix.json" "$np" "$rank" "$iters" "$(/usr/bin/python3 -c "print(round($t1 - $t0, 1))")" \
@@ -52,6 +54,9 @@ ranks = []
 for r in range(int(np_)):
     text = open(os.path.join(tmp, "time", f"time.rank{r}")).read()
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1)) * 1024
+    status = dict(l.split() for l in open(os.path.join(tmp, "time", f"status.rank{r}")) if l.strip())
+    anon = int(status["max_rss_anon_kb"]) * 1024
+    mapped = int(status["max_rss_file_kb"]) * 1024
     held = [x for x in records if x["rank"] == r]
     largest = max((x["bytes"] for x in held), default=0)
     ranks.append({
@@ -59,6 +64,10 @@ for r in range(int(np_)):
         "matrices": [f'{x["matrix"]} [{x["row_begin"]}:{x["row_end"]}, {x["cols"]}]' for x in held],
         "largest_matrix_f32_bytes": largest, "held_f32_bytes": sum(x["bytes"] for x in held),
         "peak_rss_over_largest_matrix": round(rss / largest, 2) if largest else None,
+        "peak_anon_bytes_sampled": anon,
+        "peak_anon_over_largest_matrix": round(anon / largest, 2) if largest else None,
+        "peak_file_backed_bytes_sampled": mapped,
+        "held_bf16_bytes": sum(x["bytes"] for x in held) // 2,
         "peak_rss_over_checkpoint": round(rss / ckpt, 3),
         "peak_rss_over_70b_model_bf16": round(rss / full_bf16, 4),
     })
@@ -66,9 +75,11 @@ result = {
     "benchmark": "loftq quantize peak memory per rank, Llama-2-70B-shaped layer",
     "command": f"LOFTQ_RANK_WRAPPER=bench/rank_time.sh launch/mpirun.sh -np {np_} quantize --model "
                f"<synth llama2-70b --layers {layers}> --rank {rank} --iters {iters} --svd randomized --log-json ...",
-    "note": "memory does not depend on --iters (the same buffers every iteration); peak RSS is "
-            "/usr/bin/time -v's maximum resident set of each rank process (includes the MPI "
-            "runtime and touched pages of the mapped checkpoint)",
+    "note": "memory does not depend on --iters (the same buffers every iteration); peak_rss is "
+            "/usr/bin/time -v's maximum resident set of each rank process; peak_anon and "
+            "peak_file_backed are maxima of RssAnon and RssFile sampled every 0.2 s from "
+            "/proc/<pid>/status (file-backed: ~0.11 GB of shared libraries plus the touched pages "
+            "of the memory-mapped checkpoint, which stay mapped after a matrix is read)",
     "machine": cpu, "cores": int(cores), "git_commit": commit, "wall_s": float(wall),
     "layers": int(layers), "checkpoint_bytes": ckpt,
     "llama2_70b_model_bytes_bf16": full_bf16,
@@ -79,7 +90,8 @@ tmpf = dest + ".tmp"
 json.dump(result, open(tmpf, "w"), indent=1)
 os.replace(tmpf, dest)
 for r in ranks:
-    print(f'rank {r["rank"]}: peak RSS {r["peak_rss_bytes"] / 1e9:.2f} GB, largest matrix held '
+    print(f'rank {r["rank"]}: peak RSS {r["peak_rss_bytes"] / 1e9:.2f} GB (anonymous {r["peak_anon_bytes_sampled"] / 1e9:.2f} GB, '
+          f'file-backed {r["peak_file_backed_bytes_sampled"] / 1e9:.2f} GB), largest matrix held '
           f'{r["largest_matrix_f32_bytes"] / 1e9:.2f} GB f32 (x{r["peak_rss_over_largest_matrix"]}), '
           f'70B model {full_bf16 / 1e9:.0f} GB bf16')
 PY
