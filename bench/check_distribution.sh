@@ -21,10 +21,9 @@ check() { /usr/bin/python3 "$root/bench/project_70b.py" check "$@"; }
     echo "== ${f#$root/} (ranks $n, --rank 8, --split-threshold 20KB)"
     check "$f" --ranks "$n" --lora-rank 8 --split-threshold 20480
   done
-  f=$res/memory_70b.jsonl
-  if [[ -f "$f" ]]; then
+  for f in "$res"/memory_70b*.jsonl; do
     echo "== ${f#$root/} (ranks 2, --rank 64)"
     check "$f" --ranks 2 --lora-rank 64
-  fi
+  done
 } | tee "$res/distribution_check.txt"
 ! grep -q MISMATCH "$res/distribution_check.txt"

@@ -25,6 +25,8 @@ read -r -a ranks <<<"${LOFTQ_SCALING_RANKS:-1 2 4}"
 strong=${LOFTQ_SCALING_STRONG:-2}
 weak=${LOFTQ_SCALING_WEAK:-1}
 read -r -a qargs <<<"${LOFTQ_SCALING_ARGS:---rank 16 --iters 1 --svd randomized}"
+# Before OMP_NUM_THREADS is set below: GNU nproc reports min(cores, OMP_NUM_THREADS).
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 if [[ -n "${LOFTQ_SCALING_THREADS:-}" ]]; then
   [[ "$LOFTQ_SCALING_THREADS" =~ ^[1-9][0-9]*$ ]] || { echo "scaling.sh: LOFTQ_SCALING_THREADS must be a positive integer" >&2; exit 2; }
   export OMP_NUM_THREADS=$LOFTQ_SCALING_THREADS OPENBLAS_NUM_THREADS=$LOFTQ_SCALING_THREADS
@@ -46,7 +48,6 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/loftq-scaling.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 rm -rf "$study.tmp"
 mkdir -p "$study.tmp"
-cores=$(nproc)
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 commit=$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)
 
