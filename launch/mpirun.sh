@@ -6,6 +6,8 @@
 # count, so run files are byte-identical across rank counts at equal threads per rank: keep the
 # default, or set the same thread count for every run you compare. As root, Open MPI needs the
 # allow-root variables; more ranks than cores need oversubscription: both are set here.
+# LOFTQ_RANK_WRAPPER: a command put before the binary on every rank (split on spaces), e.g. the
+# per-rank /usr/bin/time of bench/memory_70b.sh; default none.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 binary=${LOFTQ_BINARY:-$root/build/loftq}
@@ -32,4 +34,6 @@ if mpirun --version 2>/dev/null | grep -q "Open MPI"; then
   extra+=(--oversubscribe --bind-to none -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS)
   export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
 fi
-exec mpirun -np "$np" "${extra[@]}" "$binary" "$@"
+wrapper=()
+[[ -n "${LOFTQ_RANK_WRAPPER:-}" ]] && read -r -a wrapper <<<"$LOFTQ_RANK_WRAPPER"
+exec mpirun -np "$np" "${extra[@]}" "${wrapper[@]}" "$binary" "$@"

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Peak memory per rank of `loftq quantize` on one Llama-2-70B-shaped decoder layer over 2 ranks:
+# each rank runs under bench/rank_time.sh (launch/mpirun.sh's LOFTQ_RANK_WRAPPER): /usr/bin/time -v
+# gives its peak resident set, a 0.2 s /proc sampler splits it into anonymous memory (the
+# buffers loftq allocates) and file-backed pages (shared libraries and the touched pages of the
+# memory-mapped checkpoint, clean and reclaimable). Both are compared with the float32 bytes of
+# the largest matrix that rank held (from --log-json) and with the whole model. Memory does not depend on the iteration count (each
+# iteration reuses the same buffers), so one iteration keeps the run to minutes on 2 cores.
+# The same log gives the per-shape costs of the 70B shapes (bench/shape_costs.py), which
+# bench/project_70b.py takes as input.
+# Writes bench/results/memory_70b.json, memory_70b.log (stdout of the run + the time reports),
+# memory_70b.jsonl (the --log-json log) and shape_costs_cpu.json. The ~2.8 GB synthetic checkpoint
+# and the run file live in a temporary folder, deleted at the end.
+# With more layers (second argument) the results go to memory_70b_l<layers>.{json,log,jsonl}: the
+# peak per rank should not grow with the model, only with the largest matrix a rank holds.
+#   usage: bench/memory_70b.sh [ranks] [layers]        (default 2 1)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=${LOFTQ_BINARY:-$root/build/loftq}
+np=${1:-2}
+layers=${2:-1}
+suffix=; [[ "$layers" == 1 ]] || suffix=_l$layers
+rank=64 iters=1
+results=$root/bench/results
+[[ -x "$bin" ]] || { echo "memory_70b.sh: $bin not built; run: bash launch/setup.sh" >&2; exit 2; }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/loftq-mem70b.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$results" "$tmp/time"
+log=$results/memory_70b$suffix.log
+
+"$bin" synth --preset llama2-70b --layers "$layers" --output "$tmp/model" >"$log" 2>&1
+t0=$(date +%s.%N)
+LOFTQ_RANK_TIME_DIR=$tmp/time LOFTQ_RANK_WRAPPER=$root/bench/rank_time.sh \
+  bash "$root/launch/mpirun.sh" -np "$np" quantize --model "$tmp/model" --work "$tmp/run.h5" \
+  --rank $rank --iters $iters --svd randomized --log-json "$tmp/log.jsonl" >>"$log" 2>&1
+t1=$(date +%s.%N)
+for f in "$tmp"/time/*.rank*; do echo "== $(basename "$f")"; cat "$f"; done >>"$log"
+cp "$tmp/log.jsonl" "$results/memory_70b$suffix.jsonl"
+
+/usr/bin/python3 - "$tmp" "$results/memory_70b$suffix.json" "$np" "$rank" "$iters" "$(/usr/bin/python3 -c "print(round($t1 - $t0, 1))")" \
+  "$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)" \
+  "$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)" "$(nproc)" "$layers" <<'PY'
+import glob, json, os, re, sys
+tmp, dest, np_, rank, iters, wall, cpu, commit, cores, layers = sys.argv[1:11]
+records = [json.loads(l) for l in open(os.path.join(tmp, "log.jsonl")) if l.strip()]
+cfg = json.load(open(os.path.join(tmp, "model", "config.json")))
+ckpt = sum(os.path.getsize(p) for p in glob.glob(os.path.join(tmp, "model", "*.safetensors")))
+h, i, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+q = cfg["num_attention_heads"] * cfg.get("head_dim", h // cfg["num_attention_heads"])
+kv = cfg["num_key_value_heads"] * cfg.get("head_dim", h // cfg["num_attention_heads"])
+per_layer = 2 * h * q + 2 * kv * h + 3 * h * i  # the 7 linear weights of one decoder layer
+full_bf16 = 2 * (2 * v * h + h + 80 * (per_layer + 2 * h))
+ranks = []
+for r in range(int(np_)):
+    text = open(os.path.join(tmp, "time", f"time.rank{r}")).read()
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1)) * 1024
+    status = dict(l.split() for l in open(os.path.join(tmp, "time", f"status.rank{r}")) if l.strip())
+    anon = int(status["max_rss_anon_kb"]) * 1024
+    mapped = int(status["max_rss_file_kb"]) * 1024
+    held = [x for x in records if x["rank"] == r]
+    largest = max((x["bytes"] for x in held), default=0)
+    ranks.append({
+        "rank": r, "peak_rss_bytes": rss,
+        "matrices": [f'{x["matrix"]} [{x["row_begin"]}:{x["row_end"]}, {x["cols"]}]' for x in held],
+        "largest_matrix_f32_bytes": largest, "held_f32_bytes": sum(x["bytes"] for x in held),
+        "peak_rss_over_largest_matrix": round(rss / largest, 2) if largest else None,
+        "peak_anon_bytes_sampled": anon,
+        "peak_anon_over_largest_matrix": round(anon / largest, 2) if largest else None,
+        "peak_file_backed_bytes_sampled": mapped,
+        "held_bf16_bytes": sum(x["bytes"] for x in held) // 2,
+        "peak_rss_over_checkpoint": round(rss / ckpt, 3),
+        "peak_rss_over_70b_model_bf16": round(rss / full_bf16, 4),
+    })
+result = {
+    "benchmark": "loftq quantize peak memory per rank, Llama-2-70B-shaped layer",
+    "command": f"LOFTQ_RANK_WRAPPER=bench/rank_time.sh launch/mpirun.sh -np {np_} quantize --model "
+               f"<synth llama2-70b --layers {layers}> --rank {rank} --iters {iters} --svd randomized --log-json ...",
+    "note": "memory does not depend on --iters (the same buffers every iteration); peak_rss is "
+            "/usr/bin/time -v's maximum resident set of each rank process; peak_anon and "
+            "peak_file_backed are maxima of RssAnon and RssFile sampled every 0.2 s from "
+            "/proc/<pid>/status (file-backed: ~0.11 GB of shared libraries plus the touched pages "
+            "of the memory-mapped checkpoint, which stay mapped after a matrix is read)",
+    "machine": cpu, "cores": int(cores), "git_commit": commit, "wall_s": float(wall),
+    "layers": int(layers), "checkpoint_bytes": ckpt,
+    "llama2_70b_model_bytes_bf16": full_bf16,
+    "llama2_70b_matrices_bytes_f32": 4 * 80 * per_layer,
+    "ranks": ranks,
+}
+tmpf = dest + ".tmp"
+json.dump(result, open(tmpf, "w"), indent=1)
+os.replace(tmpf, dest)
+for r in ranks:
+    print(f'rank {r["rank"]}: peak RSS {r["peak_rss_bytes"] / 1e9:.2f} GB (anonymous {r["peak_anon_bytes_sampled"] / 1e9:.2f} GB, '
+          f'file-backed {r["peak_file_backed_bytes_sampled"] / 1e9:.2f} GB), largest matrix held '
+          f'{r["largest_matrix_f32_bytes"] / 1e9:.2f} GB f32 (x{r["peak_rss_over_largest_matrix"]}), '
+          f'70B model {full_bf16 / 1e9:.0f} GB bf16')
+PY
+[[ -z "$suffix" ]] || exit 0
+/usr/bin/python3 "$root/bench/shape_costs.py" "$results/memory_70b.jsonl" --rank $rank --iters $iters \
+  --device "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), 1 thread per rank, $np ranks on $(nproc) shared cores" \
+  --output "$results/shape_costs_cpu.json"

@@ -1,0 +1,350 @@
+#!/usr/bin/python3
+"""Projected wall time of `loftq quantize` on Llama-2-70B for several GPU (rank) counts.
+
+Inputs (all stated in the output):
+- measured per-shape costs (--costs, from bench/shape_costs.py: seconds per matrix of one rank per
+  phase at a LoRA rank r0 and T0 iterations; CPU from bench/memory_70b.sh, or a GPU run's log);
+- bandwidths: file-system read / write per node and in aggregate, NVLink all-gather bus bandwidth
+  inside a node, InfiniBand per NIC (one NIC per GPU) across nodes;
+- the real assignment: `distribute` below re-implements src/plan/distribution.cpp (largest cost
+  first onto the least-loaded rank, split matrices over the g least-loaded ranks) with the plan's
+  cost model (src/plan/plan.cpp), and `check` compares it with the ranks of a real --log-json run.
+
+Model per rank (one GPU each, gpus_per_node per node; all times in seconds):
+  compute  = sum over its items of (quantize + svd + other) * T / T0 * (its rows / rows)
+             (svd scaled by (r + oversample) / (r0 + oversample) when r differs from r0);
+  read     = bf16 bytes it reads / min(node read bandwidth / ranks on its node, aggregate / N);
+  write    = bytes it writes to the run file (packed codes, absmax, A and B) / the same for write;
+  comm     = for each split matrix it shares, per iteration (q + 1) all-gathers of S slots of
+             k x n floats (Q^T A partials) and (q + 1) of S k x k (TSQR), k = r + oversample:
+             latency * ceil(log2 g) + bytes * (g - 1) / g / bandwidth (NVLink inside a node, IB
+             across); rank-count independent reductions of src/lowrank/distributed_svd.hpp (an
+             upper bound: warm-started iterations run one power iteration fewer).
+  wall     = max over ranks of compute + read + write + comm (reads are synchronous in the driver).
+Measured read/write times of the cost file are not used (a page-cached CPU run says nothing about
+a cluster file system); they are printed for reference.
+  usage: bench/project_70b.py project --costs FILE [options]      (see --help)
+         bench/project_70b.py check LOG --ranks N [--lora-rank R] [--split-threshold B]
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+PARENT = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
+          "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
+
+
+def fail(msg):
+    print(f"project_70b.py: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+# ---- plan and distribution: the C++ rules, operation for operation (ties must agree) ----------
+
+def estimate_cost(m, n, svd, r, oversample, power_iters, iters):
+    m, n = float(m), float(n)
+    k, l = min(m, n), max(m, n)
+    if svd == "exact":
+        s = 6 * l * k * k + 20 * k * k * k
+    else:
+        p = min(float(r + oversample), k)
+        s = (2 + 2.0 * power_iters) * 2 * m * n * p + 4 * (m + n) * p * p + 20 * p * p * p
+    per_iter = s + 2 * m * n * r + 8 * 16 * m * n
+    return iters * per_iter
+
+
+def row_alignment(cols, blocksize):
+    return blocksize // math.gcd(cols, blocksize)
+
+
+def shard_count(rows, cols, threshold, blocksize, min_rows):
+    nbytes = rows * cols * 4
+    if threshold == 0 or nbytes <= threshold:
+        return 1
+    wanted = (nbytes + threshold - 1) // threshold
+    align = row_alignment(cols, blocksize)
+    units_per_shard = max(1, (max(min_rows, 1) + align - 1) // align)
+    return min(wanted, max(1, (rows // align) // units_per_shard))
+
+
+def shard_bounds(rows, cols, shards, blocksize):
+    align = row_alignment(cols, blocksize)
+    units = rows // align
+    return [align * (units * i // shards) for i in range(shards)] + [rows]
+
+
+def distribute(mats, ranks, threshold, r, oversample, blocksize=64):
+    """mats: list of dicts rows, cols, cost (plan order). Returns per matrix [(rank, row0, row1)]
+    and per rank its items [(matrix, row0, row1, shards, group)]."""
+    load = [0.0] * ranks
+    order = sorted(range(len(mats)), key=lambda i: (-mats[i]["cost"], i))
+    assign, work = {}, [[] for _ in range(ranks)]
+    for i in order:
+        mp = mats[i]
+        s = shard_count(mp["rows"], mp["cols"], threshold, blocksize, min(r + oversample, mp["rows"], mp["cols"]))
+        b = shard_bounds(mp["rows"], mp["cols"], s, blocksize)
+        by_load = sorted(range(ranks), key=lambda x: (load[x], x))
+        g = min(s, ranks) if s > 1 else 1
+        group = sorted(by_load[:g])
+        assign[i] = []
+        for j in range(g):
+            s0, s1 = j * s // g, (j + 1) * s // g
+            assign[i].append((group[j], b[s0], b[s1]))
+            work[group[j]].append((i, b[s0], b[s1], s, group))
+            load[group[j]] += mp["cost"] * float(b[s1] - b[s0]) / float(mp["rows"])
+    return assign, work
+
+
+def llama2_70b_plan(r, oversample, power_iters, iters, layers=80):
+    h, inter, kv = 8192, 28672, 1024
+    shape = {"q_proj": (h, h), "k_proj": (kv, h), "v_proj": (kv, h), "o_proj": (h, h),
+             "gate_proj": (inter, h), "up_proj": (inter, h), "down_proj": (h, inter)}
+    mats = []
+    for layer in range(layers):
+        for mod in MODULES:
+            m, n = shape[mod]
+            svd = "randomized" if 4 * (r + oversample) <= min(m, n) else "exact"  # --svd auto
+            mats.append({"name": f"model.layers.{layer}.{PARENT[mod]}.{mod}.weight", "rows": m, "cols": n,
+                         "svd": svd, "cost": estimate_cost(m, n, svd, r, oversample, power_iters, iters)})
+    return mats
+
+
+# ---- check against a real run ------------------------------------------------------------------
+
+def check(a):
+    try:
+        recs = [json.loads(l) for l in open(a.log) if l.strip()]
+    except (OSError, ValueError) as e:
+        fail(f"{a.log}: {e}")
+    by_index = {}
+    for rec in recs:
+        by_index.setdefault(rec["index"], []).append(rec)
+    mats = []
+    for i in range(max(by_index) + 1):
+        if i not in by_index:
+            fail(f"{a.log}: no record of plan index {i}")
+        rec = by_index[i][0]
+        mats.append({"rows": rec["rows"], "cols": rec["cols"],
+                     "cost": estimate_cost(rec["rows"], rec["cols"], rec["svd"], a.lora_rank, a.oversample,
+                                           a.power_iters, len(rec["errors"]))})
+    assign, _ = distribute(mats, a.ranks, a.split_threshold, a.lora_rank, a.oversample)
+    bad = 0
+    for i, recs_i in sorted(by_index.items()):
+        got = sorted((x["rank"], x["row_begin"], x["row_end"]) for x in recs_i)
+        want = sorted(assign[i])
+        if got != want:
+            bad += 1
+            print(f"MISMATCH {recs_i[0]['matrix']}: log {got}, python {want}")
+    print(f"check: {len(by_index)} matrices, {a.ranks} ranks: "
+          + ("the Python distribution equals the C++ one" if not bad else f"{bad} differ"))
+    return 0 if not bad else 1
+
+
+# ---- projection --------------------------------------------------------------------------------
+
+def project(a):
+    try:
+        costs = json.load(open(a.costs))
+        shapes = costs["shapes"]
+        r0, t0 = costs["lora_rank"], costs["iters"]
+    except (OSError, ValueError, KeyError) as e:
+        fail(f"--costs {a.costs}: not a bench/shape_costs.py file ({e})")
+    mats = llama2_70b_plan(a.lora_rank, a.oversample, a.power_iters, a.iters)
+    for mp in mats:
+        key = f'{mp["rows"]}x{mp["cols"]}'
+        if key not in shapes:
+            fail(f"--costs {a.costs}: no cost for shape {key} ({mp['name']})")
+    p, p0 = a.lora_rank + a.oversample, r0 + a.oversample
+
+    def compute_s(mp):  # one whole matrix, T iterations
+        t = shapes[f'{mp["rows"]}x{mp["cols"]}']["times"]
+        other = max(0.0, t["total"] - sum(t[k] for k in ("read", "quantize", "svd", "comm", "write")))
+        svd = t["svd"] * p / p0  # randomized SVD flops are linear in the sketch width
+        return (t["quantize"] + svd + other) * a.iters / t0 * a.compute_scale
+
+    def write_bytes(rows, cols):
+        return rows * cols * 4 / 8 + rows * cols / 64 * 4 + 4 * a.lora_rank * (rows + cols)  # codes, absmax, B, A
+
+    gpn = a.gpus_per_node
+    out = {"inputs": {
+        "costs_file": os.path.relpath(os.path.abspath(a.costs), ROOT), "costs_device": costs.get("device"),
+        "costs_measured_at": {"lora_rank": r0, "iters": t0, "svd": costs.get("svd")},
+        "projected_for": {"model": "Llama-2-70B (80 layers, 560 matrices)", "lora_rank": a.lora_rank,
+                          "iters": a.iters, "oversample": a.oversample, "power_iters": a.power_iters,
+                          "bits": 4, "svd": "auto (randomized for every 70B shape)"},
+        "compute_scale": a.compute_scale, "gpus_per_node": gpn, "fs_read_gbs_per_node": a.fs_read, "fs_write_gbs_per_node": a.fs_write,
+        "fs_aggregate_gbs": a.fs_aggregate, "nvlink_allgather_busbw_gbs": a.nvlink,
+        "ib_gbs_per_nic": a.ib, "latency_us": a.latency_us,
+        "split_threshold_bytes": a.split_threshold,
+        "per_shape_seconds_measured": {k: v["times"] for k, v in shapes.items()},
+        "per_shape_compute_seconds_projected": {
+            f'{m["rows"]}x{m["cols"]}': round(compute_s(m), 3) for m in mats[:7]},
+    }, "runs": []}
+
+    total_compute = sum(compute_s(m) for m in mats)
+    for split in (False, True):
+        thr = a.split_threshold if split else 0
+        for n in a.gpus:
+            assign, work = distribute(mats, n, thr, a.lora_rank, a.oversample)
+            nodes = math.ceil(n / gpn)
+            per_rank_read = min(a.fs_read / min(n, gpn), a.fs_aggregate / n) * 1e9
+            per_rank_write = min(a.fs_write / min(n, gpn), a.fs_aggregate / n) * 1e9
+            ranks = []
+            largest_item = 0.0
+            for rk in range(n):
+                comp = rd = wr = cm = 0.0
+                for (i, r0w, r1w, s, group) in work[rk]:
+                    mp = mats[i]
+                    f = (r1w - r0w) / mp["rows"]
+                    c = compute_s(mp) * f
+                    comp += c
+                    largest_item = max(largest_item, c)
+                    rd += 2 * (r1w - r0w) * mp["cols"] / per_rank_read
+                    wr += write_bytes(r1w - r0w, mp["cols"]) / per_rank_write
+                    g = len(group)
+                    if g > 1:
+                        k = min(p, mp["rows"], mp["cols"])
+                        same_node = len({x // gpn for x in group}) == 1
+                        bw = (a.nvlink if same_node else a.ib) * 1e9
+                        steps = math.ceil(math.log2(g))
+                        per_gather = lambda nbytes: a.latency_us * 1e-6 * steps + nbytes * (g - 1) / g / bw
+                        cm += a.iters * (a.power_iters + 1) * (per_gather(s * k * mp["cols"] * 4)
+                                                                + per_gather(s * k * k * 4))
+                ranks.append((comp + rd + wr + cm, comp, rd, wr, cm, len(work[rk])))
+            busiest = max(ranks)
+            wall = busiest[0]
+            out["runs"].append({
+                "gpus": n, "nodes": nodes, "split": split,
+                "wall_s": round(wall, 1),
+                "busiest_rank": {"compute_s": round(busiest[1], 1), "read_s": round(busiest[2], 1),
+                                 "write_s": round(busiest[3], 1), "comm_s": round(busiest[4], 3),
+                                 "items": busiest[5]},
+                "ideal_compute_s": round(total_compute / n, 1),
+                "load_imbalance_s": round(max(0.0, busiest[1] - total_compute / n), 1),
+                "max_items_per_rank": max(x[5] for x in ranks),
+                "largest_item_compute_s": round(largest_item, 1),
+                "speedup": None, "efficiency": None,
+            })
+    for split in (False, True):
+        runs = [x for x in out["runs"] if x["split"] == split]
+        base = total_compute + sum(2 * m["rows"] * m["cols"] for m in mats) / (min(a.fs_read, a.fs_aggregate) * 1e9) \
+            + sum(write_bytes(m["rows"], m["cols"]) for m in mats) / (min(a.fs_write, a.fs_aggregate) * 1e9)
+        for x in runs:
+            x["speedup"] = round(base / x["wall_s"], 2)
+            x["efficiency"] = round(base / x["wall_s"] / x["gpus"], 3)
+    out["scaling_limits"] = limits(out, mats, compute_s, a, write_bytes)
+    return out
+
+
+def limits(out, mats, compute_s, a, write_bytes):
+    big = max(mats, key=compute_s)
+    nbig = sum(1 for m in mats if m["rows"] * m["cols"] == big["rows"] * big["cols"])  # gate, up, down
+    model_bytes = sum(2 * m["rows"] * m["cols"] for m in mats)
+    below = {}
+    for split in (False, True):
+        low = [x["gpus"] for x in out["runs"] if x["split"] == split and x["efficiency"] < 0.8]
+        below["split" if split else "whole"] = min(low) if low else None
+    return {
+        "first_listed_gpus_with_efficiency_below_0.8": below,
+        "largest_matrix": f'{big["rows"]}x{big["cols"]}',
+        "largest_matrix_compute_s": round(compute_s(big), 1),
+        "matrices_of_largest_cost": nbig,
+        "unsplit_floor": f"with N >= {nbig} GPUs every rank holds at most one of the {nbig} largest "
+                         f"matrices: the wall time cannot fall below one of them "
+                         f"({compute_s(big):.1f} s compute + its I/O) unless they are split",
+        "io_floor_s": round(model_bytes / (a.fs_aggregate * 1e9), 1),
+        "io_floor": f"reading the {model_bytes / 1e9:.0f} GB of bf16 matrices at the aggregate file-system "
+                    f"bandwidth {a.fs_aggregate} GB/s",
+    }
+
+
+def markdown(out):
+    i = out["inputs"]
+    lines = [
+        "# Llama-2-70B `loftq quantize`: projected wall time (not measured)",
+        "",
+        f"Costs: `{i['costs_file']}` ({i['costs_device']}), measured at r={i['costs_measured_at']['lora_rank']}, "
+        f"T={i['costs_measured_at']['iters']}; projected for r={i['projected_for']['lora_rank']}, "
+        f"T={i['projected_for']['iters']}"
+        + (f", compute times x {i['compute_scale']:g} (ASSUMED, a what-if, not measured)" if i["compute_scale"] != 1 else "")
+        + f". {i['gpus_per_node']} GPUs per node; file system "
+        f"{i['fs_read_gbs_per_node']} GB/s read and {i['fs_write_gbs_per_node']} GB/s write per node, "
+        f"{i['fs_aggregate_gbs']} GB/s aggregate; NVLink all-gather {i['nvlink_allgather_busbw_gbs']} GB/s bus "
+        f"bandwidth, InfiniBand {i['ib_gbs_per_nic']} GB/s per NIC; split threshold "
+        f"{i['split_threshold_bytes'] / 2**20:.0f} MiB (float32) where split.",
+        "",
+        f"Each GPU is one rank computing at the speed of the costs' device ({i['costs_device']}); "
+        "the file system, NVLink and InfiniBand are the given bandwidths. Not modelled: start-up "
+        "(MPI, plan, run-file creation), overlap of I/O with compute (the driver reads synchronously).",
+        "",
+        "Projected compute per matrix (one rank): "
+        + ", ".join(f"{k}: {v:.1f} s" for k, v in i["per_shape_compute_seconds_projected"].items()) + ".",
+        "",
+        "| GPUs | split | wall (s) | busiest: compute | read | write | comm | ideal compute | imbalance | items max | largest item | speedup | efficiency |",
+        "|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for x in out["runs"]:
+        b = x["busiest_rank"]
+        lines.append(f"| {x['gpus']} | {'yes' if x['split'] else 'no'} | {x['wall_s']:.1f} | {b['compute_s']:.1f} | "
+                     f"{b['read_s']:.1f} | {b['write_s']:.1f} | {b['comm_s']:.3f} | {x['ideal_compute_s']:.1f} | "
+                     f"{x['load_imbalance_s']:.1f} | {x['max_items_per_rank']} | {x['largest_item_compute_s']:.1f} | "
+                     f"{x['speedup']} | {x['efficiency']} |")
+    lim = out["scaling_limits"]
+    lines += ["", "Where scaling stops:", "",
+              f"- Largest matrix {lim['largest_matrix']}: {lim['largest_matrix_compute_s']} s compute; "
+              f"{lim['unsplit_floor']}.",
+              "- Efficiency first falls below 80% at "
+              + "; ".join(f"{v if v else 'none of the listed'} GPUs ({k} matrices)"
+                          for k, v in lim["first_listed_gpus_with_efficiency_below_0.8"].items()) + ".",
+              f"- I/O floor {lim['io_floor_s']} s: {lim['io_floor']}.",
+              "- Speedup and efficiency are against one GPU's serial time (all compute plus all I/O at one "
+              "node's bandwidth).", ""]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("check", help="compare the Python distribution with a --log-json run")
+    c.add_argument("log")
+    c.add_argument("--ranks", type=int, required=True)
+    p = sub.add_parser("project", help="project Llama-2-70B")
+    p.add_argument("--costs", required=True, help="bench/shape_costs.py output")
+    p.add_argument("--gpus", type=int, nargs="+", default=[1, 8, 32, 64, 128, 256, 512])
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--gpus-per-node", type=int, default=8)
+    p.add_argument("--compute-scale", type=float, default=1.0,
+                   help="multiply the measured compute times (a what-if for a faster device; 1 = as measured)")
+    p.add_argument("--fs-read", type=float, default=10.0, help="GB/s read per node")
+    p.add_argument("--fs-write", type=float, default=5.0, help="GB/s write per node")
+    p.add_argument("--fs-aggregate", type=float, default=100.0, help="GB/s of the whole file system")
+    p.add_argument("--nvlink", type=float, default=370.0, help="all-gather bus bandwidth in a node, GB/s")
+    p.add_argument("--ib", type=float, default=48.0, help="NDR InfiniBand per NIC, GB/s")
+    p.add_argument("--latency-us", type=float, default=10.0, help="per collective step")
+    p.add_argument("--json", default=os.path.join(ROOT, "bench/results/projection_70b.json"))
+    p.add_argument("--md", default=os.path.join(ROOT, "bench/results/projection_70b.md"))
+    for q in (c, p):
+        q.add_argument("--lora-rank", type=int, default=64)
+        q.add_argument("--oversample", type=int, default=16)
+        q.add_argument("--power-iters", type=int, default=2)
+        q.add_argument("--split-threshold", type=int, default=0 if q is c else 256 * 2**20,
+                       help="float32 bytes (project: used for the 'split' rows)")
+    a = ap.parse_args()
+    if a.cmd == "check":
+        sys.exit(check(a))
+    if any(n < 1 for n in a.gpus):
+        fail("--gpus: every count must be >= 1")
+    out = project(a)
+    for path, text in ((a.json, json.dumps(out, indent=1)), (a.md, markdown(out))):
+        with open(path + ".tmp", "w") as f:
+            f.write(text + "\n")
+        os.replace(path + ".tmp", path)
+    print(markdown(out))
+
+
+if __name__ == "__main__":
+    main()
