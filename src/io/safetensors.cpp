@@ -209,6 +209,15 @@ const TensorInfo& SafetensorsFile::find(const std::string& name) const {
 
 const TensorInfo& SafetensorsFile::info(const std::string& name) const { return find(name); }
 
+void release_mapped_pages(const void* p, uint64_t bytes) {
+    if (bytes == 0) return;
+    const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto begin = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+    const auto end = reinterpret_cast<uintptr_t>(p) + bytes;
+    // Read-only file mapping: the pages stay in the page cache and fault back in if read again.
+    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 const unsigned char* SafetensorsFile::raw(const std::string& name) const {
     return map_ + 8 + header_len_ + find(name).begin;
 }
@@ -260,6 +269,7 @@ void SafetensorsFile::read_f32_into(const std::string& name, uint64_t first, uin
             }
         }
     }
+    release_mapped_pages(src, count * item);
     const uint64_t bad = first_bad.empty() ? count : *std::min_element(first_bad.begin(), first_bad.end());
     if (bad != count) {
         const uint64_t flat = first + bad;

@@ -29,6 +29,11 @@ struct TensorInfo {
     uint64_t nbytes() const { return end - begin; }
 };
 
+// Drop the pages of a read-only mapping range from this process (they stay in the page cache):
+// a rank that has copied a tensor out of the mapping no longer counts it in its RSS, so memory
+// per rank follows the matrices it holds, not everything it has read. read_f32_into does this.
+void release_mapped_pages(const void* p, uint64_t bytes);
+
 // Whether read_f32 rejects NaN / Inf (named, not a bare bool).
 enum class FiniteCheck { off, reject };
 

@@ -91,6 +91,7 @@ void serve_scatter(MPI_Comm comm, const std::string& model_dir, const Plan& plan
                 const int count = static_cast<int>(std::min(kChunk, bytes - off));
                 MPI_CHECK(MPI_Send(base + off, count, MPI_BYTE, st.MPI_SOURCE, kTagData, comm));
             }
+            release_mapped_pages(base, static_cast<uint64_t>(bytes));
         } else {
             progress.poll();  // a progress record
         }
