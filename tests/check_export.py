@@ -129,7 +129,7 @@ def read_folder(folder, what):
             fail(f"{what}: index weight_map does not match the shards")
     elif [os.path.basename(f) for f in files] != ["model.safetensors"]:
         fail(f"{what}: no index, files {files}")
-    return tensors
+    return tensors, shard_of
 
 
 def bf16_round(x):
@@ -159,8 +159,8 @@ def main():
     opts = json.loads(run.attrs["options"])
     mats = run["matrices"]
     targets = {g: mats[g] for g in mats}
-    out = read_folder(a.output, a.output)
-    inp = read_folder(a.model, a.model)
+    out, out_shard = read_folder(a.output, a.output)
+    inp, _ = read_folder(a.model, a.model)
 
     # config.json
     cfg_in = json.load(open(os.path.join(a.model, "config.json")))
@@ -212,6 +212,8 @@ def main():
             for k in names:
                 if k not in out:
                     fail(f"bnb4: {k} missing")
+                if out_shard[k] != out_shard[p]:
+                    fail(f"bnb4: {k} is not in the shard of {p} (transformers collects the components per shard)")
                 expected.add(k)
             info, get = out[p]
             if info["dtype"] != "U8" or info["shape"] != [(n + 1) // 2, 1] or get(p) != codes.tobytes():

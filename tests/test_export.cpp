@@ -113,6 +113,26 @@ TEST(ExportBnb4, TensorSpecs) {
     EXPECT_EQ(plain[1].dtype, DType::F32);
 }
 
+TEST(ExportBnb4, ComponentsShareTheWeightsShard) {
+    std::vector<TensorSpec> specs = {{"a", DType::F32, {10}},  // 40 bytes
+                                     {"w", DType::U8, {30}},   // 30 + 8 + 4 kept together
+                                     {"w.absmax", DType::F32, {2}},
+                                     {"w.state", DType::U8, {4}},
+                                     {"b", DType::U8, {40}}};
+    const std::vector<bool> keep = {false, false, true, true, false};
+    const auto plain = plan_shards(specs, 75);
+    ASSERT_EQ(plain.size(), 2u);
+    EXPECT_EQ(plain[0].tensors, (std::vector<size_t>{0, 1}));  // 70 bytes: w's components split off
+    const auto grouped = plan_shards(specs, 75, keep);
+    ASSERT_EQ(grouped.size(), 3u);
+    EXPECT_EQ(grouped[0].tensors, (std::vector<size_t>{0}));
+    EXPECT_EQ(grouped[1].tensors, (std::vector<size_t>{1, 2, 3}));
+    EXPECT_EQ(grouped[2].tensors, (std::vector<size_t>{4}));
+    // A group larger than the limit still gets one shard of its own.
+    const auto small = plan_shards(specs, 20, keep);
+    EXPECT_EQ(small[1].tensors, (std::vector<size_t>{1, 2, 3}));
+}
+
 TEST(ExportBnb4, QuantizationConfigAsFormatsLists) {
     const nlohmann::json q = bnb4_quantization_config("nf4", false, "bfloat16");
     EXPECT_EQ(q, nlohmann::json::parse(R"({"quant_method": "bitsandbytes", "load_in_4bit": true,

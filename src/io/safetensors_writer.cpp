@@ -195,11 +195,15 @@ void SafetensorsWriter::finish() {
     commit();
 }
 
-std::vector<ShardPlan> plan_shards(const std::vector<TensorSpec>& specs, uint64_t max_shard_size) {
+std::vector<ShardPlan> plan_shards(const std::vector<TensorSpec>& specs, uint64_t max_shard_size,
+                                   const std::vector<bool>& keep_with_previous) {
+    auto kept = [&](size_t i) { return i > 0 && i < keep_with_previous.size() && keep_with_previous[i]; };
     std::vector<ShardPlan> plan;
     for (size_t i = 0; i < specs.size(); ++i) {
         const uint64_t n = specs[i].nbytes();
-        if (plan.empty() || (!plan.back().tensors.empty() && plan.back().nbytes + n > max_shard_size))
+        uint64_t group = n;  // a tensor and those kept with it are placed as one
+        for (size_t j = i + 1; j < specs.size() && kept(j); ++j) group += specs[j].nbytes();
+        if (plan.empty() || (!kept(i) && !plan.back().tensors.empty() && plan.back().nbytes + group > max_shard_size))
             plan.emplace_back();
         plan.back().tensors.push_back(i);
         plan.back().nbytes += n;
@@ -233,11 +237,12 @@ std::string safetensors_index_json(const std::vector<TensorSpec>& specs, const s
 }
 
 ShardedSafetensorsWriter::ShardedSafetensorsWriter(std::string folder, std::vector<TensorSpec> specs,
-                                                   uint64_t max_shard_size, TensorMetadata metadata)
+                                                   uint64_t max_shard_size, TensorMetadata metadata,
+                                                   const std::vector<bool>& keep_with_previous)
     : folder_(std::move(folder)), specs_(std::move(specs)), metadata_(std::move(metadata)) {
     if (max_shard_size == 0) LOFTQ_THROW(Error, folder_, ": max shard size must be positive");
     check_specs(specs_, metadata_, folder_);
-    plan_ = plan_shards(specs_, max_shard_size);
+    plan_ = plan_shards(specs_, max_shard_size, keep_with_previous);
 }
 
 ShardedSafetensorsWriter::~ShardedSafetensorsWriter() = default;  // each writer unlinks its temp

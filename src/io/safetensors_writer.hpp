@@ -84,13 +84,18 @@ struct ShardPlan {
 // Greedy in spec order, as transformers does: a tensor opens a new shard when adding it would
 // pass max_shard_size and the current shard is not empty (so a tensor larger than the limit gets
 // a shard of its own). Names "model-00001-of-0000K.safetensors", or "model.safetensors" if K == 1.
-std::vector<ShardPlan> plan_shards(const std::vector<TensorSpec>& specs, uint64_t max_shard_size);
+// keep_with_previous[i] (optional): spec i goes into the shard of spec i - 1, and a group (a
+// tensor and the ones kept with it) is placed as one (bitsandbytes' 4-bit components must share
+// the weight's shard: transformers collects them from the shard it is loading).
+std::vector<ShardPlan> plan_shards(const std::vector<TensorSpec>& specs, uint64_t max_shard_size,
+                                   const std::vector<bool>& keep_with_previous = {});
 
 class ShardedSafetensorsWriter {
 public:
-    // Plans the shards of `specs` in `folder` (which must exist).
+    // Plans the shards of `specs` in `folder` (which must exist); keep_with_previous as plan_shards'.
     ShardedSafetensorsWriter(std::string folder, std::vector<TensorSpec> specs, uint64_t max_shard_size,
-                             TensorMetadata metadata = default_metadata());
+                             TensorMetadata metadata = default_metadata(),
+                             const std::vector<bool>& keep_with_previous = {});
     ~ShardedSafetensorsWriter();  // removes every temporary file unless finished
     ShardedSafetensorsWriter(const ShardedSafetensorsWriter&) = delete;
     ShardedSafetensorsWriter& operator=(const ShardedSafetensorsWriter&) = delete;

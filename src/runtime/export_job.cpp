@@ -221,6 +221,7 @@ ExportOutcome export_run(const ExportRequest& req) {
         return bnb4_quant_state_json({m.format, m.blocksize, model_dtype, m.rows, m.cols, m.double_quant, offset});
     };
     std::vector<TensorSpec> specs, adapter_specs;
+    std::vector<bool> keep_with_previous;
     AdapterSettings adapter;
     adapter.base_model = req.model_dir;
     adapter.lora_alpha = options.value("lora-alpha", 16.0);
@@ -236,7 +237,11 @@ ExportOutcome export_run(const ExportRequest& req) {
         }
         const MatrixLayout& m = layout[it->second];
         if (bb == Backbone::BNB4) {
-            for (auto& s : bnb4_tensor_specs(m, state_of(m, 0.0f).size())) specs.push_back(std::move(s));
+            for (auto& s : bnb4_tensor_specs(m, state_of(m, 0.0f).size())) {
+                keep_with_previous.resize(specs.size() + 1, false);
+                keep_with_previous.back() = s.name != name;  // components share the weight's shard
+                specs.push_back(std::move(s));
+            }
         } else {
             specs.push_back({name, backbone_dtype(bb), {m.rows, m.cols}});
         }
@@ -247,7 +252,8 @@ ExportOutcome export_run(const ExportRequest& req) {
 
     OutputFolder out(req.output_dir, req.overwrite);
     fs::create_directory(out / "loftq_init");
-    ShardedSafetensorsWriter backbone(out.temp_path(), specs, req.max_shard_size);
+    keep_with_previous.resize(specs.size(), false);
+    ShardedSafetensorsWriter backbone(out.temp_path(), specs, req.max_shard_size, default_metadata(), keep_with_previous);
     SafetensorsWriter adapter_file(out / "loftq_init/adapter_model.safetensors", adapter_specs);
     nlohmann::json matrices = nlohmann::json::array();
     for (const auto& name : ck.names()) {
