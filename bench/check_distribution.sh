@@ -13,16 +13,16 @@ check() { /usr/bin/python3 "$root/bench/project_70b.py" check "$@"; }
   for d in "$res"/scaling_cpu*/r*-l*; do
     r=$(basename "$d"); r=${r#r}; r=${r%%-*}
     rank=$(sed -n 's/.*--rank \([0-9]*\).*/\1/p' "$d/point.json")
-    echo "== ${d#$root/} (ranks $r, --rank $rank)"
+    echo "== ${d#"$root"/} (ranks $r, --rank $rank)"
     check "$d/log.jsonl" --ranks "$r" --lora-rank "$rank"
   done
   for n in 3 4; do
     f=$res/distribution_check/stories260K-split20KB-np$n.jsonl
-    echo "== ${f#$root/} (ranks $n, --rank 8, --split-threshold 20KB)"
+    echo "== ${f#"$root"/} (ranks $n, --rank 8, --split-threshold 20KB)"
     check "$f" --ranks "$n" --lora-rank 8 --split-threshold 20480
   done
   for f in "$res"/memory_70b*.jsonl; do
-    echo "== ${f#$root/} (ranks 2, --rank 64)"
+    echo "== ${f#"$root"/} (ranks 2, --rank 64)"
     check "$f" --ranks 2 --lora-rank 64
   done
 } | tee "$res/distribution_check.txt"

@@ -16,7 +16,6 @@
 set -euo pipefail
 src=${LOFTQ_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 binary=${LOFTQ_BINARY:-$src/build/loftq}
-data=${LOFTQ_TEST_DATA:-$src/tests/data}
 # The loftq that runs the quantize/export/verify steps: the real one.
 job_binary=$binary
 # A synthetic Llama (tiny preset, 12 layers, 84 matrices) whose quantize step lasts long enough
