@@ -79,7 +79,7 @@ result = {
             "/usr/bin/time -v's maximum resident set of each rank process; peak_anon and "
             "peak_file_backed are maxima of RssAnon and RssFile sampled every 0.2 s from "
             "/proc/<pid>/status (file-backed: ~0.11 GB of shared libraries plus the touched pages "
-            "of the memory-mapped checkpoint, which stay mapped after a matrix is read)",
+            "of the memory-mapped checkpoint, which the reader releases after each matrix is read)",
     "machine": cpu, "cores": int(cores), "git_commit": commit, "wall_s": float(wall),
     "layers": int(layers), "checkpoint_bytes": ckpt,
     "llama2_70b_model_bytes_bf16": full_bf16,
