@@ -11,7 +11,7 @@
 #   3. refusals, one line each, exit 2, no folder: existing --output without --overwrite, forms
 #      the run was not optimised for, blocksize 128 in a bf16 backbone, double quant in bf16.
 #   4. `loftq run` on 2 MPI ranks: run file beside the output, export by rank 0, inspect.
-#   5. llama2-7b 2 layers (q_proj, v_proj to keep the time down): bf16 and bnb4 exports checked
+#   5. llama2-7b 2 layers (all 14 linear layers, r 16, T 1, 2 ranks): bf16 and bnb4 exports checked
 #      and verified; an export killed with SIGKILL mid-write leaves no folder at the output path,
 #      and the next export removes the dead process's temporary sibling.
 set -euo pipefail
@@ -155,9 +155,10 @@ refused "'$binary' run --model '$stories' --output '$tmp/run_out' --work '$tmp/x
 grep -q "adapter: 35 modules, r=8, lora_alpha=8" "$tmp/inspect2.txt" || fail "inspect adapter line"
 
 # --- 5. llama2-7b, 2 layers -------------------------------------------------------------------
-step "llama2-7b 2 layers: synth + quantize (q_proj, v_proj, r 16, T 1)"
+step "llama2-7b 2 layers: synth + quantize (all-linear, r 16, T 1, 2 ranks)"
 "$binary" synth --preset llama2-7b --layers 2 --output "$tmp/l7" >/dev/null
-"$binary" quantize --model "$tmp/l7" --work "$tmp/l7.h5" --rank 16 --iters 1 --targets q_proj,v_proj >/dev/null
+LOFTQ_BINARY=$binary bash "$src/launch/mpirun.sh" -np 2 quantize --model "$tmp/l7" --work "$tmp/l7.h5" \
+    --rank 16 --iters 1 >/dev/null
 for form in bf16 bnb4; do
     step "llama2-7b: export $form"
     "$binary" export --work "$tmp/l7.h5" --model "$tmp/l7" --output "$tmp/l7_$form" --backbone $form \
