@@ -1,66 +1,26 @@
 #!/usr/bin/env python3
-"""Regenerate and check the float32 constants of src/quant/format_tables.hpp.
+"""Regenerate and check the computed float32 tables of src/quant/format_tables.hpp from the
+libraries that define them: bitsandbytes' functional.create_dynamic_map (double quantization) and
+PEFT's NFQuantizer (LoftQ's NF2/NF8/uniform maps; PEFT removed it after 0.19).
 
-Needs numpy and scipy (e.g. python3 -m venv /tmp/v && /tmp/v/bin/pip install numpy scipy).
-  gen_quant_tables.py          print the tables as C++ float literals
-  gen_quant_tables.py --check  compare them bit for bit with the header (exit 1 on a mismatch)
+They are built with torch.linspace, whose CPU kernel is vectorised (a SIMD `arange` per chunk,
+fused multiply-adds): no scalar float32 emulation reproduces every bit, so the values are taken
+from the real functions. They were generated with torch 2.15.0 on an AVX512 CPU
+(torch.backends.cpu.get_cpu_capability()), bitsandbytes 0.50.2 and peft 0.19.0; torch on another
+SIMD width could differ in the last bit of a few entries.
 
-Emulates what PyTorch does on the CPU, in float32: torch.linspace (step = (end - start) /
-(steps - 1); the first half start + step * i, the second half end - step * (steps - 1 - i)),
-norm.ppf in float64 on the float32 points, torch.Tensor(list) rounds once to float32, the
-division by the maximum is a float32 division. Sources: peft NFQuantizer.create_normal_map /
-create_uniform_map, bitsandbytes functional.create_dynamic_map.
+Environment: the client venv (launch/client-venv.sh: torch, bitsandbytes) plus PEFT 0.19 and
+scipy in a side folder:
+  .venv-client/bin/python -m pip install --no-deps --target /tmp/peft019 peft==0.19.0 scipy
+  PYTHONPATH=/tmp/peft019 .venv-client/bin/python tests/tools/gen_quant_tables.py          # print literals
+  PYTHONPATH=/tmp/peft019 .venv-client/bin/python tests/tools/gen_quant_tables.py --check  # compare with the header
 """
 import re
 import sys
 
 import numpy as np
-from scipy.stats import norm
 
 f32 = np.float32
-
-
-def linspace_f32(start, end, steps):
-    start, end = f32(start), f32(end)
-    if steps == 1:
-        return np.array([start], dtype=f32)
-    step = f32(f32(end - start) / f32(steps - 1))
-    half = steps // 2
-    out = []
-    for i in range(steps):
-        if i < half:
-            out.append(f32(start + f32(step * f32(i))))
-        else:
-            out.append(f32(end - f32(step * f32(steps - i - 1))))
-    return np.array(out, dtype=f32)
-
-
-def normal_map(bits, offset=0.9677083):
-    v = 2 ** bits
-    v1 = norm.ppf(linspace_f32(offset, 0.5, v // 2 + 1)[:-1].astype(np.float64)).tolist()
-    v3 = (-norm.ppf(linspace_f32(offset, 0.5, v // 2)[:-1].astype(np.float64))).tolist()
-    values = np.sort(np.array(v1 + [0.0] + v3, dtype=f32))
-    return (values / values.max()).astype(f32)
-
-
-def uniform_map(bits):
-    return linspace_f32(-1.0, 1.0, 2 ** bits)
-
-
-def dynamic_map_signed(max_exponent_bits=7, total_bits=8):
-    data = []
-    non_sign_bits = total_bits - 1
-    for i in range(max_exponent_bits):
-        items = 2 ** (i + non_sign_bits - max_exponent_bits) + 1
-        b = linspace_f32(0.1, 1.0, items)
-        means = ((b[:-1] + b[1:]) / f32(2.0)).astype(f32)
-        scale = f32(10 ** (-(max_exponent_bits - 1) + i))
-        data += (scale * means).astype(f32).tolist()
-        data += (f32(-scale) * means).astype(f32).tolist()
-    data += [0.0, 1.0]
-    assert len(data) == 2 ** total_bits
-    return np.array(sorted(data), dtype=f32)
-
 
 BNB_NF4 = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
            -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
@@ -73,16 +33,27 @@ def literal(x):
 
 
 def tables():
+    import torch
+    import bitsandbytes.functional as bnbf
+    from peft.utils.loftq_utils import NFQuantizer
+
+    def peft_map(bits, method):
+        q = NFQuantizer(num_bits=bits, device="cpu", method=method, block_size=64)
+        return q.norm_lookup_table.to(torch.float32).numpy()
+
+    print(f"# torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})", file=sys.stderr)
     return {
-        "kNF2": normal_map(2), "kNF8": normal_map(8),
-        "kUniform2": uniform_map(2), "kUniform4": uniform_map(4), "kUniform8": uniform_map(8),
-        "kDynamicSigned8": dynamic_map_signed(),
+        "kNF2": peft_map(2, "normal"), "kNF8": peft_map(8, "normal"),
+        "kUniform2": peft_map(2, "uniform"), "kUniform4": peft_map(4, "uniform"),
+        "kUniform8": peft_map(8, "uniform"),
+        "kDynamicSigned8": bnbf.create_dynamic_map(signed=True).numpy().astype(f32),
+        "_nf4": peft_map(4, "normal"),
     }
 
 
-def self_checks():
-    assert normal_map(2).tolist() == np.array([-1.0, 0.0, 0.33791524171829224, 1.0], f32).tolist()
-    assert normal_map(4).tolist() == np.array(BNB_NF4, f32).tolist(), "LoftQ NF4 != bnb NF4"
+def self_checks(t):
+    assert t["kNF2"].tolist() == np.array([-1.0, 0.0, 0.33791524171829224, 1.0], f32).tolist()
+    assert t.pop("_nf4").tolist() == np.array(BNB_NF4, f32).tolist(), "LoftQ NF4 != bnb NF4"
 
 
 def header_arrays(path):
@@ -95,8 +66,8 @@ def header_arrays(path):
 
 
 def main():
-    self_checks()
     t = tables()
+    self_checks(t)
     if "--check" in sys.argv:
         header = sys.argv[-1] if sys.argv[-1].endswith(".hpp") else "src/quant/format_tables.hpp"
         have = header_arrays(header)
