@@ -1,6 +1,7 @@
 // Entry point: MPI up, parse and validate the command line, run the subcommand. Any error is one
 // line on stderr and a non-zero exit; under several ranks MPI_Abort ends every rank so that none
 // waits in a collective (STYLE.md 9).
+#include <hdf5.h>
 #include <mpi.h>
 
 #include <cstdio>
@@ -35,6 +36,9 @@ int main(int argc, char** argv) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     loftq::set_process_context(rank, size);
+    // Every HDF5 call is checked (HDF5_CHECK names the call, file and rank): HDF5's own multi-line
+    // error stack on stderr would bury that one line.
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
 
     // The command line is the same on every rank, so its errors are too: rank 0 reports them and
     // every rank exits. Errors of the work itself end all ranks through MPI_Abort unless they are

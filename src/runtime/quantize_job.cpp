@@ -207,6 +207,14 @@ QuantizeOutcome run_quantize(const Config& cfg, const std::string& work_path) {
     const bool exists = root_computes(world, 0, [&] {
                             return std::string(std::filesystem::exists(work_path) ? "1" : "0");
                         }) == "1";
+    if (!exists) {
+        const std::filesystem::path parent = std::filesystem::absolute(work_path).parent_path();
+        if (!std::filesystem::is_directory(parent)) {
+            ConfigError e(cat("--work: folder '", parent.string(), "' of the run file does not exist"));
+            e.set_collective();
+            throw e;
+        }
+    }
     if (exists && !cfg.resume) {
         ConfigError e(
             cat("--work: run file '", work_path, "' exists; add --resume to continue it, or remove it"));
