@@ -21,16 +21,20 @@ job_binary=$binary
 # A synthetic Llama (tiny preset, 12 layers, 84 matrices) whose quantize step lasts long enough
 # on 2 ranks to be interrupted mid-way (made below unless LOFTQ_TEST_SLURM_MODEL names one).
 model=${LOFTQ_TEST_SLURM_MODEL:-}
-# Seconds into the quantize step at which cases 4 and 5 interrupt it. The step must take longer:
-# the test fails (it does not pass silently) when quantize was already complete.
-interrupt_after=${LOFTQ_TEST_INTERRUPT_AFTER:-1}
+# Cases 4 and 5 interrupt the quantize step once its run file holds this many complete matrices
+# (of 84): mid-way whatever the machine's load. The test fails (it does not pass silently) when
+# quantize was already complete.
+interrupt_at=${LOFTQ_TEST_INTERRUPT_AT:-4}
 
 fail() { echo "e2e_slurm: FAIL: $*" >&2; exit 1; }
 [[ -x "$binary" ]] || fail "$binary not built"
 tmp=$(mktemp -d /tmp/loftq-e2e-slurm.XXXXXX)
 slurm_dir=""
+declare -A waiter=()
 cleanup() {
-  local rc=$? f
+  local rc=$? f p
+  # Our `sbatch --wait` clients would wait forever once Slurm is gone (and hold ctest's pipe).
+  for p in "${waiter[@]}"; do kill "$p" 2>/dev/null || true; done
   if ((rc != 0)); then
     for f in "$tmp"/*.out; do
       if [[ -f "$f" ]]; then echo "--- $f"; tail -n 30 "$f"; fi
@@ -55,7 +59,6 @@ echo "e2e_slurm: Slurm up in $((SECONDS - t0)) s ($slurm_dir)"
 has() { grep -qE -- "$2" "$1" || fail "$1 lacks '$2'"; }
 lacks() { ! grep -qE -- "$2" "$1" || fail "$1 has '$2'"; }
 job_env=(LOFTQ_MODEL="$model" LOFTQ_BINARY="$job_binary" LOFTQ_DEVICE=cpu LOFTQ_RANK=16 LOFTQ_ITERS=5)
-declare -A waiter=()
 # start NAME [VAR=value...] [-- sbatch options and script]: `sbatch --wait` in the background
 # (default: 2 ranks of slurm/loftq.sbatch), log in $tmp/NAME.out, job id in $tmp/NAME.id.
 start() {
@@ -75,20 +78,27 @@ finish() {
   wait "${waiter[$1]}" || rc=$?
   [[ "$rc" == 0 ]] || fail "job $1 exited $rc"
 }
-# Wait until log $1 shows the quantize step running, then $interrupt_after seconds more.
+# Wait until log $1 shows the quantize step running and its run file $2 holds $interrupt_at
+# complete matrices.
 wait_quantize() {
-  local i
-  for ((i = 0; i < 300; i++)); do
-    if grep -q "step quantize at" "$1" 2>/dev/null; then sleep "$interrupt_after"; return 0; fi
+  local i done_count
+  for ((i = 0; i < 600; i++)); do
+    if grep -q "step quantize at" "$1" 2>/dev/null; then break; fi
     sleep 0.1
   done
-  fail "$1: quantize did not start in 30 s"
+  ((i < 600)) || fail "$1: quantize did not start in 60 s"
+  for ((i = 0; i < 1200; i++)); do
+    read -r done_count _ < <(/usr/bin/python3 "$src/tests/runfile_complete.py" "$2")
+    ((done_count >= interrupt_at)) && return 0
+    sleep 0.05
+  done
+  fail "$2: fewer than $interrupt_at complete matrices after 60 s"
 }
 # The first quantize step in log $1 was stopped before it completed.
 interrupted() {
   local first
   first=$(grep -m 1 "step quantize ended" "$1") || fail "$1: no quantize step ended"
-  [[ "$first" != *"status 0" ]] || fail "$1: quantize completed before the interruption; make it longer than LOFTQ_TEST_INTERRUPT_AFTER=$interrupt_after s"
+  [[ "$first" != *"status 0" ]] || fail "$1: quantize completed before the interruption (LOFTQ_TEST_INTERRUPT_AT=$interrupt_at)"
 }
 
 start probe LOFTQ_BINARY="$binary" LOFTQ_STEPS=probe
@@ -124,10 +134,10 @@ check_rejects "LOFTQ_NTASKS=3 exceeds the allocation's 2 tasks" LOFTQ_NTASKS=3
 echo "e2e_slurm: checks ok ($((SECONDS - t0)) s)"
 
 # 4. Cancel during quantize, resubmit.
-wait_quantize "$tmp/cancel-1.out"
+wait_quantize "$tmp/cancel-1.out" "$tmp/cancel.run.h5"
 scancel "$id"
 # 5. Time limit near: USR1 to the batch script; the job requeues itself and resumes.
-wait_quantize "$tmp/requeue.out"
+wait_quantize "$tmp/requeue.out" "$tmp/requeue.run.h5"
 scancel --batch --signal=USR1 "$(<"$tmp/requeue.id")"
 for ((i = 0; i < 300; i++)); do
   [[ -z "$(squeue -h -j "$id" -t PD,R,CG,CF,S 2>/dev/null)" ]] && break

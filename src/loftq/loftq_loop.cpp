@@ -128,12 +128,12 @@ void finish_on_device(LinalgBackend& be, std::vector<LocalShard>& shards, float*
     out.times.svd += seconds_since(t0);
 }
 
-double squared_error_of_plain_quantization(const QuantParams& p, const float* w, size_t n,
+// ||w - dequantize(quantize(w))||^2; `deq` is n floats of host scratch.
+double squared_error_of_plain_quantization(const QuantParams& p, const float* w, size_t n, float* deq,
                                            const std::string& name) {
     QuantizedTensor q;
     quantize(p, w, static_cast<int64_t>(n), q, name);
-    std::vector<float> deq(n);
-    dequantize(q, deq.data());
+    dequantize(q, deq);
     double acc = 0;
     for (size_t i = 0; i < n; ++i) {
         const double d = static_cast<double>(w[i]) - static_cast<double>(deq[i]);
@@ -239,7 +239,11 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
         double acc = 0;
         for (size_t k = 0; k < shards[i].n; ++k) acc += static_cast<double>(shards[i].w_host[k]) * shards[i].w_host[k];
         w2[i] = acc;
-        q2[i] = squared_error_of_plain_quantization(opt.quant, shards[i].w_host, shards[i].n, name);
+        // Host scratch: the (still unused) low-rank buffer on the CPU backend, so that memory stays
+        // at three matrices (W, residual, low) plus codes.
+        std::vector<float> host_scratch(be.kind() == BackendKind::cpu ? 0 : shards[i].n);
+        float* deq = be.kind() == BackendKind::cpu ? shards[i].low.get() : host_scratch.data();
+        q2[i] = squared_error_of_plain_quantization(opt.quant, shards[i].w_host, shards[i].n, deq, name);
     }
     out.times.quantize += seconds_since(t0);
     t0 = Clock::now();
@@ -354,9 +358,13 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
     be.upload(vt.get(), out.A.data(), out.A.size());
     for (size_t i = 0; i < shards.size(); ++i) {
         auto& s = shards[i];
-        std::vector<float> q_loaded(s.n);
-        loaded_values(out.q[i], opt.backbone, q_loaded.data());
-        be.upload(s.low.get(), q_loaded.data(), s.n);
+        if (be.kind() == BackendKind::cpu) {
+            loaded_values(out.q[i], opt.backbone, s.low.get());
+        } else {
+            std::vector<float> q_loaded(s.n);
+            loaded_values(out.q[i], opt.backbone, q_loaded.data());
+            be.upload(s.low.get(), q_loaded.data(), s.n);
+        }
         be.upload(s.u.get(), out.B[i].data(), out.B[i].size());
         be.copy(s.res.get(), s.w, s.n);
         be.axpy(s.n, -1.0f, s.low.get(), s.res.get());
