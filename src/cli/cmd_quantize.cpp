@@ -7,8 +7,7 @@
 namespace loftq {
 
 int cmd_quantize(const Config& cfg) {
-    const QuantizeOutcome outcome = run_quantize(cfg, cfg.work_path);
-    (void)outcome;
+    run_quantize(cfg, cfg.work_path);
     if (process_rank() == 0) print_run_summary(cfg.work_path);
     return 0;
 }

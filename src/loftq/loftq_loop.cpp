@@ -236,9 +236,8 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
             q2[i] = qn * qn;
             continue;
         }
-        double acc = 0;
-        for (size_t k = 0; k < shards[i].n; ++k) acc += static_cast<double>(shards[i].w_host[k]) * shards[i].w_host[k];
-        w2[i] = acc;
+        const double wn = be.norm2(s.n, s.w);
+        w2[i] = wn * wn;
         // Host scratch: the (still unused) low-rank buffer on the CPU backend, so that memory stays
         // at three matrices (W, residual, low) plus codes.
         std::vector<float> host_scratch(be.kind() == BackendKind::cpu ? 0 : shards[i].n);

@@ -185,7 +185,7 @@ struct Worker {
 
 }  // namespace
 
-QuantizeOutcome run_quantize(const Config& cfg, const std::string& work_path) {
+void run_quantize(const Config& cfg, const std::string& work_path) {
     MPI_Comm world = MPI_COMM_WORLD;
     int rank = 0, size = 1;
     MPI_CHECK(MPI_Comm_rank(world, &rank));
@@ -228,8 +228,7 @@ QuantizeOutcome run_quantize(const Config& cfg, const std::string& work_path) {
     });
     const std::vector<bool> complete = run->complete_flags();
 
-    QuantizeOutcome outcome;
-    outcome.matrices = static_cast<int>(plan.matrices.size());
+    const auto matrices = static_cast<int64_t>(plan.matrices.size());
     int64_t skipped = 0, expected_records = 0;
     double total_bytes = 0, skipped_bytes = 0;
     for (const auto& m : plan.matrices) {
@@ -243,13 +242,11 @@ QuantizeOutcome run_quantize(const Config& cfg, const std::string& work_path) {
                 static_cast<int64_t>(dist.matrices[static_cast<size_t>(m.index)].group.size());
         }
     }
-    outcome.computed = outcome.matrices - static_cast<int>(skipped);
 
-    std::unique_ptr<LinalgBackend> be;
-    if (!(scatter && rank == 0))
-        all_or_none(world, [&] { be = rank_backend(cfg); });
-    else
-        all_or_none(world, [] {});
+    std::unique_ptr<LinalgBackend> be;  // none on a --io scatter reader: it computes nothing
+    all_or_none(world, [&] {
+        if (!(scatter && rank == 0)) be = rank_backend(cfg);
+    });
     if (rank == 0) {
         int64_t split = 0;
         for (const auto& a : dist.matrices) split += a.shards > 1 ? 1 : 0;
@@ -267,7 +264,7 @@ QuantizeOutcome run_quantize(const Config& cfg, const std::string& work_path) {
     }
 
     abort_on_error([&] {
-        ProgressReporter progress(world, outcome.matrices, total_bytes, expected_records, skipped,
+        ProgressReporter progress(world, matrices, total_bytes, expected_records, skipped,
                                   skipped_bytes, cfg.log_json);
         if (scatter && rank == 0) {
             serve_scatter(world, cfg.model_dir, plan, workers, progress);
@@ -288,7 +285,6 @@ QuantizeOutcome run_quantize(const Config& cfg, const std::string& work_path) {
         run->flush();
         run->close();
     });
-    return outcome;
 }
 
 }  // namespace loftq

@@ -11,14 +11,8 @@
 
 namespace loftq {
 
-struct QuantizeOutcome {
-    int matrices = 0;
-    int computed = 0;     // this run (the rest were complete in a resumed run file)
-    int worse_than_qlora = 0;
-};
-
 // Collective over MPI_COMM_WORLD. `work_path` is the run file (cfg.work_path for quantize).
-QuantizeOutcome run_quantize(const Config& cfg, const std::string& work_path);
+void run_quantize(const Config& cfg, const std::string& work_path);
 
 // Rank 0: the per-matrix table (QLoRA error vs LoftQ error as loaded) and totals of a run file.
 void print_run_summary(const std::string& work_path);

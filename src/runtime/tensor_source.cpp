@@ -1,11 +1,12 @@
 #include "runtime/tensor_source.hpp"
 
-#include <cmath>
+#include <algorithm>
 #include <vector>
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
+#include "io/safetensors.hpp"
 #include "runtime/progress.hpp"
 
 namespace loftq {
@@ -42,10 +43,10 @@ public:
             MPI_CHECK(MPI_Recv(raw_.data() + off, count, MPI_BYTE, 0, kTagData, comm_, MPI_STATUS_IGNORE));
         }
         widen_to_f32(m.dtype, raw_.data(), n, dst);
-        for (size_t i = 0; i < n; ++i)
-            if (!std::isfinite(dst[i]))
-                LOFTQ_THROW(InputError, "tensor '", m.tensor, "': non-finite value ", dst[i], " at element ",
-                            static_cast<uint64_t>(row_begin * m.cols) + i, " (sent by rank 0)");
+        const uint64_t bad = first_non_finite(dst, n);
+        if (bad != n)
+            LOFTQ_THROW(InputError, "tensor '", m.tensor, "': non-finite value ", dst[bad], " at element ",
+                        static_cast<uint64_t>(row_begin * m.cols) + bad, " (sent by rank 0)");
     }
     void finish() override {
         const int64_t none = 0;
