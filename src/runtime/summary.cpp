@@ -1,9 +1,11 @@
 // The summary table a quantize run ends with, read back from the run file (so a resumed run
 // reports every matrix, including those finished by an earlier job).
-#include <cmath>
 #include <cstdio>
 
+#include <nlohmann/json.hpp>
+
 #include "io/runfile.hpp"
+#include "runtime/export_job.hpp"
 #include "runtime/quantize_job.hpp"
 
 namespace loftq {
@@ -14,8 +16,7 @@ void print_run_summary(const std::string& work_path) {
     const auto complete = run.complete_flags();
     std::printf("\n%-52s %13s %4s %10s %10s %7s %4s\n", "matrix", "shape", "bits", "QLoRA err", "LoftQ err",
                 "gain", "iter");
-    double q_sum = 0, l_sum = 0, q_sq = 0, l_sq = 0, w_sq = 0;
-    int worse = 0, done = 0;
+    nlohmann::json done = nlohmann::json::array();
     for (size_t i = 0; i < layout.size(); ++i) {
         if (!complete[i]) {
             std::printf("%-52s %13s   (not complete)\n", layout[i].name.c_str(), "");
@@ -27,24 +28,17 @@ void print_run_summary(const std::string& work_path) {
         const double gain = r.qlora_error > 0 ? 100.0 * (1.0 - r.loaded_error / r.qlora_error) : 0.0;
         std::printf("%-52s %13s %4d %10.6f %10.6f %6.1f%% %4d%s\n", r.name.c_str(), shape, r.bits, r.qlora_error,
                     r.loaded_error, gain, r.chosen_iteration, r.loaded_error > r.qlora_error ? "  WORSE" : "");
-        // Totals weight every matrix by its size (the relative errors of equal-norm-per-element
-        // matrices add like squared norms): sum of squares of errors times element counts.
-        const double n = static_cast<double>(r.rows * r.cols);
-        q_sum += r.qlora_error;
-        l_sum += r.loaded_error;
-        q_sq += r.qlora_error * r.qlora_error * n;
-        l_sq += r.loaded_error * r.loaded_error * n;
-        w_sq += n;
-        worse += r.loaded_error > r.qlora_error ? 1 : 0;
-        ++done;
+        done.push_back({{"shape", {r.rows, r.cols}}, {"qlora_error", r.qlora_error}, {"loftq_error", r.loaded_error}});
     }
-    if (done == 0) return;
-    std::printf("%-52s %13s %4s %10.6f %10.6f %6.1f%%\n", "mean over matrices", "", "", q_sum / done, l_sum / done,
-                100.0 * (1.0 - l_sum / q_sum));
-    std::printf("%-52s %13s %4s %10.6f %10.6f %6.1f%%\n", "RMS weighted by size", "", "", std::sqrt(q_sq / w_sq),
-                std::sqrt(l_sq / w_sq), 100.0 * (1.0 - std::sqrt(l_sq / q_sq)));
-    std::printf("%d of %zu matrices complete; LoftQ (as loaded) is worse than QLoRA on %d\n", done, layout.size(),
-                worse);
+    if (done.empty()) return;
+    // The same totals as export's report.json and verify: the mean, and the RMS weighted by size.
+    const nlohmann::json t = error_totals(done);
+    const double qm = t["mean_qlora_error"], lm = t["mean_loftq_error"], qr = t["rms_qlora_error"],
+                 lr = t["rms_loftq_error"];
+    std::printf("%-52s %13s %4s %10.6f %10.6f %6.1f%%\n", "mean over matrices", "", "", qm, lm, 100.0 * (1.0 - lm / qm));
+    std::printf("%-52s %13s %4s %10.6f %10.6f %6.1f%%\n", "RMS weighted by size", "", "", qr, lr, 100.0 * (1.0 - lr / qr));
+    std::printf("%zu of %zu matrices complete; LoftQ (as loaded) is worse than QLoRA on %d\n", done.size(), layout.size(),
+                t["worse_than_qlora"].get<int>());
     std::fflush(stdout);
 }
 
