@@ -128,7 +128,7 @@ nlohmann::json run_shape(LinalgBackend& be, const Args& a, int64_t m, int64_t n,
     opt.backbone = parse_backbone(a.backbone);
     opt.iters = iters;
     opt.svd_options.rank = a.rank;
-    opt.svd = a.svd;
+    opt.svd = parse_svd_choice(a.svd);
     const std::string name = "bench." + std::to_string(m) + "x" + std::to_string(n);
     const size_t count = static_cast<size_t>(m * n);
     DeviceBuffer w(be, count);

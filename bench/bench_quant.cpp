@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "quant/quantize.hpp"
-#include "quant/quantize_cuda.hpp"
+#include "linalg/quantize_cuda.hpp"
 #include "quant/quantize_fast.hpp"
 #include "quant/quantize_ref.hpp"
 #ifdef LOFTQ_HAVE_CUDA

@@ -10,7 +10,12 @@
 # per-rank /usr/bin/time of bench/memory_70b.sh; default none.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The binary: LOFTQ_BINARY, else the build tree's, else an installed one (P/share/loftq/launch ->
+# P/bin/loftq, see `cmake --install`).
 binary=${LOFTQ_BINARY:-$root/build/loftq}
+if [[ -z "${LOFTQ_BINARY:-}" && ! -x "$binary" && -x "$root/../../bin/loftq" ]]; then
+  binary=$(cd "$root/../../bin" && pwd)/loftq
+fi
 np=2
 if [[ "${1:-}" == "-np" || "${1:-}" == "-n" ]]; then
   np=${2:?launch/mpirun.sh: -np needs a number}

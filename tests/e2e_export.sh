@@ -136,8 +136,8 @@ refused "'$binary' export --work '$tmp/s.h5' --model '$stories' --output '$tmp/s
 "$binary" export --work "$tmp/s.h5" --model "$stories" --output "$tmp/s_bf16" --overwrite --backbone bnb4 >/dev/null
 $check --output "$tmp/s_bf16" --model "$stories" --work "$tmp/s.h5" --backbone bnb4
 refused "'$binary' export --work '$tmp/dq.h5' --model '$stories' --output '$tmp/x1' --backbone bf16" "double-quantized" "$tmp/x1"
-refused "'$binary' export --work '$tmp/s.h5' --model '$stories' --output '$tmp/x2' --backbone fp16" "--backbone fp16" "$tmp/x2"
-refused "'$binary' export --work '$tmp/dq.h5' --model '$stories' --output '$tmp/x3' --backbone fp32" "--backbone fp32" "$tmp/x3"
+refused "'$binary' export --work '$tmp/s.h5' --model '$stories' --output '$tmp/x2' --backbone fp16" "option --backbone: fp16 backbone" "$tmp/x2"
+refused "'$binary' export --work '$tmp/dq.h5' --model '$stories' --output '$tmp/x3' --backbone fp32" "option --backbone: fp32 backbone" "$tmp/x3"
 refused "'$binary' run --model '$stories' --output '$tmp/x4' --double-quant" "double-quantized" "$tmp/x4.run.h5"
 refused "'$binary' export --work '$tmp/s.h5' --model '$stories' --output '$tmp/nodir/x5'" "--output" "$tmp/nodir"
 

@@ -3,6 +3,8 @@
 
 #include "cli/config.hpp"
 #include "core/error.hpp"
+
+#include <nlohmann/json.hpp>
 #include "support/paths.hpp"
 
 using namespace loftq;
@@ -24,47 +26,53 @@ void expect_rejected(std::vector<const char*> args, const std::string& names) {
         parse_command_line(static_cast<int>(args.size()), args.data(), c);
         ADD_FAILURE() << "accepted, expected a rejection naming " << names;
     } catch (const ConfigError& e) {
-        EXPECT_NE(std::string(e.what()).find(names), std::string::npos) << e.what();
+        // The line the user sees: a setting's error is named by its option (error_line).
+        EXPECT_NE(error_line(e).find(names), std::string::npos) << error_line(e);
     }
 }
 }  // namespace
 
 TEST(Cli, DefaultsMatchTheContract) {
     Config c = parse({"quantize", "--model", "m", "--work", "w.h5"});
-    EXPECT_EQ(c.bits, 4);
-    EXPECT_EQ(c.quant, "nf");
-    EXPECT_EQ(c.blocksize, 64);
-    EXPECT_EQ(c.rank, 64);
-    EXPECT_EQ(c.iters, 5);
-    EXPECT_TRUE(c.all_linear());
-    EXPECT_EQ(c.svd, "auto");
-    EXPECT_EQ(c.lora_alpha, 16);
-    EXPECT_TRUE(c.keep_best);
-    EXPECT_TRUE(c.compensate_scaling);
-    EXPECT_EQ(c.io, "direct");
-    EXPECT_EQ(c.device, "auto");
+    EXPECT_EQ(c.spec.bits, 4);
+    EXPECT_EQ(c.spec.quant, "nf");
+    EXPECT_EQ(c.spec.loftq.quant.blocksize, 64);
+    EXPECT_EQ(c.spec.loftq.svd_options.rank, 64);
+    EXPECT_EQ(c.spec.loftq.iters, 5);
+    EXPECT_TRUE(c.spec.targets.empty());  // all-linear
+    EXPECT_EQ(c.spec.loftq.svd, SvdChoice::automatic);
+    EXPECT_EQ(c.spec.loftq.lora_alpha, 16);
+    EXPECT_TRUE(c.spec.loftq.keep_best);
+    EXPECT_TRUE(c.spec.loftq.compensate_scaling);
+    EXPECT_EQ(c.spec.loftq.backbone, Backbone::BF16);
+    EXPECT_EQ(c.quantize.io, IoMode::direct);
+    EXPECT_EQ(c.quantize.device, "auto");
 }
 
 TEST(Cli, ParsesListsSizesAndSwitches) {
     Config c = parse({"quantize", "--model", "m", "--work", "w.h5", "--targets", "q_proj,v_proj",
                       "--split-threshold", "512MiB", "--bits", "2.5", "--no-keep-best",
                       "--no-scale-compensation", "--resume", "--double-quant"});
-    ASSERT_EQ(c.targets.size(), 2u);
-    EXPECT_EQ(c.targets[1], "v_proj");
-    EXPECT_EQ(c.split_threshold, 512ull * 1024 * 1024);
-    EXPECT_TRUE(c.mixed_bits());
-    EXPECT_FALSE(c.keep_best);
-    EXPECT_FALSE(c.compensate_scaling);
-    EXPECT_TRUE(c.resume);
-    EXPECT_TRUE(c.double_quant);
+    ASSERT_EQ(c.spec.targets.size(), 2u);
+    EXPECT_EQ(c.spec.targets[1], "v_proj");
+    EXPECT_EQ(c.spec.split_threshold, 512ull * 1024 * 1024);
+    EXPECT_TRUE(c.spec.mixed_bits());
+    EXPECT_FALSE(c.spec.loftq.keep_best);
+    EXPECT_FALSE(c.spec.loftq.compensate_scaling);
+    EXPECT_TRUE(c.quantize.resume);
+    EXPECT_TRUE(c.spec.loftq.quant.double_quant);
     Config e = parse({"export", "--work", "w", "--model", "m", "--output", "o", "--max-shard-size", "2GB"});
-    EXPECT_EQ(e.max_shard_size, 2000000000ull);
-    EXPECT_EQ(e.backbone, "");  // not given: export takes the run file's own backbone
-    EXPECT_EQ(parse({"export", "--work", "w", "--model", "m", "--output", "o", "--backbone", "bnb4"}).backbone, "bnb4");
-    Config r = parse({"run", "--model", "m", "--output", "o", "--work", "o.h5", "--overwrite"});
+    EXPECT_EQ(e.exp.max_shard_size, 2000000000ull);
+    EXPECT_FALSE(e.exp.backbone.has_value());  // not given: export takes the run file's own backbone
+    EXPECT_EQ(parse({"export", "--work", "w", "--model", "m", "--output", "o", "--backbone", "bnb4"}).exp.backbone,
+              Backbone::BNB4);
+    Config r = parse({"run", "--model", "m", "--output", "o", "--work", "o.h5", "--overwrite", "--svd", "exact",
+                      "--io", "scatter", "--backbone", "fp16"});
     EXPECT_EQ(r.work_path, "o.h5");
-    EXPECT_EQ(r.backbone, "bf16");
-    EXPECT_TRUE(r.overwrite);
+    EXPECT_EQ(r.spec.loftq.backbone, Backbone::FP16);
+    EXPECT_EQ(r.spec.loftq.svd, SvdChoice::exact);
+    EXPECT_EQ(r.quantize.io, IoMode::scatter);
+    EXPECT_TRUE(r.exp.overwrite);
     Config i = parse({"inspect", "some/path"});
     EXPECT_EQ(i.inspect_path, "some/path");
 }
@@ -89,6 +97,48 @@ TEST(Cli, RejectsBadOptionsNamingThem) {
     expect_rejected({"frobnicate"}, "frobnicate");
     // An option of another subcommand is unknown here.
     expect_rejected({"inspect", "x", "--rank", "4"}, "rank");
+}
+
+// The run file stores the spec once; reading it back gives the same spec and refuses what it
+// cannot trust, naming the setting: nothing falls back to a default.
+TEST(RunSpec, RoundTripsAndRefusesMissingOrUnknownKeys) {
+    Config c = parse({"quantize", "--model", "m", "--work", "w", "--bits", "2.5", "--rank", "8", "--svd", "exact",
+                      "--seed", "7", "--lora-alpha", "8", "--rslora", "--targets", "q_proj", "--backbone", "fp16"});
+    const std::string text = c.spec.to_json();
+    const RunSpec back = RunSpec::from_json(text, "run file 'x'");
+    EXPECT_EQ(back.to_json(), text);
+    EXPECT_EQ(back.loftq.svd, SvdChoice::exact);
+    EXPECT_EQ(back.loftq.svd_options.seed, 7u);
+    EXPECT_EQ(back.loftq.backbone, Backbone::FP16);
+    auto j = nlohmann::json::parse(text);
+    for (const char* key : {"rank", "lora-alpha", "backbone", "scale-compensation"}) {
+        auto k = j;
+        k.erase(key);
+        try {
+            RunSpec::from_json(k.dump(), "run file 'x'");
+            ADD_FAILURE() << "accepted a spec without " << key;
+        } catch (const InputError& e) {
+            EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+            EXPECT_NE(std::string(e.what()).find("run file 'x'"), std::string::npos) << e.what();
+        }
+    }
+    auto extra = j;
+    extra["colour"] = "blue";
+    EXPECT_THROW(RunSpec::from_json(extra.dump(), "x"), InputError);
+    auto bad = j;
+    bad["rank"] = 0;  // parsed, then validated
+    EXPECT_THROW(RunSpec::from_json(bad.dump(), "x"), InputError);
+    bad = j;
+    bad["svd"] = 3;
+    EXPECT_THROW(RunSpec::from_json(bad.dump(), "x"), InputError);
+}
+
+// A lower layer names a setting in its own words; the command line names the option.
+TEST(Cli, SettingErrorsAreNamedByTheirOption) {
+    const ConfigError e("rank 80 exceeds min(rows, cols) = 64", "rank");
+    EXPECT_EQ(error_line(e), "option --rank: rank 80 exceeds min(rows, cols) = 64");
+    const InputError i("config.json: broken");
+    EXPECT_EQ(error_line(i), "config.json: broken");
 }
 
 TEST(Cli, BinaryPrintsOneLineAndFailsOnBadOption) {

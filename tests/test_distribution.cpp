@@ -15,9 +15,9 @@ namespace {
 
 Plan plan_of(const std::string& preset, uint64_t split_threshold, int blocksize = 64) {
     const ModelConfig m = preset_model_config(preset);
-    PlanOptions o;
+    RunSpec o;
     o.split_threshold = split_threshold;
-    o.blocksize = blocksize;
+    o.loftq.quant.blocksize = blocksize;
     return build_plan(m, expected_catalogue(m, DType::BF16), o);
 }
 
@@ -33,11 +33,11 @@ void expect_consistent(const Plan& p, const Distribution& d) {
         ASSERT_EQ(a.bounds.size(), static_cast<size_t>(a.shards) + 1);
         EXPECT_EQ(a.bounds.front(), 0);
         EXPECT_EQ(a.bounds.back(), mp.rows);
-        const int64_t align = row_alignment(mp.cols, p.options.blocksize);
+        const int64_t align = row_alignment(mp.cols, p.spec.loftq.quant.blocksize);
         for (int s = 0; s < a.shards; ++s) {
             EXPECT_LT(a.bounds[s], a.bounds[s + 1]) << mp.tensor;
             EXPECT_EQ(a.bounds[s] % align, 0) << mp.tensor;
-            EXPECT_EQ((a.bounds[s] * mp.cols) % p.options.blocksize, 0) << mp.tensor;
+            EXPECT_EQ((a.bounds[s] * mp.cols) % p.spec.loftq.quant.blocksize, 0) << mp.tensor;
         }
         EXPECT_TRUE(std::is_sorted(a.group.begin(), a.group.end()));
         EXPECT_EQ(std::adjacent_find(a.group.begin(), a.group.end()), a.group.end());
@@ -98,7 +98,7 @@ TEST(Distribution, ShardCountDependsOnMatrixAndThresholdOnly) {
         const Distribution d = distribute(p, n);
         for (const auto& mp : p.matrices) {
             const auto& a = d.matrices[mp.index];
-            EXPECT_EQ(a.shards, shard_count(mp.rows, mp.cols, p.options.split_threshold, 64));
+            EXPECT_EQ(a.shards, shard_count(mp.rows, mp.cols, p.spec.split_threshold, 64));
             EXPECT_EQ(a.bounds, distribute(p, 1).matrices[mp.index].bounds);
         }
     }
@@ -175,8 +175,8 @@ TEST(Distribution, IsDeterministicAndLargestFirst) {
 
 TEST(Distribution, MoreRanksThanMatrices) {
     const ModelConfig m = preset_model_config("tiny");
-    PlanOptions o;
-    o.rank = 8;
+    RunSpec o;
+    o.loftq.svd_options.rank = 8;
     o.targets = {"q_proj"};
     const Plan p = build_plan(m, expected_catalogue(m, DType::BF16), o);
     const Distribution d = distribute(p, 16);

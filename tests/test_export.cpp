@@ -153,10 +153,20 @@ RunLayout layout_of(const std::string& format, int64_t blocksize, bool dq) {
     return {m};
 }
 
+// "" = none requested (the run's own backbone).
+std::optional<Backbone> wanted(const std::string& name) {
+    return name.empty() ? std::nullopt : std::optional<Backbone>(parse_backbone(name));
+}
+
+Backbone resolved(const std::string& requested, const std::string& run_bb, const RunLayout& layout) {
+    return resolve_export_backbone(wanted(requested), parse_backbone(run_bb), layout, "r");
+}
+
 std::string refusal(const std::string& requested, const std::string& run_bb, const RunLayout& layout) {
     try {
-        resolve_export_backbone(requested, {{"backbone", run_bb}}, layout, "run.h5");
+        resolve_export_backbone(wanted(requested), parse_backbone(run_bb), layout, "run.h5");
     } catch (const ConfigError& e) {
+        EXPECT_EQ(e.setting(), "backbone") << e.what();
         return e.what();
     }
     return "";
@@ -166,18 +176,18 @@ std::string refusal(const std::string& requested, const std::string& run_bb, con
 
 TEST(ExportBackbone, ExactCombinationsOnly) {
     const auto nf4 = layout_of("nf4", 64, false);
-    EXPECT_EQ(resolve_export_backbone("", {{"backbone", "bf16"}}, nf4, "r"), Backbone::BF16);
-    EXPECT_EQ(resolve_export_backbone("", {{"backbone", "bnb4"}}, nf4, "r"), Backbone::BNB4);
-    EXPECT_EQ(resolve_export_backbone("bnb4", {{"backbone", "fp16"}}, nf4, "r"), Backbone::BNB4);
-    EXPECT_EQ(resolve_export_backbone("bnb4", {{"backbone", "bf16"}}, layout_of("nf4", 64, true), "r"), Backbone::BNB4);
-    EXPECT_EQ(resolve_export_backbone("bnb4", {{"backbone", "bf16"}}, layout_of("fp4", 256, false), "r"), Backbone::BNB4);
-    EXPECT_EQ(resolve_export_backbone("", {{"backbone", "fp32"}}, layout_of("nf2", 64, false), "r"), Backbone::FP32);
+    EXPECT_EQ(resolved("", "bf16", nf4), Backbone::BF16);
+    EXPECT_EQ(resolved("", "bnb4", nf4), Backbone::BNB4);
+    EXPECT_EQ(resolved("bnb4", "fp16", nf4), Backbone::BNB4);
+    EXPECT_EQ(resolved("bnb4", "bf16", layout_of("nf4", 64, true)), Backbone::BNB4);
+    EXPECT_EQ(resolved("bnb4", "bf16", layout_of("fp4", 256, false)), Backbone::BNB4);
+    EXPECT_EQ(resolved("", "fp32", layout_of("nf2", 64, false)), Backbone::FP32);
 
-    EXPECT_NE(refusal("bf16", "bnb4", nf4).find("re-run `loftq quantize --backbone bf16`"), std::string::npos);
-    EXPECT_NE(refusal("fp16", "bf16", nf4).find("--backbone fp16"), std::string::npos);
+    EXPECT_NE(refusal("bf16", "bnb4", nf4).find("re-run the quantization for a bf16 backbone"), std::string::npos);
+    EXPECT_NE(refusal("fp16", "bf16", nf4).find("fp16 backbone: run file"), std::string::npos);
     EXPECT_NE(refusal("bnb4", "bf16", layout_of("nf2", 64, false)).find("bitsandbytes cannot hold nf2"), std::string::npos);
     EXPECT_NE(refusal("", "bf16", layout_of("nf4", 128, false)).find("blocksize 64"), std::string::npos);
-    EXPECT_NE(refusal("", "bf16", layout_of("nf4", 64, true)).find("--backbone bnb4"), std::string::npos);
+    EXPECT_NE(refusal("", "bf16", layout_of("nf4", 64, true)).find("export a bnb4 backbone"), std::string::npos);
     for (const auto& msg : {refusal("bf16", "bnb4", nf4), refusal("", "bf16", layout_of("nf4", 128, false))})
         EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
 }

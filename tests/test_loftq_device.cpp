@@ -28,7 +28,7 @@ LoftqOptions options(int iters, Backbone backbone = Backbone::BF16) {
     o.quant.blocksize = 64;
     o.backbone = backbone;
     o.iters = iters;
-    o.svd = "exact";
+    o.svd = SvdChoice::exact;
     o.svd_options.rank = 16;
     return o;
 }

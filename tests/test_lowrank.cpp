@@ -192,14 +192,14 @@ TEST(RandomizedSvd, ShardsInOneProcessMatchUnsharded) {
 TEST(SvdChoice, AutoPicksBySizeAndRejectsBadRequests) {
     SvdOptions opt;
     opt.rank = 64;
-    EXPECT_EQ(choose_svd_method("auto", 4096, 11008, opt), SvdMethod::randomized);
-    EXPECT_EQ(choose_svd_method("auto", 256, 256, opt), SvdMethod::exact);
-    EXPECT_EQ(choose_svd_method("exact", 4096, 11008, opt), SvdMethod::exact);
-    EXPECT_EQ(choose_svd_method("randomized", 256, 256, opt), SvdMethod::randomized);
-    EXPECT_THROW(choose_svd_method("fast", 100, 100, opt), ConfigError);
-    EXPECT_THROW(choose_svd_method("auto", 32, 64, opt), ConfigError);  // rank 64 > 32
+    EXPECT_EQ(choose_svd_method(SvdChoice::automatic, 4096, 11008, opt), SvdMethod::randomized);
+    EXPECT_EQ(choose_svd_method(SvdChoice::automatic, 256, 256, opt), SvdMethod::exact);
+    EXPECT_EQ(choose_svd_method(SvdChoice::exact, 4096, 11008, opt), SvdMethod::exact);
+    EXPECT_EQ(choose_svd_method(SvdChoice::randomized, 256, 256, opt), SvdMethod::randomized);
+    EXPECT_THROW(parse_svd_choice("fast"), ConfigError);
+    EXPECT_THROW(choose_svd_method(SvdChoice::automatic, 32, 64, opt), ConfigError);  // rank 64 > 32
     opt.rank = 8;
-    EXPECT_EQ(choose_svd_method("auto", 32, 64, opt), SvdMethod::exact);
+    EXPECT_EQ(choose_svd_method(SvdChoice::automatic, 32, 64, opt), SvdMethod::exact);
     auto be = make_cpu_backend();
     EXPECT_THROW(ExactSvd(*be, 32, 64, 33), ConfigError);
     const ShardLayout tiny{{0, 10, 200}, {0, 0}};

@@ -3,6 +3,7 @@
 
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
+#include "plan/distribution.hpp"
 #include "plan/plan.hpp"
 #include "support/paths.hpp"
 
@@ -13,14 +14,14 @@ namespace {
 
 TensorCatalogue stories_catalogue() { return read_catalogue(Checkpoint(stories_dir())); }
 
-PlanOptions opts_rank(int rank) {
-    PlanOptions o;
-    o.rank = rank;
+RunSpec opts_rank(int rank) {
+    RunSpec o;
+    o.loftq.svd_options.rank = rank;
     return o;
 }
 
 template <typename E>
-std::string error_of(const ModelConfig& m, const TensorCatalogue& t, const PlanOptions& o) {
+std::string error_of(const ModelConfig& m, const TensorCatalogue& t, const RunSpec& o) {
     try {
         build_plan(m, t, o);
     } catch (const E& e) {
@@ -57,13 +58,18 @@ TEST(Plan, Stories260KHas35MatricesWithReadmeShapes) {
     // README: rank 64 exceeds min(out, in) of k_proj / v_proj and must be rejected.
     const std::string msg = error_of<ConfigError>(m, stories_catalogue(),
                                                   opts_rank(64));
-    EXPECT_TRUE(has(msg, "--rank")) << msg;
+    EXPECT_TRUE(has(msg, "rank 64 exceeds")) << msg;
     EXPECT_TRUE(has(msg, "model.layers.0.self_attn.k_proj.weight")) << msg;
+    try {
+        build_plan(m, stories_catalogue(), opts_rank(64));
+    } catch (const ConfigError& e) {
+        EXPECT_EQ(e.setting(), "rank");  // the command line names it --rank
+    }
 }
 
 TEST(Plan, Llama70BHas560MatricesWithExactShapes) {
     const ModelConfig m = preset_model_config("llama2-70b");
-    const Plan p = build_plan(m, expected_catalogue(m, DType::BF16), PlanOptions{});
+    const Plan p = build_plan(m, expected_catalogue(m, DType::BF16), RunSpec{});
     ASSERT_EQ(p.matrices.size(), 560u);
     const std::vector<std::vector<int64_t>> shapes{{8192, 8192},  {1024, 8192},  {1024, 8192}, {8192, 8192},
                                                    {28672, 8192}, {28672, 8192}, {8192, 28672}};
@@ -78,8 +84,8 @@ TEST(Plan, Llama70BHas560MatricesWithExactShapes) {
     // Bigger matrices cost more; a 28672 x 8192 randomized one less than exact.
     EXPECT_GT(p.matrices[4].cost, p.matrices[0].cost);
     EXPECT_GT(p.matrices[0].cost, p.matrices[1].cost);
-    EXPECT_EQ(p.matrices[4].svd, "randomized");
-    EXPECT_LT(p.matrices[4].cost, estimate_cost(28672, 8192, "exact", PlanOptions{}));
+    EXPECT_EQ(p.matrices[4].svd, SvdMethod::randomized);
+    EXPECT_LT(p.matrices[4].cost, estimate_cost(28672, 8192, SvdMethod::exact, RunSpec{}));
 }
 
 TEST(Plan, MistralAndCodeLlamaConfigs) {
@@ -89,12 +95,12 @@ TEST(Plan, MistralAndCodeLlamaConfigs) {
     mis.intermediate_size = 14336;
     mis.num_key_value_heads = 8;
     mis.sliding_window = 4096;
-    const Plan a = build_plan(mis, expected_catalogue(mis, DType::BF16), PlanOptions{});
+    const Plan a = build_plan(mis, expected_catalogue(mis, DType::BF16), RunSpec{});
     ASSERT_EQ(a.matrices.size(), 32u * 7u);
     EXPECT_EQ(a.matrices[1].rows, 1024);
     EXPECT_EQ(a.matrices[6].cols, 14336);
     const ModelConfig cl = preset_model_config("codellama-70b");
-    const Plan b = build_plan(cl, expected_catalogue(cl, DType::BF16), PlanOptions{});
+    const Plan b = build_plan(cl, expected_catalogue(cl, DType::BF16), RunSpec{});
     EXPECT_EQ(b.matrices.size(), 560u);  // vocab 32016 touches no target
 }
 
@@ -102,7 +108,7 @@ TEST(Plan, MixedPrecisionFollowsLoftQRule) {
     const ModelConfig m = preset_model_config("llama2-7b");
     const auto cat = expected_catalogue(m, DType::F16);
     for (const auto& [bits, four] : std::vector<std::pair<double, int>>{{2.25, 4}, {2.5, 8}, {3, 16}}) {
-        PlanOptions o;
+        RunSpec o;
         o.bits = bits;
         const Plan p = build_plan(m, cat, o);
         for (const auto& mp : p.matrices) EXPECT_EQ(mp.bits, mp.layer < four ? 4 : 2) << bits << " " << mp.tensor;
@@ -119,7 +125,7 @@ TEST(Plan, MixedPrecisionFollowsLoftQRule) {
 TEST(Plan, TargetSubsetsKeepPlanOrder) {
     const ModelConfig m = preset_model_config("tiny");
     const auto cat = expected_catalogue(m, DType::BF16);
-    PlanOptions o = opts_rank(8);
+    RunSpec o = opts_rank(8);
     o.targets = {"down_proj", "q_proj"};
     Plan p = build_plan(m, cat, o);
     ASSERT_EQ(p.matrices.size(), 2u * static_cast<size_t>(m.num_hidden_layers));
@@ -140,10 +146,10 @@ TEST(Plan, RejectsUnknownTargetsAndEmbeddings) {
     const ModelConfig m = preset_model_config("tiny");
     const auto cat = expected_catalogue(m, DType::BF16);
     for (const char* t : {"qproj", "lm_head", "embed_tokens", "input_layernorm"}) {
-        PlanOptions o = opts_rank(8);
+        RunSpec o = opts_rank(8);
         o.targets = {"q_proj", t};
         const std::string msg = error_of<ConfigError>(m, cat, o);
-        EXPECT_TRUE(has(msg, "--targets")) << msg;
+        EXPECT_TRUE(has(msg, "matches no linear weight")) << msg;
         EXPECT_TRUE(has(msg, t)) << msg;
     }
 }
@@ -158,7 +164,7 @@ TEST(Plan, RejectsShapeMismatchNamingTensorAndConfig) {
     EXPECT_TRUE(has(msg, "[128, 128]")) << msg;
     EXPECT_TRUE(has(msg, "[64, 128]")) << msg;
     // Checked even when the tensor is not a target: the checkpoint disagrees with its config.
-    PlanOptions only_q = opts_rank(8);
+    RunSpec only_q = opts_rank(8);
     only_q.targets = {"q_proj"};
     EXPECT_THROW(build_plan(m, cat, only_q), InputError);
 }
@@ -184,22 +190,36 @@ TEST(Plan, RejectsMissingExtraAndNonFloatTensors) {
 
 TEST(Plan, SplitMatricesAreRandomized) {
     const ModelConfig m = preset_model_config("llama2-70b");
-    PlanOptions o;
-    o.svd = "exact";
+    RunSpec o;
+    o.loftq.svd = SvdChoice::exact;
     o.split_threshold = 512ull << 20;  // 512 MiB: only the 28672 x 8192 MLP matrices (940 MB)
     const Plan p = build_plan(m, expected_catalogue(m, DType::BF16), o);
     for (const auto& mp : p.matrices) {
-        EXPECT_EQ(mp.split, mp.rows == 28672 || mp.cols == 28672) << mp.tensor;
-        EXPECT_EQ(mp.svd, mp.split ? "randomized" : "exact") << mp.tensor;
+        const bool mlp = mp.rows == 28672 || mp.cols == 28672;
+        EXPECT_EQ(mp.shards > 1, mlp) << mp.tensor;
+        EXPECT_EQ(mp.svd, mlp ? SvdMethod::randomized : SvdMethod::exact) << mp.tensor;
     }
-    EXPECT_EQ(resolve_svd_method("auto", 64, 64, 8, 16), "exact");
-    EXPECT_EQ(resolve_svd_method("auto", 4096, 4096, 64, 16), "randomized");
-    EXPECT_THROW(resolve_svd_method("magic", 64, 64, 8, 16), ConfigError);
+}
+
+// One decision of "split": a matrix over the threshold that cannot be cut (too few rows for two
+// shards of the sketch width) runs whole, and the plan costs it whole, with the method it runs.
+TEST(Plan, UnsplittableMatrixIsPlannedWhole) {
+    const ModelConfig m = preset_model_config("tiny");
+    RunSpec o;
+    o.loftq.svd_options.rank = 60;  // sketch width 76 > half of every tiny matrix's rows
+    o.loftq.svd = SvdChoice::exact;
+    o.split_threshold = 1024;
+    const Plan p = build_plan(m, expected_catalogue(m, DType::BF16), o);
+    const Distribution d = distribute(p, 4);
+    for (const auto& mp : p.matrices) {
+        EXPECT_EQ(d.matrices[static_cast<size_t>(mp.index)].shards, mp.shards) << mp.tensor;
+        if (mp.shards == 1) EXPECT_EQ(mp.svd, SvdMethod::exact) << mp.tensor;
+    }
 }
 
 TEST(Plan, JsonRoundTripIsExact) {
     const ModelConfig m = preset_model_config("codellama-70b");
-    PlanOptions o;
+    RunSpec o;
     o.bits = 2.5;
     o.targets = {"q_proj", "down_proj"};
     o.split_threshold = 300000000;
@@ -212,12 +232,12 @@ TEST(Plan, JsonRoundTripIsExact) {
         EXPECT_EQ(b.matrices[i].tensor, a.matrices[i].tensor);
         EXPECT_EQ(b.matrices[i].cost, a.matrices[i].cost);
         EXPECT_EQ(b.matrices[i].bits, a.matrices[i].bits);
-        EXPECT_EQ(b.matrices[i].split, a.matrices[i].split);
+        EXPECT_EQ(b.matrices[i].shards, a.matrices[i].shards);
         EXPECT_EQ(b.matrices[i].dtype, a.matrices[i].dtype);
     }
     EXPECT_EQ(b.model.vocab_size, 32016);
-    EXPECT_EQ(b.options.targets, o.targets);
-    EXPECT_EQ(b.options.split_threshold, o.split_threshold);
+    EXPECT_EQ(b.spec.targets, o.targets);
+    EXPECT_EQ(b.spec.split_threshold, o.split_threshold);
     EXPECT_THROW(Plan::from_json("{\"format\": \"loftq-plan-1\"}"), InputError);
     EXPECT_THROW(Plan::from_json(bytes.substr(0, bytes.size() / 2)), InputError);
 }

@@ -10,7 +10,7 @@
 #include "quant/quantize_ref.hpp"
 #include "support/weights.hpp"
 #ifdef LOFTQ_HAVE_CUDA
-#include "quant/quantize_cuda.hpp"
+#include "linalg/quantize_cuda.hpp"
 #endif
 
 namespace loftq {

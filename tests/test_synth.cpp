@@ -10,7 +10,7 @@
 
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
-#include "io/synth.hpp"
+#include "runtime/synth.hpp"
 #include "plan/plan.hpp"
 #include "support/paths.hpp"
 
@@ -169,8 +169,8 @@ TEST(Synth, WeightsAreHeavyTailedWithDecayingSpectrum) {
 TEST(Synth, PlansCleanly) {
     TempDir dir;
     write_synthetic_checkpoint(dir / "m", tiny(1));
-    PlanOptions o;
-    o.rank = 16;
+    RunSpec o;
+    o.loftq.svd_options.rank = 16;
     const Plan p = build_plan(read_model_config(dir / "m"), read_catalogue(Checkpoint(dir / "m")), o);
     EXPECT_EQ(p.matrices.size(), 14u);
     EXPECT_EQ(p.matrices[0].dtype, DType::BF16);

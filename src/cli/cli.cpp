@@ -3,6 +3,7 @@
 #include <boost/program_options.hpp>
 
 #include <cctype>
+#include <initializer_list>
 #include <iostream>
 #include <sstream>
 
@@ -62,37 +63,46 @@ std::vector<std::string> split_list(const std::string& text) {
     return out;
 }
 
+// Options whose text is checked and converted after parsing (enums, sizes, lists).
 struct RawStrings {
     std::string targets = "all-linear";
     std::string split_threshold = "0";
     std::string max_shard_size = "5GB";
+    std::string svd = "auto";
+    std::string backbone = "bf16";
+    std::string io = "direct";
+    std::string synth_dtype = "bf16";
 };
 
 po::options_description loftq_options(Config& c, RawStrings& raw) {
+    RunSpec& s = c.spec;
+    LoftqOptions& l = s.loftq;
+    SvdOptions& v = l.svd_options;
+    QuantizeOptions& q = c.quantize;
     po::options_description d("LoftQ options");
     d.add_options()
-        ("bits", po::value(&c.bits)->default_value(c.bits), "bits per weight: 2, 4, 8, or mixed 2.25 / 2.5 / 3")
-        ("quant", po::value(&c.quant)->default_value(c.quant), "quantizer: nf | fp4 | uniform")
-        ("blocksize", po::value(&c.blocksize)->default_value(c.blocksize), "quantization block size (32..4096)")
-        ("rank", po::value(&c.rank)->default_value(c.rank), "LoRA rank r")
-        ("iters", po::value(&c.iters)->default_value(c.iters), "LoftQ alternating steps T")
+        ("bits", po::value(&s.bits)->default_value(s.bits), "bits per weight: 2, 4, 8, or mixed 2.25 / 2.5 / 3")
+        ("quant", po::value(&s.quant)->default_value(s.quant), "quantizer: nf | fp4 | uniform")
+        ("blocksize", po::value(&l.quant.blocksize)->default_value(l.quant.blocksize), "quantization block size (32..4096)")
+        ("rank", po::value(&v.rank)->default_value(v.rank), "LoRA rank r")
+        ("iters", po::value(&l.iters)->default_value(l.iters), "LoftQ alternating steps T")
         ("targets", po::value(&raw.targets)->default_value(raw.targets), "all-linear or a list: q_proj,k_proj,...")
-        ("svd", po::value(&c.svd)->default_value(c.svd), "auto | exact | randomized")
-        ("oversample", po::value(&c.oversample)->default_value(c.oversample), "randomized SVD oversampling p")
-        ("power-iters", po::value(&c.power_iters)->default_value(c.power_iters), "randomized SVD power iterations q")
-        ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the random sketches")
-        ("lora-alpha", po::value(&c.lora_alpha)->default_value(c.lora_alpha), "LoRA alpha of the adapter")
-        ("rslora", po::bool_switch(&c.rslora), "scaling alpha/sqrt(r) instead of alpha/r")
-        ("double-quant", po::bool_switch(&c.double_quant), "bitsandbytes double quantization of absmax")
+        ("svd", po::value(&raw.svd)->default_value(raw.svd), "auto | exact | randomized")
+        ("oversample", po::value(&v.oversample)->default_value(v.oversample), "randomized SVD oversampling p")
+        ("power-iters", po::value(&v.power_iters)->default_value(v.power_iters), "randomized SVD power iterations q")
+        ("seed", po::value(&v.seed)->default_value(v.seed), "seed of the random sketches")
+        ("lora-alpha", po::value(&l.lora_alpha)->default_value(l.lora_alpha), "LoRA alpha of the adapter")
+        ("rslora", po::bool_switch(&l.rslora), "scaling alpha/sqrt(r) instead of alpha/r")
+        ("double-quant", po::bool_switch(&l.quant.double_quant), "bitsandbytes double quantization of absmax")
         ("no-keep-best", "keep the last iterate as PEFT does, not the best")
         ("no-scale-compensation", "store A, B as PEFT does, ignoring the LoRA scaling")
-        ("backbone", po::value(&c.backbone)->default_value(c.backbone), "form the backbone is loaded in: bf16 | fp16 | fp32 | bnb4")
-        ("resume", po::bool_switch(&c.resume), "skip matrices complete in the run file")
+        ("backbone", po::value(&raw.backbone)->default_value(raw.backbone), "form the backbone is loaded in: bf16 | fp16 | fp32 | bnb4")
+        ("resume", po::bool_switch(&q.resume), "skip matrices complete in the run file")
         ("split-threshold", po::value(&raw.split_threshold)->default_value(raw.split_threshold),
          "matrices larger than this (float32 bytes) run on a group of ranks; 0 = never")
-        ("io", po::value(&c.io)->default_value(c.io), "direct (each rank reads) | scatter (rank 0 reads)")
-        ("device", po::value(&c.device)->default_value(c.device), "auto | cpu | cuda")
-        ("log-json", po::value(&c.log_json), "write one JSON record per matrix to this file");
+        ("io", po::value(&raw.io)->default_value(raw.io), "direct (each rank reads) | scatter (rank 0 reads)")
+        ("device", po::value(&q.device)->default_value(q.device), "auto | cpu | cuda")
+        ("log-json", po::value(&q.log_json), "write one JSON record per matrix to this file");
     return d;
 }
 
@@ -100,8 +110,8 @@ po::options_description export_options(Config& c, RawStrings& raw) {
     po::options_description d("Export options");
     d.add_options()
         ("max-shard-size", po::value(&raw.max_shard_size)->default_value(raw.max_shard_size), "backbone shard size")
-        ("adapter-dtype", po::value(&c.adapter_dtype)->default_value(c.adapter_dtype), "float32 | bfloat16 | float16")
-        ("overwrite", po::bool_switch(&c.overwrite), "replace an existing output folder");
+        ("adapter-dtype", po::value(&c.exp.adapter_dtype)->default_value(c.exp.adapter_dtype), "float32 | bfloat16 | float16")
+        ("overwrite", po::bool_switch(&c.exp.overwrite), "replace an existing output folder");
     return d;
 }
 
@@ -114,27 +124,55 @@ po::options_description command_options(const std::string& cmd, Config& c, RawSt
         d.add_options()("work", po::value(&c.work_path), "HDF5 run file");
     if (cmd == "run") d.add_options()("work", po::value(&c.work_path), "HDF5 run file (default: <output>.run.h5)");
     if (cmd == "export" || cmd == "run" || cmd == "verify" || cmd == "synth")
-        d.add_options()("output", po::value(&c.output_dir), "output folder");
+        d.add_options()("output", po::value(&c.exp.output_dir), "output folder");
     if (cmd == "verify") d.add_options()("json", po::value(&c.json_path), "also write the report as JSON");
     if (cmd == "inspect") d.add_options()("path", po::value(&c.inspect_path), "a .safetensors file or a folder");
     if (cmd == "quantize" || cmd == "run") d.add(loftq_options(c, raw));
     if (cmd == "export") {
         po::options_description b("Backbone");
-        b.add_options()("backbone", po::value(&c.backbone), "bf16 | fp16 | fp32 | bnb4 (default: the run file's)");
+        b.add_options()("backbone", po::value(&raw.backbone), "bf16 | fp16 | fp32 | bnb4 (default: the run file's)");
         d.add(b);
     }
     if (cmd == "export" || cmd == "run") d.add(export_options(c, raw));
     if (cmd == "synth") {
+        SynthOptions& y = c.synth;
         po::options_description s("Synth options");
         s.add_options()
-            ("preset", po::value(&c.preset)->default_value(c.preset), "tiny | llama2-7b | llama2-13b | llama2-70b | codellama-70b")
-            ("layers", po::value(&c.layers)->default_value(c.layers), "decoder layers (0 = the preset's)")
-            ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the weights")
-            ("dtype", po::value(&c.synth_dtype)->default_value(c.synth_dtype), "bf16 | fp16 | fp32")
+            ("preset", po::value(&y.preset)->default_value(y.preset), "tiny | llama2-7b | llama2-13b | llama2-70b | codellama-70b")
+            ("layers", po::value(&y.layers)->default_value(y.layers), "decoder layers (0 = the preset's)")
+            ("seed", po::value(&y.seed)->default_value(y.seed), "seed of the weights")
+            ("dtype", po::value(&raw.synth_dtype)->default_value(raw.synth_dtype), "bf16 | fp16 | fp32")
             ("max-shard-size", po::value(&raw.max_shard_size)->default_value(raw.max_shard_size), "shard size");
         d.add(s);
     }
     return d;
+}
+
+// The options given as text, checked and stored in their typed fields.
+void apply_raw(const std::string& cmd, const po::variables_map& vm, const RawStrings& raw, Config& cfg) {
+    const bool loftq_cmd = cmd == "quantize" || cmd == "run";
+    if (vm.count("no-keep-best")) cfg.spec.loftq.keep_best = false;
+    if (vm.count("no-scale-compensation")) cfg.spec.loftq.compensate_scaling = false;
+    if (vm.count("targets") && raw.targets != "all-linear") cfg.spec.targets = split_list(raw.targets);
+    if (vm.count("split-threshold")) cfg.spec.split_threshold = parse_size("split-threshold", raw.split_threshold);
+    if (vm.count("max-shard-size"))
+        cfg.exp.max_shard_size = cfg.synth.max_shard_size = parse_size("max-shard-size", raw.max_shard_size);
+    if (loftq_cmd) {
+        require_one_of("svd", raw.svd, {"auto", "exact", "randomized"});
+        cfg.spec.loftq.svd = parse_svd_choice(raw.svd);
+        require_one_of("io", raw.io, {"direct", "scatter"});
+        cfg.quantize.io = raw.io == "scatter" ? IoMode::scatter : IoMode::direct;
+    }
+    if (loftq_cmd || (cmd == "export" && vm.count("backbone"))) {
+        require_one_of("backbone", raw.backbone, {"bf16", "fp16", "fp32", "bnb4"});
+        const Backbone b = parse_backbone(raw.backbone);
+        if (loftq_cmd) cfg.spec.loftq.backbone = b;  // run: its export writes the run's own form
+        else cfg.exp.backbone = b;
+    }
+    if (cmd == "synth") {
+        require_one_of("dtype", raw.synth_dtype, {"bf16", "fp16", "fp32"});
+        cfg.synth.dtype = raw.synth_dtype == "fp32" ? DType::F32 : raw.synth_dtype == "fp16" ? DType::F16 : DType::BF16;
+    }
 }
 
 }  // namespace
@@ -157,7 +195,6 @@ bool parse_command_line(int argc, const char* const* argv, Config& cfg) {
     for (const auto& c : kCommands) known = known || cmd == c.name;
     if (!known) LOFTQ_THROW(ConfigError, "unknown command '", cmd, "'; run 'loftq --help'");
     cfg.command = cmd;
-    if (cmd == "export") cfg.backbone.clear();  // not given: the run file's own backbone
 
     RawStrings raw;
     po::options_description desc = command_options(cmd, cfg, raw);
@@ -175,11 +212,7 @@ bool parse_command_line(int argc, const char* const* argv, Config& cfg) {
     } catch (const po::error& e) {
         LOFTQ_THROW(ConfigError, "loftq ", cmd, ": ", e.what());
     }
-    if (vm.count("no-keep-best")) cfg.keep_best = false;
-    if (vm.count("no-scale-compensation")) cfg.compensate_scaling = false;
-    if (vm.count("targets") && raw.targets != "all-linear") cfg.targets = split_list(raw.targets);
-    if (vm.count("split-threshold")) cfg.split_threshold = parse_size("split-threshold", raw.split_threshold);
-    if (vm.count("max-shard-size")) cfg.max_shard_size = parse_size("max-shard-size", raw.max_shard_size);
+    apply_raw(cmd, vm, raw, cfg);
     cfg.validate();
     return true;
 }

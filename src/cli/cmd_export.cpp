@@ -12,22 +12,23 @@
 namespace loftq {
 
 int cmd_export(const Config& cfg) {
-    run_export(cfg, cfg.work_path);
+    run_export({cfg.work_path, cfg.model_dir, cfg.exp});
     return 0;
 }
 
 int cmd_run(const Config& cfg) {
-    check_run_backbone(cfg);  // the same on every rank: fails before any work
+    check_run_backbone(cfg.spec);  // the same on every rank: fails before any work
     root_computes(MPI_COMM_WORLD, 0, [&] {  // and so does an existing output folder
         std::error_code ec;
-        if (!cfg.overwrite && std::filesystem::exists(std::filesystem::symlink_status(cfg.output_dir, ec)))
-            LOFTQ_THROW(ConfigError, "option --output: '", cfg.output_dir, "' exists; add --overwrite to replace it");
+        const std::string& out = cfg.exp.output_dir;
+        if (!cfg.exp.overwrite && std::filesystem::exists(std::filesystem::symlink_status(out, ec)))
+            LOFTQ_THROW(ConfigError, "option --output: '", out, "' exists; add --overwrite to replace it");
         return std::string();
     });
-    const std::string work = default_work_path(cfg);
-    run_quantize(cfg, work);
+    const std::string work = cfg.work_path.empty() ? default_work_path(cfg.exp.output_dir) : cfg.work_path;
+    run_quantize(cfg.model_dir, work, cfg.spec, cfg.quantize);
     if (process_rank() == 0) print_run_summary(work);
-    run_export(cfg, work);
+    run_export({work, cfg.model_dir, cfg.exp});
     return 0;
 }
 

@@ -7,7 +7,7 @@
 namespace loftq {
 
 int cmd_quantize(const Config& cfg) {
-    run_quantize(cfg, cfg.work_path);
+    run_quantize(cfg.model_dir, cfg.work_path, cfg.spec, cfg.quantize);
     if (process_rank() == 0) print_run_summary(cfg.work_path);
     return 0;
 }

@@ -15,7 +15,7 @@ namespace loftq {
 
 int cmd_verify(const Config& cfg) {
     const std::string worse = root_computes(MPI_COMM_WORLD, 0, [&] {
-        const VerifyReport rep = verify_output(cfg.model_dir, cfg.output_dir);
+        const VerifyReport rep = verify_output(cfg.model_dir, cfg.exp.output_dir);
         const std::string table = rep.table();
         std::fwrite(table.data(), 1, table.size(), stdout);
         std::fflush(stdout);

@@ -1,63 +1,41 @@
-// The one configuration struct of a loftq invocation, filled by the command line (cli.cpp) and
-// checked by validate() before any work starts (STYLE.md 8). Every rank parses the same command
-// line, so every rank holds the same Config.
+// The configuration of one loftq invocation, filled by the command line (cli.cpp) and checked by
+// validate() before any work starts (STYLE.md 8). Every rank parses the same command line, so
+// every rank holds the same Config.
+//
+// Config holds the structs of the layers it drives, each setting in exactly one field: what a
+// run computes (RunSpec, the plan layer's), how a quantize job runs (QuantizeOptions), how an
+// export writes (ExportOptions), what synth makes (SynthOptions). Boost binds each option straight
+// to its field; nothing is copied field by field.
 #pragma once
 
 #include <cstdint>
+#include <exception>
+#include <initializer_list>
 #include <string>
-#include <vector>
+
+#include "plan/run_spec.hpp"
+#include "runtime/export_job.hpp"
+#include "runtime/quantize_job.hpp"
+#include "runtime/synth.hpp"
 
 namespace loftq {
 
 struct Config {
     std::string command;  // quantize | export | run | verify | inspect | synth
 
-    // Paths.
+    // Paths that several commands share (the output folder is export.output_dir).
     std::string model_dir;     // --model: input checkpoint folder
     std::string work_path;     // --work: HDF5 run file (run: default <output>.run.h5)
-    std::string output_dir;    // --output: exported folder (export, run, verify, synth)
     std::string inspect_path;  // positional PATH of `inspect`
     std::string json_path;     // --json (verify)
-    std::string log_json;      // --log-json: one record per matrix
 
-    // LoftQ.
-    double bits = 4;                 // 2, 4, 8, or mixed 2.25 / 2.5 / 3
-    std::string quant = "nf";        // nf | fp4 | uniform
-    int blocksize = 64;
-    int rank = 64;
-    int iters = 5;
-    std::vector<std::string> targets;  // empty = all-linear
-    std::string svd = "auto";          // auto | exact | randomized
-    int oversample = 16;
-    int power_iters = 2;
-    uint64_t seed = 0;
-    double lora_alpha = 16;
-    bool rslora = false;
-    bool double_quant = false;
-    bool keep_best = true;            // --no-keep-best: PEFT's "last iterate"
-    bool compensate_scaling = true;   // --no-scale-compensation: PEFT's uncompensated A, B
-    bool resume = false;
-    uint64_t split_threshold = 0;     // bytes of float32 matrix; 0 = never split
-    std::string io = "direct";        // direct | scatter
-    std::string device = "auto";      // auto | cpu | cuda
+    RunSpec spec;              // quantize, run
+    QuantizeOptions quantize;  // quantize, run
+    ExportOptions exp;         // export, run (output_dir: also verify, synth)
+    SynthOptions synth;        // synth
 
-    // Export.
-    std::string backbone = "bf16";        // bf16 | fp16 | fp32 | bnb4 (export: "" = the run file's)
-    uint64_t max_shard_size = 5000000000ULL;
-    std::string adapter_dtype = "float32";  // float32 | bfloat16 | float16
-    bool overwrite = false;
-
-    // Synth.
-    std::string preset = "tiny";
-    int layers = 0;  // 0 = the preset's depth
-    std::string synth_dtype = "bf16";
-
-    // Throws ConfigError naming the first bad option.
+    // Throws ConfigError naming the first bad option (RunSpec errors carry their setting).
     void validate() const;
-
-    // Mixed precision is expressed by a non-integer bits value.
-    bool mixed_bits() const { return bits != 2 && bits != 4 && bits != 8; }
-    bool all_linear() const { return targets.empty(); }
 };
 
 // Parse `loftq <command> [options]` (argv[0] is the program). Prints --help and returns false
@@ -66,5 +44,13 @@ bool parse_command_line(int argc, const char* const* argv, Config& cfg);
 
 // The list of subcommands with one line each (for `loftq --help`).
 std::string usage_text();
+
+// ConfigError "option --<option>: '<value>' is not one of a|b|c" unless value is allowed.
+void require_one_of(const std::string& option, const std::string& value,
+                    std::initializer_list<const char*> allowed);
+
+// The one line an error is reported as: a ConfigError tagged with a setting names the option that
+// carries it ("option --rank: ..."); any other error is its own text.
+std::string error_line(const std::exception& e);
 
 }  // namespace loftq

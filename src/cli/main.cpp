@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     try {
         go = loftq::parse_command_line(argc, argv, cfg);
     } catch (const std::exception& e) {
-        if (rank == 0) std::fprintf(stderr, "loftq: error: %s\n", e.what());
+        if (rank == 0) std::fprintf(stderr, "loftq: error: %s\n", loftq::error_line(e).c_str());
         code = 2;
     }
     if (go) {
@@ -58,11 +58,12 @@ int main(int argc, char** argv) {
         } catch (const loftq::Error& e) {
             const bool usage = dynamic_cast<const loftq::ConfigError*>(&e) ||
                                dynamic_cast<const loftq::NotImplemented*>(&e);
+            const std::string line = loftq::error_line(e);
             if (e.collective() || size == 1) {
-                if (rank == 0) std::fprintf(stderr, "loftq: error: %s\n", e.what());
+                if (rank == 0) std::fprintf(stderr, "loftq: error: %s\n", line.c_str());
                 code = usage ? 2 : 1;
             } else {
-                std::fprintf(stderr, "loftq: error: %s\n", e.what());
+                std::fprintf(stderr, "loftq: error: %s\n", line.c_str());
                 std::fflush(stderr);
                 MPI_Abort(MPI_COMM_WORLD, usage ? 2 : 1);
             }

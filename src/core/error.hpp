@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace loftq {
 
@@ -30,10 +31,18 @@ public:
     using Error::Error;
 };
 
-// A bad command-line option or option combination: the message names the option.
+// A bad setting or combination of settings. Layers below the command line name the setting in
+// their own words ("rank 80 exceeds min(rows, cols) = 64 of ...") and tag it with its key
+// (`setting`: "rank", "blocksize", "backbone", ...); only the CLI maps a key to the option that
+// carries it ("option --rank: ..."). Errors the CLI raises itself name the option in the text.
 class ConfigError : public Error {
 public:
-    using Error::Error;
+    explicit ConfigError(const std::string& what, std::string setting = {})
+        : Error(what), setting_(std::move(setting)) {}
+    const std::string& setting() const { return setting_; }
+
+private:
+    std::string setting_;
 };
 
 // A library call failed (LAPACK, HDF5, CUDA, cuBLAS, cuSOLVER, NCCL, MPI).
@@ -68,6 +77,8 @@ std::string call_failure(const char* call, const std::string& detail, const char
 }  // namespace loftq
 
 #define LOFTQ_THROW(Type, ...) throw Type(::loftq::cat(__VA_ARGS__))
+// A ConfigError about one setting (see ConfigError): LOFTQ_THROW_SETTING("rank", "rank ", r, ...).
+#define LOFTQ_THROW_SETTING(setting, ...) throw ::loftq::ConfigError(::loftq::cat(__VA_ARGS__), setting)
 
 // Internal invariant or argument check: throws loftq::Error with the condition text.
 #define LOFTQ_CHECK(cond, ...)                                                              \

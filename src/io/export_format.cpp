@@ -161,34 +161,32 @@ nlohmann::json bnb4_quantization_config(const std::string& quant_type, bool doub
             {"_load_in_8bit", false}};
 }
 
-Backbone resolve_export_backbone(const std::string& requested, const nlohmann::json& run_options,
+Backbone resolve_export_backbone(std::optional<Backbone> requested, Backbone run_bb,
                                  const RunLayout& layout, const std::string& work_path) {
-    if (!run_options.contains("backbone") || !run_options["backbone"].is_string())
-        LOFTQ_THROW(InputError, "run file '", work_path, "': options carry no \"backbone\"");
-    const Backbone run_bb = parse_backbone(run_options["backbone"].get<std::string>());
-    const Backbone bb = requested.empty() ? run_bb : parse_backbone(requested);
-    const std::string rerun = cat("; re-run `loftq quantize --backbone ", backbone_name(bb),
-                                  "` to optimise for that form");
+    const Backbone bb = requested.value_or(run_bb);
+    const std::string rerun = cat("; re-run the quantization for a ", backbone_name(bb),
+                                  " backbone to optimise for that form");
     for (const auto& m : layout) {
         const QuantFormat* f = find_format(m.format);
         if (f == nullptr) LOFTQ_THROW(InputError, "run file '", work_path, "': matrix ", m.name, " has unknown format '", m.format, "'");
         if (bb == Backbone::BNB4 && !f->is_bnb())
-            LOFTQ_THROW(ConfigError, "--backbone bnb4: bitsandbytes cannot hold ", m.format, " (matrix ", m.name,
-                        ") pre-quantized; export with --backbone bf16, fp16 or fp32 (dequantized values)");
+            LOFTQ_THROW_SETTING("backbone", "bitsandbytes cannot hold ", m.format, " (matrix ", m.name,
+                                ") pre-quantized in a bnb4 backbone; export a bf16, fp16 or fp32 backbone "
+                                "(dequantized values)");
         if (bb != Backbone::BNB4 && f->is_bnb() && m.blocksize != 64)
-            LOFTQ_THROW(ConfigError, "--backbone ", backbone_name(bb), ": the run used --blocksize ", m.blocksize,
-                        " but transformers re-quantizes a ", backbone_name(bb),
-                        " backbone at blocksize 64; export with --backbone bnb4 (stores the blocksize)");
+            LOFTQ_THROW_SETTING("backbone", backbone_name(bb), " backbone: the run used blocksize ", m.blocksize,
+                                " but transformers re-quantizes a ", backbone_name(bb),
+                                " backbone at blocksize 64; export a bnb4 backbone (stores the blocksize)");
         if (bb != Backbone::BNB4 && m.double_quant)
-            LOFTQ_THROW(ConfigError, "--backbone ", backbone_name(bb), ": run file '", work_path,
-                        "' keeps only the double-quantized absmax, not the values a ", backbone_name(bb),
-                        " backbone stores; export with --backbone bnb4 (exact)");
+            LOFTQ_THROW_SETTING("backbone", backbone_name(bb), " backbone: run file '", work_path,
+                                "' keeps only the double-quantized absmax, not the values a ", backbone_name(bb),
+                                " backbone stores; export a bnb4 backbone (exact)");
     }
     if (bb == run_bb) return bb;
     if (bb == Backbone::BNB4) return bb;  // every format is nf4/fp4 here (checked above)
-    LOFTQ_THROW(ConfigError, "--backbone ", backbone_name(bb), ": run file '", work_path, "' was optimised for a ",
-                backbone_name(run_bb), " backbone, and a ", backbone_name(bb), " backbone loads a different Q",
-                rerun);
+    LOFTQ_THROW_SETTING("backbone", backbone_name(bb), " backbone: run file '", work_path, "' was optimised for a ",
+                        backbone_name(run_bb), " backbone, and a ", backbone_name(bb), " backbone loads a different Q",
+                        rerun);
 }
 
 }  // namespace loftq

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -78,16 +79,17 @@ std::vector<TensorSpec> bnb4_tensor_specs(const MatrixLayout& m, size_t state_js
 nlohmann::json bnb4_quantization_config(const std::string& quant_type, bool double_quant,
                                         const std::string& compute_dtype);
 
-// The backbone form an export writes: `requested` ("" = the run's own, from the run options'
-// "backbone") checked against what the run optimised. Exact combinations only:
+// The backbone form an export writes, checked against what the run optimised. Exact combinations
+// only:
 // - the run's own backbone, or bnb4 for a bf16/fp16/fp32 run of nf4/fp4 (the run's absmax was
 //   rounded to the dtype, so storing the codes loads the same Q);
 // - bf16/fp16/fp32 with nf4/fp4 needs blocksize 64 (transformers re-quantizes at 64 and has no
 //   blocksize option) and no double quantization (the run file keeps only the double-quantized
 //   absmax, not the values a float backbone must store);
 // - bnb4 needs nf4/fp4 (bitsandbytes cannot hold nf2/nf8/uniform pre-quantized).
-// Anything else is one ConfigError line naming --backbone and saying what to do.
-Backbone resolve_export_backbone(const std::string& requested, const nlohmann::json& run_options,
+// Anything else is one ConfigError (setting "backbone") saying what to do. `requested`: the
+// export's own choice, or none for the run's `run_backbone`.
+Backbone resolve_export_backbone(std::optional<Backbone> requested, Backbone run_backbone,
                                  const RunLayout& layout, const std::string& work_path);
 
 }  // namespace loftq

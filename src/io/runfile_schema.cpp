@@ -212,8 +212,8 @@ void compare_options(const std::string& path, const std::string& stored,
         const nlohmann::json sv = s.contains(k) ? s[k] : nlohmann::json();
         const nlohmann::json gv = g.contains(k) ? g[k] : nlohmann::json();
         if (sv != gv)
-            LOFTQ_THROW(ConfigError, "--", k, ": run file ", path, " has ", show(sv),
-                        ", command line has ", show(gv), " (resume needs the same options)");
+            LOFTQ_THROW_SETTING(k, "run file ", path, " has ", show(sv), ", this run has ", show(gv),
+                                " (resume needs the same settings)");
     }
 }
 

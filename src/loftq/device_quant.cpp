@@ -1,5 +1,5 @@
 // Device-resident quantization slots of the LoftQ loop (see device_quant.hpp). Plain C++: the
-// device work goes through the CUDA quantize op (quant/quantize_cuda.hpp) and the backend, so
+// device work goes through the CUDA quantize op (linalg/quantize_cuda.hpp) and the backend, so
 // this file compiles in a build without CUDA, where nothing is supported.
 #include "loftq/device_quant.hpp"
 
@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "quant/quantize_cuda.hpp"
+#include "linalg/quantize_cuda.hpp"
 
 namespace loftq {
 

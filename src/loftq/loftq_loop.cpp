@@ -159,7 +159,7 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
                               const std::string& name, const std::vector<ShardInput>& local,
                               int64_t rows, int64_t cols, const LoftqOptions& opt) {
     const int r = opt.rank();
-    if (opt.iters < 1) LOFTQ_THROW(ConfigError, "--iters must be >= 1");
+    if (opt.iters < 1) LOFTQ_THROW_SETTING("iters", "LoftQ needs at least 1 iteration, got ", opt.iters);
     SvdOptions svd_opt = opt.svd_options;
     svd_opt.name = name;
     const bool sharded = layout.count() > 1 || (comm && comm->size() > 1);
@@ -176,10 +176,10 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
     std::unique_ptr<TruncatedSvd> svd;
     RandomizedSvd* rsvd = nullptr;
     if (sharded) {
-        if (opt.svd == "exact")
-            LOFTQ_THROW(ConfigError, "--svd exact: '", name, "' is split over several shards; use --svd "
-                        "randomized or auto, or raise --split-threshold");
-        choose_svd_method("randomized", rows, cols, svd_opt);  // validates the rank
+        if (opt.svd == SvdChoice::exact)
+            LOFTQ_THROW_SETTING("svd", "the exact SVD cannot run on '", name, "': it is split over several "
+                                "shards (ask for the randomized SVD or raise the split threshold)");
+        choose_svd_method(SvdChoice::randomized, rows, cols, svd_opt);  // validates the rank
         auto p = std::make_unique<RandomizedSvd>(be, rows, cols, svd_opt, layout, comm);
         rsvd = p.get();
         svd = std::move(p);

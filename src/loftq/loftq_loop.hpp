@@ -34,7 +34,7 @@ struct LoftqOptions {
     QuantParams quant;
     Backbone backbone = Backbone::BF16;
     int iters = 5;
-    std::string svd = "auto";  // auto | exact | randomized (split matrices are always randomized)
+    SvdChoice svd = SvdChoice::automatic;  // split matrices are always randomized
     SvdOptions svd_options;    // rank, oversample, power iterations, seed; name set per matrix
     double lora_alpha = 16;
     bool rslora = false;

@@ -10,8 +10,8 @@ ExactSvd::ExactSvd(LinalgBackend& be, int64_t rows, int64_t cols, int rank)
       signs_(be, nullptr, ShardLayout::single(std::max<int64_t>(rows, 1))) {
     if (rows < 1 || cols < 1) LOFTQ_THROW(ConfigError, "exact SVD: empty matrix ", rows, " x ", cols);
     if (rank < 1 || rank > p_)
-        LOFTQ_THROW(ConfigError, "--rank ", rank, " is outside [1, ", p_, "] for a ", rows, " x ",
-                    cols, " matrix");
+        LOFTQ_THROW_SETTING("rank", "rank ", rank, " is outside [1, ", p_, "] for a ", rows, " x ",
+                            cols, " matrix");
     a_copy_ = DeviceBuffer(be, static_cast<size_t>(m_ * n_));
     u_full_ = DeviceBuffer(be, static_cast<size_t>(m_ * p_));
     s_full_ = DeviceBuffer(be, static_cast<size_t>(p_));

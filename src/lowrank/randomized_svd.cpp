@@ -19,11 +19,11 @@ RandomizedSvd::RandomizedSvd(LinalgBackend& be, int64_t rows, int64_t cols, cons
         LOFTQ_THROW(ConfigError, "randomized SVD of '", opt.name, "': empty matrix ", rows, " x ", cols);
     const int64_t p = std::min(rows, cols);
     if (opt.rank < 1 || opt.rank > p)
-        LOFTQ_THROW(ConfigError, "--rank ", opt.rank, " is outside [1, ", p, "] for '", opt.name,
-                    "' (", rows, " x ", cols, ")");
-    if (opt.oversample < 0) LOFTQ_THROW(ConfigError, "--oversample must be >= 0, got ", opt.oversample);
+        LOFTQ_THROW_SETTING("rank", "rank ", opt.rank, " is outside [1, ", p, "] for '", opt.name,
+                            "' (", rows, " x ", cols, ")");
+    if (opt.oversample < 0) LOFTQ_THROW_SETTING("oversample", "oversampling must be >= 0, got ", opt.oversample);
     if (opt.power_iters < 0 || opt.warm_power_iters < 0)
-        LOFTQ_THROW(ConfigError, "--power-iters must be >= 0, got ", opt.power_iters);
+        LOFTQ_THROW_SETTING("power-iters", "power iterations must be >= 0, got ", opt.power_iters);
     LOFTQ_CHECK(layout.row_offsets.back() == rows, "shard layout covers ", layout.row_offsets.back(),
                 " rows, matrix '", opt.name, "' has ", rows);
     r_ = opt.rank;

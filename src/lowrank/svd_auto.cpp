@@ -7,17 +7,36 @@
 
 namespace loftq {
 
-SvdMethod choose_svd_method(const std::string& requested, int64_t rows, int64_t cols,
-                            const SvdOptions& opt) {
+const char* svd_method_name(SvdMethod m) { return m == SvdMethod::exact ? "exact" : "randomized"; }
+
+const char* svd_choice_name(SvdChoice c) {
+    switch (c) {
+        case SvdChoice::automatic: return "auto";
+        case SvdChoice::exact: return "exact";
+        case SvdChoice::randomized: return "randomized";
+    }
+    return "?";
+}
+
+SvdChoice parse_svd_choice(const std::string& name) {
+    for (SvdChoice c : {SvdChoice::automatic, SvdChoice::exact, SvdChoice::randomized})
+        if (name == svd_choice_name(c)) return c;
+    LOFTQ_THROW_SETTING("svd", "unknown SVD method '", name, "' (expected auto, exact or randomized)");
+}
+
+SvdMethod parse_svd_method(const std::string& name) {
+    const SvdChoice c = parse_svd_choice(name);
+    if (c == SvdChoice::automatic) LOFTQ_THROW_SETTING("svd", "'auto' is not a method");
+    return c == SvdChoice::exact ? SvdMethod::exact : SvdMethod::randomized;
+}
+
+SvdMethod choose_svd_method(SvdChoice requested, int64_t rows, int64_t cols, const SvdOptions& opt) {
     const int64_t p = std::min(rows, cols);
     if (opt.rank < 1 || opt.rank > p)
-        LOFTQ_THROW(ConfigError, "--rank ", opt.rank, " is outside [1, ", p, "] for '", opt.name,
-                    "' (", rows, " x ", cols, ")");
-    if (requested == "exact") return SvdMethod::exact;
-    if (requested == "randomized") return SvdMethod::randomized;
-    if (requested != "auto")
-        LOFTQ_THROW(ConfigError, "--svd: unknown method '", requested,
-                    "' (expected auto, exact or randomized)");
+        LOFTQ_THROW_SETTING("rank", "rank ", opt.rank, " is outside [1, ", p, "] for '", opt.name,
+                            "' (", rows, " x ", cols, ")");
+    if (requested == SvdChoice::exact) return SvdMethod::exact;
+    if (requested == SvdChoice::randomized) return SvdMethod::randomized;
     // The sketch costs ~(2q + 2) m n k flops against ~4 m n p + O(p^3) for gesdd: randomized wins
     // clearly once k <= p / 4; below a few hundred columns the exact SVD is cheap anyway.
     const int64_t k = static_cast<int64_t>(opt.rank) + opt.oversample;

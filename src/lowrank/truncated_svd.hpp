@@ -36,12 +36,19 @@ struct SvdOptions {
 };
 
 enum class SvdMethod { exact, randomized };
+// What a run asks for: a method, or `automatic` (chosen per matrix shape).
+enum class SvdChoice { automatic, exact, randomized };
 
-// --svd auto|exact|randomized -> method for a rows x cols matrix. auto picks randomized when the
-// sketch is small against the matrix (4 (rank + oversample) <= min(rows, cols) and min >= 256),
-// exact otherwise. Throws ConfigError naming --svd or --rank on a bad request.
-SvdMethod choose_svd_method(const std::string& requested, int64_t rows, int64_t cols,
-                            const SvdOptions& opt);
+const char* svd_method_name(SvdMethod m);  // "exact" | "randomized"
+const char* svd_choice_name(SvdChoice c);  // "auto" | "exact" | "randomized"
+// "auto" | "exact" | "randomized"; ConfigError (setting "svd") otherwise.
+SvdChoice parse_svd_choice(const std::string& name);
+SvdMethod parse_svd_method(const std::string& name);  // "exact" | "randomized"
+
+// The method for a rows x cols matrix. automatic picks randomized when the sketch is small
+// against the matrix (4 (rank + oversample) <= min(rows, cols) and min >= 256), exact otherwise.
+// Throws ConfigError (setting "rank") when the rank does not fit the matrix.
+SvdMethod choose_svd_method(SvdChoice requested, int64_t rows, int64_t cols, const SvdOptions& opt);
 
 // Build the SVD object of the chosen method for one (unsharded) matrix shape.
 std::unique_ptr<TruncatedSvd> make_truncated_svd(LinalgBackend& be, SvdMethod method,

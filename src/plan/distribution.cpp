@@ -25,8 +25,9 @@ int shard_count(int64_t rows, int64_t cols, uint64_t split_threshold, int blocks
     return static_cast<int>(std::min<uint64_t>(wanted, static_cast<uint64_t>(max_shards)));
 }
 
-int64_t min_shard_rows(int64_t rows, int64_t cols, const PlanOptions& options) {
-    return std::min<int64_t>({static_cast<int64_t>(options.rank) + options.oversample, rows, cols});
+int64_t min_shard_rows(int64_t rows, int64_t cols, const RunSpec& spec) {
+    const SvdOptions& o = spec.loftq.svd_options;
+    return std::min<int64_t>({static_cast<int64_t>(o.rank) + o.oversample, rows, cols});
 }
 
 std::vector<int64_t> shard_row_bounds(int64_t rows, int64_t cols, int shards, int blocksize) {
@@ -61,9 +62,8 @@ Distribution distribute(const Plan& plan, int ranks) {
         const MatrixPlan& mp = mats[i];
         MatrixAssignment& a = d.matrices[i];
         a.matrix = i;
-        a.shards = shard_count(mp.rows, mp.cols, plan.options.split_threshold, plan.options.blocksize,
-                               min_shard_rows(mp.rows, mp.cols, plan.options));
-        a.bounds = shard_row_bounds(mp.rows, mp.cols, a.shards, plan.options.blocksize);
+        a.shards = mp.shards;
+        a.bounds = shard_row_bounds(mp.rows, mp.cols, a.shards, plan.spec.loftq.quant.blocksize);
 
         std::iota(by_load.begin(), by_load.end(), 0);
         std::stable_sort(by_load.begin(), by_load.end(), [&](int x, int y) {

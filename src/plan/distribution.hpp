@@ -36,7 +36,7 @@ int64_t row_alignment(int64_t cols, int blocksize);
 int shard_count(int64_t rows, int64_t cols, uint64_t split_threshold, int blocksize,
                 int64_t min_shard_rows = 1);
 // The sketch width k = min(rank + oversample, rows, cols): every row shard needs k rows (TSQR).
-int64_t min_shard_rows(int64_t rows, int64_t cols, const PlanOptions& options);
+int64_t min_shard_rows(int64_t rows, int64_t cols, const RunSpec& spec);
 // S + 1 ascending row boundaries, first 0, last rows, inner ones multiples of row_alignment.
 std::vector<int64_t> shard_row_bounds(int64_t rows, int64_t cols, int shards, int blocksize);
 
@@ -67,7 +67,7 @@ struct Distribution {
     std::vector<double> load;                   // estimated cost by rank
 };
 
-// Distribute `plan` over `ranks` ranks (>= 1), using plan.options.split_threshold and blocksize.
+// Distribute `plan` over `ranks` ranks (>= 1): each matrix in its plan.matrices[i].shards shards.
 Distribution distribute(const Plan& plan, int ranks);
 
 // The GPU a rank drives: local_rank modulo gpus_per_node; -1 when gpus_per_node <= 0 (CPU).

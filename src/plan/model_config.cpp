@@ -188,7 +188,7 @@ ModelConfig preset_model_config(const std::string& name) {
     } else {
         std::string list;
         for (const auto& n : preset_names()) list += (list.empty() ? "" : "|") + n;
-        LOFTQ_THROW(ConfigError, "option --preset: '", name, "' is not one of ", list);
+        LOFTQ_THROW_SETTING("preset", "'", name, "' is not one of ", list);
     }
     return c;
 }

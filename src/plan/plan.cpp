@@ -1,12 +1,11 @@
 #include "plan/plan.hpp"
-#include "lowrank/truncated_svd.hpp"
 
 #include <algorithm>
 #include <cmath>
 
-#include "cli/config.hpp"
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
+#include "plan/distribution.hpp"
 
 namespace loftq {
 namespace {
@@ -59,20 +58,6 @@ TensorCatalogue read_catalogue(const Checkpoint& checkpoint) {
     return c;
 }
 
-PlanOptions PlanOptions::from_config(const Config& cfg) {
-    PlanOptions o;
-    o.bits = cfg.bits;
-    o.targets = cfg.targets;
-    o.rank = cfg.rank;
-    o.iters = cfg.iters;
-    o.svd = cfg.svd;
-    o.oversample = cfg.oversample;
-    o.power_iters = cfg.power_iters;
-    o.blocksize = cfg.blocksize;
-    o.split_threshold = cfg.split_threshold;
-    return o;
-}
-
 std::string MatrixPlan::module_path() const {
     return ends_with(tensor, ".weight") ? tensor.substr(0, tensor.size() - 7) : tensor;
 }
@@ -84,30 +69,22 @@ int bits_for_layer(double bits, int layer, int num_layers) {
     return layer < bit4_layers ? 4 : 2;
 }
 
-std::string resolve_svd_method(const std::string& svd, int64_t rows, int64_t cols, int rank,
-                               int oversample) {
-    // The low-rank engine's own rule, so the plan's cost model and the run agree.
-    SvdOptions o;
-    o.rank = rank;
-    o.oversample = oversample;
-    return choose_svd_method(svd, rows, cols, o) == SvdMethod::exact ? "exact" : "randomized";
-}
-
-double estimate_cost(int64_t rows, int64_t cols, const std::string& svd_method, const PlanOptions& o) {
+double estimate_cost(int64_t rows, int64_t cols, SvdMethod svd_method, const RunSpec& spec) {
+    const SvdOptions& o = spec.loftq.svd_options;
     const double m = static_cast<double>(rows), n = static_cast<double>(cols);
     const double k = std::min(m, n), l = std::max(m, n);
     double svd = 0;
-    if (svd_method == "exact") {
+    if (svd_method == SvdMethod::exact) {
         svd = 6 * l * k * k + 20 * k * k * k;
     } else {
         const double p = std::min<double>(o.rank + o.oversample, k);
         svd = (2 + 2.0 * o.power_iters) * 2 * m * n * p + 4 * (m + n) * p * p + 20 * p * p * p;
     }
     const double per_iter = svd + 2 * m * n * o.rank + 8 * 16 * m * n;
-    return o.iters * per_iter;
+    return spec.loftq.iters * per_iter;
 }
 
-Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const PlanOptions& opts) {
+Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const RunSpec& spec) {
     const std::string config_file = "config.json";
     const auto L = model.num_hidden_layers;
 
@@ -154,21 +131,21 @@ Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const 
     }
 
     std::vector<MatrixPlan> chosen;
-    if (opts.targets.empty()) {
+    if (spec.targets.empty()) {
         chosen = found;
     } else {
-        std::vector<bool> used(opts.targets.size(), false);
+        std::vector<bool> used(spec.targets.size(), false);
         for (auto& mp : found) {
             bool take = false;
-            for (size_t t = 0; t < opts.targets.size(); ++t)
-                if (target_matches(opts.targets[t], mp.module_path())) take = used[t] = true;
+            for (size_t t = 0; t < spec.targets.size(); ++t)
+                if (target_matches(spec.targets[t], mp.module_path())) take = used[t] = true;
             if (take) chosen.push_back(mp);
         }
-        for (size_t t = 0; t < opts.targets.size(); ++t)
+        for (size_t t = 0; t < spec.targets.size(); ++t)
             if (!used[t])
-                LOFTQ_THROW(ConfigError, "option --targets: '", opts.targets[t],
-                            "' matches no linear weight of the decoder layers (embeddings and lm_head "
-                            "are never targets)");
+                LOFTQ_THROW_SETTING("targets", "'", spec.targets[t],
+                                    "' matches no linear weight of the decoder layers (embeddings and "
+                                    "lm_head are never targets)");
     }
     std::sort(chosen.begin(), chosen.end(), [](const MatrixPlan& a, const MatrixPlan& b) {
         if (a.layer != b.layer) return a.layer < b.layer;
@@ -178,19 +155,23 @@ Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const 
     Plan plan;
     plan.model = model;
     plan.model.source = nullptr;
-    plan.options = opts;
+    plan.spec = spec;
+    const int rank = spec.loftq.svd_options.rank;
     for (size_t i = 0; i < chosen.size(); ++i) {
         MatrixPlan& mp = chosen[i];
-        if (opts.rank > std::min(mp.rows, mp.cols))
-            LOFTQ_THROW(ConfigError, "option --rank: ", opts.rank, " exceeds min(rows, cols) = ",
-                        std::min(mp.rows, mp.cols), " of ", mp.tensor, " [", mp.rows, ", ", mp.cols, "]");
+        if (rank > std::min(mp.rows, mp.cols))
+            LOFTQ_THROW_SETTING("rank", "rank ", rank, " exceeds min(rows, cols) = ", std::min(mp.rows, mp.cols),
+                                " of ", mp.tensor, " [", mp.rows, ", ", mp.cols, "]");
         mp.index = static_cast<int>(i);
-        mp.bits = bits_for_layer(opts.bits, mp.layer, static_cast<int>(L));
+        mp.bits = bits_for_layer(spec.bits, mp.layer, static_cast<int>(L));
         mp.f32_bytes = static_cast<uint64_t>(mp.rows) * static_cast<uint64_t>(mp.cols) * 4;
-        mp.split = opts.split_threshold > 0 && mp.f32_bytes > opts.split_threshold;
-        mp.svd = mp.split ? "randomized"
-                          : resolve_svd_method(opts.svd, mp.rows, mp.cols, opts.rank, opts.oversample);
-        mp.cost = estimate_cost(mp.rows, mp.cols, mp.svd, opts);
+        // The one decision of "split": the distribution and the loop follow mp.shards.
+        mp.shards = shard_count(mp.rows, mp.cols, spec.split_threshold, spec.loftq.quant.blocksize,
+                                min_shard_rows(mp.rows, mp.cols, spec));
+        // The low-rank engine's own rule, so the cost model and the run agree.
+        mp.svd = mp.shards > 1 ? SvdMethod::randomized
+                               : choose_svd_method(spec.loftq.svd, mp.rows, mp.cols, spec.loftq.svd_options);
+        mp.cost = estimate_cost(mp.rows, mp.cols, mp.svd, spec);
     }
     plan.matrices = std::move(chosen);
     return plan;
@@ -202,17 +183,13 @@ std::string Plan::to_json() const {
     ModelConfig m = model;
     m.source = nullptr;
     j["model"] = model_config_to_json(m);
-    j["options"] = {{"bits", options.bits},           {"targets", options.targets},
-                    {"rank", options.rank},           {"iters", options.iters},
-                    {"svd", options.svd},             {"oversample", options.oversample},
-                    {"power_iters", options.power_iters}, {"blocksize", options.blocksize},
-                    {"split_threshold", options.split_threshold}};
+    j["spec"] = spec.to_json();
     json mats = json::array();
     for (const auto& mp : matrices)
         mats.push_back({{"index", mp.index}, {"tensor", mp.tensor}, {"module", mp.module},
                         {"layer", mp.layer}, {"rows", mp.rows}, {"cols", mp.cols},
-                        {"dtype", dtype_name(mp.dtype)}, {"bits", mp.bits}, {"svd", mp.svd},
-                        {"split", mp.split}, {"cost", mp.cost}, {"f32_bytes", mp.f32_bytes}});
+                        {"dtype", dtype_name(mp.dtype)}, {"bits", mp.bits}, {"svd", svd_method_name(mp.svd)},
+                        {"shards", mp.shards}, {"cost", mp.cost}, {"f32_bytes", mp.f32_bytes}});
     j["matrices"] = std::move(mats);
     return j.dump();
 }
@@ -224,16 +201,7 @@ Plan Plan::from_json(const std::string& bytes, const std::string& what) {
         if (j.at("format") != "loftq-plan-1") LOFTQ_THROW(InputError, what, ": not a loftq plan");
         p.model = parse_model_config(j.at("model"), what);
         p.model.source = nullptr;
-        const json& o = j.at("options");
-        p.options.bits = o.at("bits").get<double>();
-        p.options.targets = o.at("targets").get<std::vector<std::string>>();
-        p.options.rank = o.at("rank").get<int>();
-        p.options.iters = o.at("iters").get<int>();
-        p.options.svd = o.at("svd").get<std::string>();
-        p.options.oversample = o.at("oversample").get<int>();
-        p.options.power_iters = o.at("power_iters").get<int>();
-        p.options.blocksize = o.at("blocksize").get<int>();
-        p.options.split_threshold = o.at("split_threshold").get<uint64_t>();
+        p.spec = RunSpec::from_json(j.at("spec").get<std::string>(), what);
         for (const auto& e : j.at("matrices")) {
             MatrixPlan mp;
             mp.index = e.at("index").get<int>();
@@ -246,11 +214,11 @@ Plan Plan::from_json(const std::string& bytes, const std::string& what) {
             if (!dt) LOFTQ_THROW(InputError, what, ": matrix ", mp.tensor, " has an unknown dtype");
             mp.dtype = *dt;
             mp.bits = e.at("bits").get<int>();
-            mp.svd = e.at("svd").get<std::string>();
-            mp.split = e.at("split").get<bool>();
+            mp.svd = parse_svd_method(e.at("svd").get<std::string>());
+            mp.shards = e.at("shards").get<int>();
             mp.cost = e.at("cost").get<double>();
             mp.f32_bytes = e.at("f32_bytes").get<uint64_t>();
-            if (mp.index != static_cast<int>(p.matrices.size()) || mp.rows <= 0 || mp.cols <= 0)
+            if (mp.index != static_cast<int>(p.matrices.size()) || mp.rows <= 0 || mp.cols <= 0 || mp.shards < 1)
                 LOFTQ_THROW(InputError, what, ": matrix ", mp.tensor, " is out of order or empty");
             p.matrices.push_back(std::move(mp));
         }

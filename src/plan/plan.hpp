@@ -20,10 +20,9 @@
 #include "core/dtype.hpp"
 #include "io/safetensors.hpp"
 #include "plan/model_config.hpp"
+#include "plan/run_spec.hpp"
 
 namespace loftq {
-
-struct Config;
 
 class Checkpoint;
 
@@ -37,20 +36,6 @@ TensorCatalogue read_catalogue(const Checkpoint& checkpoint);
 // The catalogue a well-formed checkpoint of `model` stored in `dtype` has (expected_tensors).
 TensorCatalogue expected_catalogue(const ModelConfig& model, DType dtype);
 
-struct PlanOptions {
-    double bits = 4;                   // 2, 4, 8, or mixed 2.25 / 2.5 / 3
-    std::vector<std::string> targets;  // empty = all-linear; else module names (q_proj, mlp.up_proj, ...)
-    int rank = 64;                     // LoRA rank r
-    int iters = 5;                     // T
-    std::string svd = "auto";          // auto | exact | randomized
-    int oversample = 16;
-    int power_iters = 2;
-    int blocksize = 64;                // quantization block: split shards hold whole blocks
-    uint64_t split_threshold = 0;      // float32 bytes above which a matrix is row-sharded; 0 = never
-
-    static PlanOptions from_config(const Config& cfg);
-};
-
 struct MatrixPlan {
     int index = 0;             // position in Plan::matrices
     std::string tensor;        // "model.layers.3.self_attn.q_proj.weight"
@@ -60,8 +45,8 @@ struct MatrixPlan {
     int64_t cols = 0;          // in features
     DType dtype = DType::F32;  // as stored in the checkpoint
     int bits = 4;              // 2, 4 or 8 for this matrix
-    std::string svd;           // "exact" | "randomized" (split matrices: always "randomized")
-    bool split = false;        // float32 bytes > split_threshold
+    int shards = 1;            // row shards (shard_count); > 1: split over a group of ranks
+    SvdMethod svd = SvdMethod::exact;  // as the loop will run it (split matrices: randomized)
     double cost = 0;           // see the cost model above
     uint64_t f32_bytes = 0;    // rows * cols * 4
 
@@ -70,7 +55,7 @@ struct MatrixPlan {
 
 struct Plan {
     ModelConfig model;  // model.source is not serialised
-    PlanOptions options;
+    RunSpec spec;
     std::vector<MatrixPlan> matrices;  // (layer, q,k,v,o,gate,up,down) order; index = position
 
     std::string to_json() const;
@@ -78,22 +63,18 @@ struct Plan {
     static Plan from_json(const std::string& bytes, const std::string& what = "plan");
 };
 
-// Build the plan. Errors: a named target matching no decoder linear weight (ConfigError naming
-// --targets); a target tensor whose shape differs from config.json (InputError naming the tensor,
+// Build the plan. Errors: a named target matching no decoder linear weight (ConfigError, setting
+// "targets"); a target tensor whose shape differs from config.json (InputError naming the tensor,
 // config.json and both shapes); a missing or non-float linear weight, a layer index past
-// num_hidden_layers (InputError); rank > min(rows, cols) (ConfigError naming --rank and the tensor).
-Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const PlanOptions& opts);
+// num_hidden_layers (InputError); rank > min(rows, cols) (ConfigError, setting "rank", naming the
+// tensor).
+Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const RunSpec& spec);
 
 // LoftQ's rule: integer bits apply everywhere; for mixed bits b the first
 // floor(num_layers * (b - 2) / 2) decoder layers get 4 bits, the others 2.
 int bits_for_layer(double bits, int layer, int num_layers);
 
-// "exact" or "randomized" for --svd auto|exact|randomized: lowrank's choose_svd_method (auto picks
-// randomized when min(rows, cols) >= 256 and the sketch rank + oversample is at most a quarter of it).
-std::string resolve_svd_method(const std::string& svd, int64_t rows, int64_t cols, int rank,
-                               int oversample);
-
 // The cost model of the header comment.
-double estimate_cost(int64_t rows, int64_t cols, const std::string& svd_method, const PlanOptions& opts);
+double estimate_cost(int64_t rows, int64_t cols, SvdMethod svd_method, const RunSpec& spec);
 
 }  // namespace loftq

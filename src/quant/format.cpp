@@ -32,17 +32,17 @@ const QuantFormat* find_format(const std::string& name) {
 
 const QuantFormat& select_format(const std::string& quant, int bits) {
     if (bits != 2 && bits != 4 && bits != 8)
-        LOFTQ_THROW(ConfigError, "--bits ", bits, ": a format needs 2, 4 or 8 bits");
+        LOFTQ_THROW_SETTING("bits", bits, " bits: a format needs 2, 4 or 8 bits");
     std::string name;
     if (quant == "nf")
         name = "nf" + std::to_string(bits);
     else if (quant == "uniform")
         name = "uniform" + std::to_string(bits);
     else if (quant == "fp4") {
-        if (bits != 4) LOFTQ_THROW(ConfigError, "--quant fp4 needs --bits 4 (got --bits ", bits, ")");
+        if (bits != 4) LOFTQ_THROW_SETTING("bits", "the fp4 quantizer needs 4 bits, got ", bits);
         name = "fp4";
     } else {
-        LOFTQ_THROW(ConfigError, "--quant '", quant, "': expected nf, fp4 or uniform");
+        LOFTQ_THROW_SETTING("quant", "unknown quantizer '", quant, "' (expected nf, fp4 or uniform)");
     }
     const QuantFormat* f = find_format(name);
     LOFTQ_CHECK(f != nullptr, "registry lacks ", name);
@@ -51,7 +51,7 @@ const QuantFormat& select_format(const std::string& quant, int bits) {
 
 void check_blocksize(int blocksize) {
     if (blocksize < 32 || blocksize > 4096 || (blocksize & (blocksize - 1)) != 0)
-        LOFTQ_THROW(ConfigError, "--blocksize ", blocksize, ": expected a power of two in 32..4096");
+        LOFTQ_THROW_SETTING("blocksize", "block size ", blocksize, " is not a power of two in 32..4096");
 }
 
 int64_t packed_bytes(const QuantFormat& f, int64_t n) {

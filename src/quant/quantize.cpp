@@ -39,7 +39,7 @@ Backbone parse_backbone(const std::string& s) {
     if (s == "fp16") return Backbone::FP16;
     if (s == "fp32") return Backbone::FP32;
     if (s == "bnb4") return Backbone::BNB4;
-    LOFTQ_THROW(ConfigError, "--backbone '", s, "': expected bf16, fp16, fp32 or bnb4");
+    LOFTQ_THROW_SETTING("backbone", "unknown backbone '", s, "' (expected bf16, fp16, fp32 or bnb4)");
 }
 
 const char* backbone_name(Backbone b) {
@@ -87,8 +87,8 @@ void check_params(const QuantParams& p, const std::string& tensor_name) {
     if (p.format == nullptr) LOFTQ_THROW(ConfigError, "tensor ", tensor_name, ": no quantization format");
     check_blocksize(p.blocksize);
     if (p.double_quant && !p.format->is_bnb())
-        LOFTQ_THROW(ConfigError, "--double-quant: format ", p.format->name,
-                    " is not a bitsandbytes format (nf4/fp4)");
+        LOFTQ_THROW_SETTING("double-quant", "double quantization needs a bitsandbytes format (nf4/fp4), not ",
+                            p.format->name);
 }
 
 void start(const QuantParams& p, int64_t n, QuantizedTensor& q) {
@@ -194,8 +194,8 @@ void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x,
                         QuantizedTensor& q, float* q_loaded, const std::string& tensor_name) {
     check_params(p, tensor_name);
     if (backbone == Backbone::BNB4 && !p.format->is_bnb())
-        LOFTQ_THROW(ConfigError, "--backbone bnb4 holds only nf4/fp4, not format ", p.format->name,
-                    " (tensor ", tensor_name, "); use bf16, fp16 or fp32");
+        LOFTQ_THROW_SETTING("backbone", "a bnb4 backbone holds only nf4/fp4, not format ", p.format->name,
+                            " (tensor ", tensor_name, "); use bf16, fp16 or fp32");
     check_quant_input(*p.format, p.blocksize, x, n, tensor_name);
     start(p, n, q);
     if (!p.format->is_bnb()) {

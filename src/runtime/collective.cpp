@@ -13,43 +13,46 @@ enum ErrorKind : int32_t { kNone = 0, kError, kInput, kConfig, kBackend, kNotImp
 
 struct Outcome {
     int32_t kind = kNone;
-    std::string text;  // result on success, message on failure
+    std::string text;     // result on success, message on failure
+    std::string setting;  // ConfigError::setting()
 };
 
 Outcome run_capturing(const std::function<std::string()>& fn) {
     try {
-        return {kNone, fn()};
+        return {kNone, fn(), {}};
     } catch (const InputError& e) {
-        return {kInput, e.what()};
+        return {kInput, e.what(), {}};
     } catch (const ConfigError& e) {
-        return {kConfig, e.what()};
+        return {kConfig, e.what(), e.setting()};
     } catch (const BackendError& e) {
-        return {kBackend, e.what()};
+        return {kBackend, e.what(), {}};
     } catch (const NotImplemented& e) {
-        return {kNotImplemented, e.what()};
+        return {kNotImplemented, e.what(), {}};
     } catch (const Error& e) {
-        return {kError, e.what()};
+        return {kError, e.what(), {}};
     } catch (const std::exception& e) {
-        return {kOther, e.what()};
+        return {kOther, e.what(), {}};
     }
 }
 
 template <typename E>
-[[noreturn]] void raise_collective(const std::string& message) {
-    E error(message);
+[[noreturn]] void raise_collective(E error) {
     error.set_collective();
     throw error;
 }
 
-[[noreturn]] void rethrow_collective(int32_t kind, const std::string& message) {
-    if (kind == kInput) raise_collective<InputError>(message);
-    if (kind == kConfig) raise_collective<ConfigError>(message);
-    if (kind == kBackend) raise_collective<BackendError>(message);
-    if (kind == kNotImplemented) raise_collective<NotImplemented>(message);
-    raise_collective<Error>(message);
+[[noreturn]] void rethrow_collective(const Outcome& o) {
+    const int32_t kind = o.kind;
+    const std::string& message = o.text;
+    if (kind == kInput) raise_collective(InputError(message));
+    if (kind == kConfig) raise_collective(ConfigError(message, o.setting));
+    if (kind == kBackend) raise_collective(BackendError(message));
+    if (kind == kNotImplemented) raise_collective(NotImplemented(message));
+    raise_collective(Error(message));
 }
 
 void broadcast_outcome(MPI_Comm comm, int root, Outcome& o) {
+    if (o.kind == kConfig) o.text = o.setting + '\n' + o.text;  // travels in one string
     int64_t size = static_cast<int64_t>(o.text.size());
     MPI_CHECK(MPI_Bcast(&o.kind, 1, MPI_INT32_T, root, comm));
     MPI_CHECK(MPI_Bcast(&size, 1, MPI_INT64_T, root, comm));
@@ -58,6 +61,11 @@ void broadcast_outcome(MPI_Comm comm, int root, Outcome& o) {
     for (int64_t off = 0; off < size; off += (int64_t{1} << 30)) {
         const int n = static_cast<int>(std::min<int64_t>(size - off, int64_t{1} << 30));
         MPI_CHECK(MPI_Bcast(o.text.data() + off, n, MPI_CHAR, root, comm));
+    }
+    if (o.kind == kConfig) {
+        const size_t cut = o.text.find('\n');
+        o.setting = o.text.substr(0, cut);
+        o.text.erase(0, cut + 1);
     }
 }
 
@@ -69,7 +77,7 @@ std::string root_computes(MPI_Comm comm, int root, const std::function<std::stri
     Outcome o;
     if (rank == root) o = run_capturing(fn);
     broadcast_outcome(comm, root, o);
-    if (o.kind != kNone) rethrow_collective(o.kind, o.text);
+    if (o.kind != kNone) rethrow_collective(o);
     return o.text;
 }
 
@@ -86,7 +94,7 @@ void all_or_none(MPI_Comm comm, const std::function<void()>& fn) {
     MPI_CHECK(MPI_Allreduce(&failing, &first, 1, MPI_INT, MPI_MIN, comm));
     if (first == INT32_MAX) return;
     broadcast_outcome(comm, first, mine);
-    rethrow_collective(mine.kind, mine.text);
+    rethrow_collective(mine);
 }
 
 void abort_on_error(const std::function<void()>& fn) {

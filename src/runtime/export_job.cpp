@@ -21,7 +21,6 @@
 #include "quant/format_tables.hpp"
 #include "quant/quantize.hpp"
 #include "runtime/collective.hpp"
-#include "runtime/job_setup.hpp"
 
 namespace fs = std::filesystem;
 
@@ -163,35 +162,18 @@ nlohmann::json load_block(Backbone bb, const RunLayout& layout, const std::strin
 
 }  // namespace
 
-ExportRequest ExportRequest::from_config(const Config& cfg, const std::string& work_path) {
-    ExportRequest r;
-    r.work_path = work_path;
-    r.model_dir = cfg.model_dir;
-    r.output_dir = cfg.output_dir;
-    r.backbone = cfg.backbone;
-    r.max_shard_size = cfg.max_shard_size;
-    r.adapter_dtype = cfg.adapter_dtype;
-    r.overwrite = cfg.overwrite;
-    return r;
-}
-
 ExportOutcome export_run(const ExportRequest& req) {
     const auto t0 = Clock::now();
     const RunFile run = RunFile::open_read(req.work_path);
     const RunLayout& layout = run.layout();
     if (layout.empty()) LOFTQ_THROW(InputError, "run file '", req.work_path, "' holds no matrices");
-    nlohmann::json options;
-    try {
-        options = nlohmann::json::parse(run.options_json());
-    } catch (const nlohmann::json::exception&) {
-        LOFTQ_THROW(InputError, "run file '", req.work_path, "': options are not JSON");
-    }
-    const Backbone bb = resolve_export_backbone(req.backbone, options, layout, req.work_path);
-    const DType adapter_dtype = torch_dtype_to_dtype(req.adapter_dtype, "option --adapter-dtype");
+    const RunSpec spec = RunSpec::from_json(run.options_json(), cat("run file '", req.work_path, "'"));
+    const Backbone bb = resolve_export_backbone(req.options.backbone, spec.loftq.backbone, layout, req.work_path);
+    const DType adapter_dtype = torch_dtype_to_dtype(req.options.adapter_dtype, "adapter dtype");
 
     std::error_code ec;
-    if (fs::exists(req.output_dir, ec) && fs::equivalent(req.output_dir, req.model_dir, ec))
-        LOFTQ_THROW(ConfigError, "option --output: '", req.output_dir, "' is the input model folder");
+    if (fs::exists(req.options.output_dir, ec) && fs::equivalent(req.options.output_dir, req.model_dir, ec))
+        LOFTQ_THROW_SETTING("output", "'", req.options.output_dir, "' is the input model folder");
     const Checkpoint ck(req.model_dir);
     ck.validate_all();
     check_run_against_model(run, ck, req.work_path);
@@ -224,10 +206,10 @@ ExportOutcome export_run(const ExportRequest& req) {
     std::vector<bool> keep_with_previous;
     AdapterSettings adapter;
     adapter.base_model = req.model_dir;
-    adapter.lora_alpha = options.value("lora-alpha", 16.0);
-    adapter.rslora = options.value("rslora", false);
-    adapter.bits = options.value("bits", 4.0);
-    adapter.iters = options.value("iters", 1);
+    adapter.lora_alpha = spec.loftq.lora_alpha;
+    adapter.rslora = spec.loftq.rslora;
+    adapter.bits = spec.bits;
+    adapter.iters = spec.loftq.iters;
     for (const auto& name : ck.names()) {
         const auto it = target.find(name);
         if (it == target.end()) {
@@ -250,10 +232,10 @@ ExportOutcome export_run(const ExportRequest& req) {
         adapter.module_ranks.emplace_back(module_path(name), m.rank);
     }
 
-    OutputFolder out(req.output_dir, req.overwrite);
+    OutputFolder out(req.options.output_dir, req.options.overwrite);
     fs::create_directory(out / "loftq_init");
     keep_with_previous.resize(specs.size(), false);
-    ShardedSafetensorsWriter backbone(out.temp_path(), specs, req.max_shard_size, default_metadata(), keep_with_previous);
+    ShardedSafetensorsWriter backbone(out.temp_path(), specs, req.options.max_shard_size, default_metadata(), keep_with_previous);
     SafetensorsWriter adapter_file(out / "loftq_init/adapter_model.safetensors", adapter_specs);
     nlohmann::json matrices = nlohmann::json::array();
     for (const auto& name : ck.names()) {
@@ -311,9 +293,9 @@ ExportOutcome export_run(const ExportRequest& req) {
     outcome.shards = static_cast<int>(backbone.shards().size());
     nlohmann::json notes = nlohmann::json::array();
     nlohmann::json report;
-    report["options"] = options;
+    report["options"] = nlohmann::json::parse(spec.to_json());
     report["export"] = {{"work", req.work_path}, {"model", req.model_dir}, {"backbone", outcome.backbone},
-                        {"adapter-dtype", req.adapter_dtype}, {"max-shard-size", req.max_shard_size},
+                        {"adapter-dtype", req.options.adapter_dtype}, {"max-shard-size", req.options.max_shard_size},
                         {"shards", outcome.shards}};
     report["load"] = load_block(bb, layout, load_dtype, notes);
     report["matrices"] = matrices;
@@ -326,9 +308,9 @@ ExportOutcome export_run(const ExportRequest& req) {
     return outcome;
 }
 
-void run_export(const Config& cfg, const std::string& work_path) {
+void run_export(const ExportRequest& req) {
     const std::string line = root_computes(MPI_COMM_WORLD, 0, [&] {
-        const ExportOutcome o = export_run(ExportRequest::from_config(cfg, work_path));
+        const ExportOutcome o = export_run(req);
         return cat("[loftq] exported ", o.matrices, " matrices to ", o.output_dir, " (", o.backbone, " backbone, ",
                    o.shards, o.shards == 1 ? " shard" : " shards", ", loftq_init/ adapter) in ", o.seconds, " s\n");
     });
@@ -338,26 +320,25 @@ void run_export(const Config& cfg, const std::string& work_path) {
     }
 }
 
-std::string default_work_path(const Config& cfg) {
-    if (!cfg.work_path.empty()) return cfg.work_path;
-    std::string out = cfg.output_dir;
+std::string default_work_path(const std::string& output_dir) {
+    std::string out = output_dir;
     while (out.size() > 1 && out.back() == '/') out.pop_back();
     return out + ".run.h5";
 }
 
-void check_run_backbone(const Config& cfg) {
+void check_run_backbone(const RunSpec& spec) {
     RunLayout layout;
-    const std::vector<int> bits = cfg.mixed_bits() ? std::vector<int>{4, 2} : std::vector<int>{static_cast<int>(cfg.bits)};
+    const std::vector<int> bits = spec.mixed_bits() ? std::vector<int>{4, 2} : std::vector<int>{static_cast<int>(spec.bits)};
     for (const int b : bits) {
         MatrixLayout m;
         m.name = cat("(", b, "-bit matrices)");
         m.bits = b;
-        m.format = select_format(cfg.quant, b).name;
-        m.blocksize = cfg.blocksize;
-        m.double_quant = cfg.double_quant;
+        m.format = select_format(spec.quant, b).name;
+        m.blocksize = spec.loftq.quant.blocksize;
+        m.double_quant = spec.loftq.quant.double_quant;
         layout.push_back(m);
     }
-    resolve_export_backbone(cfg.backbone, nlohmann::json::parse(run_options_json(cfg)), layout, "(this run)");
+    resolve_export_backbone(std::nullopt, spec.loftq.backbone, layout, "(this run)");
 }
 
 }  // namespace loftq

@@ -16,24 +16,28 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-#include "cli/config.hpp"
+#include "plan/run_spec.hpp"
 
 namespace loftq {
 
-struct ExportRequest {
-    std::string work_path;
-    std::string model_dir;
+// How to export (export, and the export step of run); nothing here changes a stored number.
+struct ExportOptions {
     std::string output_dir;
-    std::string backbone;  // "" = the run's own (run options "backbone")
+    std::optional<Backbone> backbone;  // none: the run's own (the RunSpec's backbone)
     uint64_t max_shard_size = 5000000000ULL;
     std::string adapter_dtype = "float32";  // float32 | bfloat16 | float16
     bool overwrite = false;
+};
 
-    static ExportRequest from_config(const Config& cfg, const std::string& work_path);
+struct ExportRequest {
+    std::string work_path;  // the complete run file
+    std::string model_dir;  // the model it was made from
+    ExportOptions options;
 };
 
 struct ExportOutcome {
@@ -50,18 +54,18 @@ ExportOutcome export_run(const ExportRequest& req);
 
 // Collective over MPI_COMM_WORLD: rank 0 exports and prints one line; every rank returns, or
 // every rank throws the same error.
-void run_export(const Config& cfg, const std::string& work_path);
+void run_export(const ExportRequest& req);
 
 // Totals of a list of {"shape": [rows, cols], "qlora_error", "loftq_error"}: matrices,
 // mean_qlora_error, mean_loftq_error, rms_qlora_error / rms_loftq_error (weighted by element
 // count: relative errors of matrices add like squared norms), worse_than_qlora.
 nlohmann::json error_totals(const nlohmann::json& matrices);
 
-// `loftq run`: the run file beside the output folder unless --work is given
-// ("<output>.run.h5", trailing slashes of --output dropped).
-std::string default_work_path(const Config& cfg);
-// `loftq run`: refuse before any quantization an export form the run's options cannot give
-// exactly (the checks of resolve_export_backbone that need no run file).
-void check_run_backbone(const Config& cfg);
+// `loftq run`: the run file beside the output folder when none is named ("<output>.run.h5",
+// trailing slashes dropped).
+std::string default_work_path(const std::string& output_dir);
+// `loftq run`: refuse before any quantization an export form the spec cannot give exactly (the
+// checks of resolve_export_backbone that need no run file).
+void check_run_backbone(const RunSpec& spec);
 
 }  // namespace loftq

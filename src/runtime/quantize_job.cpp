@@ -26,10 +26,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-std::unique_ptr<LinalgBackend> rank_backend(const Config& cfg) {
+std::unique_ptr<LinalgBackend> rank_backend(const std::string& device_name) {
     const int gpus = cuda_device_count();
     const int device = gpus > 0 ? gpu_for_local_rank(local_rank_from_env(), gpus) : 0;
-    return make_backend(cfg.device, device);
+    return make_backend(device_name, device);
 }
 
 std::unique_ptr<Communicator> group_communicator(LinalgBackend& be, MPI_Comm comm) {
@@ -39,7 +39,6 @@ std::unique_ptr<Communicator> group_communicator(LinalgBackend& be, MPI_Comm com
 
 // Everything one rank needs while it works through its items.
 struct Worker {
-    const Config& cfg;
     const Plan& plan;
     const Distribution& dist;
     const RunLayout& layout;
@@ -102,7 +101,7 @@ struct Worker {
         std::vector<float> w(static_cast<size_t>(m.rows * m.cols));
         source.read_rows(m, 0, m.rows, w.data());
         t.read = since(t0);
-        LoftqResult r = run_loftq(be, m.tensor, w.data(), m.rows, m.cols, loftq_options_for(cfg, m));
+        LoftqResult r = run_loftq(be, m.tensor, w.data(), m.rows, m.cols, plan.spec.for_matrix(m.tensor, m.bits));
         t.quantize = r.times.quantize;
         t.svd = r.times.svd;
         t.comm = r.times.comm;
@@ -155,7 +154,7 @@ struct Worker {
             inputs.push_back({a.bounds[static_cast<size_t>(s)], a.bounds[static_cast<size_t>(s) + 1],
                               w.data() + (a.bounds[static_cast<size_t>(s)] - item.row_begin) * m.cols});
         LoftqResult r = run_loftq_sharded(be, comm.get(), shards, m.tensor, inputs, m.rows, m.cols,
-                                          loftq_options_for(cfg, m));
+                                          plan.spec.for_matrix(m.tensor, m.bits));
         t.quantize = r.times.quantize;
         t.svd = r.times.svd;
         t.comm = r.times.comm;
@@ -185,7 +184,8 @@ struct Worker {
 
 }  // namespace
 
-void run_quantize(const Config& cfg, const std::string& work_path) {
+void run_quantize(const std::string& model_dir, const std::string& work_path, const RunSpec& spec,
+                  const QuantizeOptions& opt) {
     MPI_Comm world = MPI_COMM_WORLD;
     int rank = 0, size = 1;
     MPI_CHECK(MPI_Comm_rank(world, &rank));
@@ -193,16 +193,16 @@ void run_quantize(const Config& cfg, const std::string& work_path) {
 
     // Rank 0 reads config.json and the tensor index, validates and plans; everyone gets the plan.
     const Plan plan = Plan::from_json(root_computes(world, 0, [&] {
-        Checkpoint ck(cfg.model_dir);
-        const ModelConfig mc = read_model_config(cfg.model_dir);
-        return build_plan(mc, read_catalogue(ck), PlanOptions::from_config(cfg)).to_json();
+        Checkpoint ck(model_dir);
+        const ModelConfig mc = read_model_config(model_dir);
+        return build_plan(mc, read_catalogue(ck), spec).to_json();
     }));
-    const bool scatter = cfg.io == "scatter" && size > 1;
+    const bool scatter = opt.io == IoMode::scatter && size > 1;
     const int workers = scatter ? size - 1 : size;
     const int first_worker = scatter ? 1 : 0;
     const Distribution dist = distribute(plan, workers);
-    const RunLayout layout = make_run_layout(cfg, plan);
-    const std::string options = run_options_json(cfg);
+    const RunLayout layout = make_run_layout(plan);
+    const std::string options = plan.spec.to_json();
 
     const bool exists = root_computes(world, 0, [&] {
                             return std::string(std::filesystem::exists(work_path) ? "1" : "0");
@@ -210,14 +210,13 @@ void run_quantize(const Config& cfg, const std::string& work_path) {
     if (!exists) {
         const std::filesystem::path parent = std::filesystem::absolute(work_path).parent_path();
         if (!std::filesystem::is_directory(parent)) {
-            ConfigError e(cat("--work: folder '", parent.string(), "' of the run file does not exist"));
+            ConfigError e(cat("folder '", parent.string(), "' of the run file does not exist"), "work");
             e.set_collective();
             throw e;
         }
     }
-    if (exists && !cfg.resume) {
-        ConfigError e(
-            cat("--work: run file '", work_path, "' exists; add --resume to continue it, or remove it"));
+    if (exists && !opt.resume) {
+        ConfigError e(cat("run file '", work_path, "' exists; add --resume to continue it, or remove it"), "work");
         e.set_collective();
         throw e;
     }
@@ -245,7 +244,7 @@ void run_quantize(const Config& cfg, const std::string& work_path) {
 
     std::unique_ptr<LinalgBackend> be;  // none on a --io scatter reader: it computes nothing
     all_or_none(world, [&] {
-        if (!(scatter && rank == 0)) be = rank_backend(cfg);
+        if (!(scatter && rank == 0)) be = rank_backend(opt.device);
     });
     if (rank == 0) {
         int64_t split = 0;
@@ -253,8 +252,8 @@ void run_quantize(const Config& cfg, const std::string& work_path) {
         std::printf(
             "[loftq] quantize %s: %zu matrices (%.3f GB float32), %g-bit %s, r=%d, T=%d, svd %s, "
             "%d rank(s)%s, backend %s, %lld split\n",
-            cfg.model_dir.c_str(), plan.matrices.size(), total_bytes / 1e9, cfg.bits,
-            cfg.quant.c_str(), cfg.rank, cfg.iters, cfg.svd.c_str(), size,
+            model_dir.c_str(), plan.matrices.size(), total_bytes / 1e9, spec.bits, spec.quant.c_str(),
+            spec.loftq.svd_options.rank, spec.loftq.iters, svd_choice_name(spec.loftq.svd), size,
             scatter ? " (rank 0 reads, --io scatter)" : "", be ? be->name().c_str() : "none on rank 0",
             static_cast<long long>(split));
         if (exists)
@@ -265,12 +264,12 @@ void run_quantize(const Config& cfg, const std::string& work_path) {
 
     abort_on_error([&] {
         ProgressReporter progress(world, matrices, total_bytes, expected_records, skipped,
-                                  skipped_bytes, cfg.log_json);
+                                  skipped_bytes, opt.log_json);
         if (scatter && rank == 0) {
-            serve_scatter(world, cfg.model_dir, plan, workers, progress);
+            serve_scatter(world, model_dir, plan, workers, progress);
         } else {
-            auto source = scatter ? make_scatter_client(world) : make_direct_source(cfg.model_dir);
-            Worker worker{cfg, plan, dist, layout, *run, *source, *be, progress, rank, first_worker};
+            auto source = scatter ? make_scatter_client(world) : make_direct_source(model_dir);
+            Worker worker{plan, dist, layout, *run, *source, *be, progress, rank, first_worker};
             for (const WorkItem& item : dist.work[static_cast<size_t>(rank - first_worker)]) {
                 if (complete[static_cast<size_t>(item.matrix)]) continue;
                 if (item.split)

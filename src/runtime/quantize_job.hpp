@@ -7,12 +7,25 @@
 
 #include <string>
 
-#include "cli/config.hpp"
+#include "plan/run_spec.hpp"
 
 namespace loftq {
 
-// Collective over MPI_COMM_WORLD. `work_path` is the run file (cfg.work_path for quantize).
-void run_quantize(const Config& cfg, const std::string& work_path);
+enum class IoMode { direct, scatter };  // every rank reads its own rows | rank 0 reads and serves
+
+// How a quantize job runs, beside what it computes (the RunSpec): nothing here changes a number,
+// so a --resume may change any of it.
+struct QuantizeOptions {
+    bool resume = false;          // continue an existing run file
+    IoMode io = IoMode::direct;
+    std::string device = "auto";  // auto | cpu | cuda
+    std::string log_json;         // one JSON record per matrix; empty: none
+};
+
+// Collective over MPI_COMM_WORLD: LoftQ on the checkpoint in `model_dir` into the run file
+// `work_path`. `spec` must be validated.
+void run_quantize(const std::string& model_dir, const std::string& work_path, const RunSpec& spec,
+                  const QuantizeOptions& opt);
 
 // Rank 0: the per-matrix table (QLoRA error vs LoftQ error as loaded) and totals of a run file.
 void print_run_summary(const std::string& work_path);

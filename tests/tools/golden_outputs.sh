@@ -7,6 +7,7 @@
 # Cases: the real stories260K at 1 and 2 ranks (bf16, bnb4 + double quant, fp16, 2 bits, mixed
 # 2.5 bits, PEFT semantics with exact SVD, rslora, scatter I/O) and split matrices over 2 ranks.
 set -euo pipefail
+shopt -s inherit_errexit 2>/dev/null || true
 bin=$(readlink -f "${1:?binary}")
 out=$(mkdir -p "${2:?out dir}" && cd "$2" && pwd)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -19,10 +20,10 @@ rm -rf "$out/cases"; mkdir -p "$out/cases"
 
 digest_case() {  # name folder runfile
   local name=$1 dir=$2 run=$3
-  python3 "$root/tests/runfile_digest.py" "$run" | sed "s|^|$name runfile |" >>"$out/digests.txt"
+  /usr/bin/python3 "$root/tests/runfile_digest.py" "$run" | sed "s|^|$name runfile |" >>"$out/digests.txt"
   (cd "$dir" && find . -type f ! -name report.json | LC_ALL=C sort | xargs sha256sum) \
     | sed "s|^|$name file |" >>"$out/digests.txt"
-  python3 - "$dir/report.json" <<'PY' | sed "s|^|$name report |" >>"$out/digests.txt"
+  /usr/bin/python3 - "$dir/report.json" <<'PY' | sed "s|^|$name report |" >>"$out/digests.txt"
 import json, sys
 VOLATILE = {"seconds", "time", "times", "timings", "elapsed", "wall_seconds", "path", "model", "work",
             "output", "run_file", "started", "finished", "host", "phase_seconds"}

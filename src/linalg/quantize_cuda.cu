@@ -1,5 +1,5 @@
 // Host side of the CUDA quantization op (see quantize_cuda.hpp).
-#include "quant/quantize_cuda.hpp"
+#include "linalg/quantize_cuda.hpp"
 
 #include <cstring>
 

@@ -1,4 +1,4 @@
-#include "io/synth.hpp"
+#include "runtime/synth.hpp"
 
 #include <unistd.h>
 

@@ -1,0 +1,126 @@
+#include "plan/run_spec.hpp"
+
+#include <cmath>
+#include <initializer_list>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+#include "io/json_strict.hpp"
+#include "quant/format.hpp"
+
+namespace loftq {
+namespace {
+
+using json = nlohmann::json;
+
+void require_one_of(const char* setting, const std::string& value, std::initializer_list<const char*> allowed) {
+    for (const char* a : allowed)
+        if (value == a) return;
+    std::string list;
+    for (const char* a : allowed) list += (list.empty() ? "" : "|") + std::string(a);
+    LOFTQ_THROW_SETTING(setting, "'", value, "' is not one of ", list);
+}
+
+// The keys of to_json, in one place: from_json refuses any other key and requires each.
+const std::set<std::string>& spec_keys() {
+    static const std::set<std::string> keys = {
+        "bits", "quant", "blocksize", "rank", "iters", "targets", "svd", "oversample", "power-iters", "seed",
+        "lora-alpha", "rslora", "double-quant", "keep-best", "scale-compensation", "backbone",
+        "split-threshold"};
+    return keys;
+}
+
+}  // namespace
+
+void RunSpec::validate() const {
+    require_one_of("quant", quant, {"nf", "fp4", "uniform"});
+    const bool mixed_ok = bits == 2.25 || bits == 2.5 || bits == 3;
+    if (!(bits == 2 || bits == 4 || bits == 8 || mixed_ok))
+        LOFTQ_THROW_SETTING("bits", bits, " is not one of 2, 4, 8, 2.25, 2.5, 3");
+    if (quant == "fp4" && bits != 4) LOFTQ_THROW_SETTING("bits", "the fp4 quantizer needs 4 bits, got ", bits);
+    if (mixed_ok && quant != "nf") LOFTQ_THROW_SETTING("bits", "mixed precision ", bits, " needs the nf quantizer");
+    check_blocksize(loftq.quant.blocksize);
+    const SvdOptions& s = loftq.svd_options;
+    if (s.rank < 1) LOFTQ_THROW_SETTING("rank", "must be >= 1, got ", s.rank);
+    if (loftq.iters < 1) LOFTQ_THROW_SETTING("iters", "must be >= 1, got ", loftq.iters);
+    if (s.oversample < 0) LOFTQ_THROW_SETTING("oversample", "must be >= 0");
+    if (s.power_iters < 0) LOFTQ_THROW_SETTING("power-iters", "must be >= 0");
+    if (!(loftq.lora_alpha > 0) || !std::isfinite(loftq.lora_alpha))
+        LOFTQ_THROW_SETTING("lora-alpha", "must be a positive number");
+    for (const auto& t : targets)
+        if (t.empty() || t.find_first_of(" \t/") != std::string::npos)
+            LOFTQ_THROW_SETTING("targets", "bad module name '", t, "'");
+}
+
+LoftqOptions RunSpec::for_matrix(const std::string& tensor, int matrix_bits) const {
+    LoftqOptions o = loftq;
+    o.quant.format = &select_format(quant, matrix_bits);
+    o.svd_options.name = tensor;
+    return o;
+}
+
+std::string RunSpec::to_json() const {
+    const SvdOptions& s = loftq.svd_options;
+    json j;
+    j["bits"] = bits;
+    j["quant"] = quant;
+    j["blocksize"] = loftq.quant.blocksize;
+    j["rank"] = s.rank;
+    j["iters"] = loftq.iters;
+    j["targets"] = targets.empty() ? json("all-linear") : json(targets);
+    j["svd"] = svd_choice_name(loftq.svd);
+    j["oversample"] = s.oversample;
+    j["power-iters"] = s.power_iters;
+    j["seed"] = s.seed;
+    j["lora-alpha"] = loftq.lora_alpha;
+    j["rslora"] = loftq.rslora;
+    j["double-quant"] = loftq.quant.double_quant;
+    j["keep-best"] = loftq.keep_best;
+    j["scale-compensation"] = loftq.compensate_scaling;
+    j["backbone"] = backbone_name(loftq.backbone);
+    j["split-threshold"] = split_threshold;
+    return j.dump();
+}
+
+RunSpec RunSpec::from_json(const std::string& text, const std::string& what) {
+    const json j = parse_strict_json(what, text.data(), text.size(), "settings", "setting");
+    if (!j.is_object()) LOFTQ_THROW(InputError, what, ": settings are not a JSON object");
+    for (auto it = j.begin(); it != j.end(); ++it)
+        if (!spec_keys().count(it.key())) LOFTQ_THROW(InputError, what, ": unknown setting '", it.key(), "'");
+    const auto at = [&](const char* key) -> const json& {
+        if (!j.contains(key)) LOFTQ_THROW(InputError, what, ": setting '", key, "' is missing");
+        return j[key];
+    };
+    RunSpec r;
+    SvdOptions& s = r.loftq.svd_options;
+    try {
+        r.bits = at("bits").get<double>();
+        r.quant = at("quant").get<std::string>();
+        r.loftq.quant.blocksize = at("blocksize").get<int>();
+        s.rank = at("rank").get<int>();
+        r.loftq.iters = at("iters").get<int>();
+        const json& t = at("targets");
+        if (!(t.is_string() && t == "all-linear")) r.targets = t.get<std::vector<std::string>>();
+        r.loftq.svd = parse_svd_choice(at("svd").get<std::string>());
+        s.oversample = at("oversample").get<int>();
+        s.power_iters = at("power-iters").get<int>();
+        s.seed = at("seed").get<uint64_t>();
+        r.loftq.lora_alpha = at("lora-alpha").get<double>();
+        r.loftq.rslora = at("rslora").get<bool>();
+        r.loftq.quant.double_quant = at("double-quant").get<bool>();
+        r.loftq.keep_best = at("keep-best").get<bool>();
+        r.loftq.compensate_scaling = at("scale-compensation").get<bool>();
+        r.loftq.backbone = parse_backbone(at("backbone").get<std::string>());
+        r.split_threshold = at("split-threshold").get<uint64_t>();
+        r.validate();
+    } catch (const json::exception& e) {
+        LOFTQ_THROW(InputError, what, ": a setting has the wrong type (", e.what(), ")");
+    } catch (const ConfigError& e) {
+        LOFTQ_THROW(InputError, what, ": setting '", e.setting(), "': ", e.what());
+    }
+    return r;
+}
+
+}  // namespace loftq
