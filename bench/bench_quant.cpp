@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "quant/quantize.hpp"
-#include "linalg/quantize_cuda.hpp"
 #include "quant/quantize_fast.hpp"
 #include "quant/quantize_ref.hpp"
 #ifdef LOFTQ_HAVE_CUDA
+#include "linalg/cuda_quant.hpp"
 #include <cuda_runtime.h>
 #endif
 

@@ -1,6 +1,7 @@
 // Fused quantization kernel (see quantize.cuh).
 #include "kernels/quantize.cuh"
 
+#include "core/half_round.hpp"
 #include "quant/format_tables.hpp"
 
 namespace loftq {
@@ -9,12 +10,6 @@ namespace {
 constexpr int kPerThread = 8;
 // FormatFamily values (quant/format.hpp), repeated here to keep the kernel free of host headers.
 constexpr int kBnbNF4 = 0, kBnbFP4 = 1, kLoftqUniform = 3;
-
-// Round to nearest even bf16, as core/dtype.hpp float_to_bf16 (finite inputs).
-__device__ float bf16_round(float f) {
-    const unsigned int u = __float_as_uint(f);
-    return __uint_as_float((u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u);
-}
 
 __device__ uint8_t element_code(int family, const float* table, int size, float x, float scale, float recip) {
     if (family == kBnbNF4) return nf4_code(__fmul_rn(x, recip));
@@ -78,7 +73,7 @@ __global__ void quantize_fused_kernel(QuantKernelArgs args, const float* __restr
         if (args.fp4_positive_zero && c[j] == 8) c[j] = 0;
         if (first + j < n && mode != 0) {
             float q = __fmul_rn(table[c[j]], scale);
-            if (args.bf16_backbone && args.family > kBnbFP4) q = bf16_round(q);
+            if (args.bf16_backbone && args.family > kBnbFP4) q = round_to_bf16(q);  // core/half_round.hpp, as the CPU
             out[first + j] = mode == 1 ? q : __fsub_rn(v[j], q);
         }
     }

@@ -10,13 +10,19 @@
 #include "quant/quantize_ref.hpp"
 #include "support/weights.hpp"
 #ifdef LOFTQ_HAVE_CUDA
-#include "linalg/quantize_cuda.hpp"
+#include "linalg/cuda_quant.hpp"
 #endif
 
 namespace loftq {
 namespace {
 
 #ifdef LOFTQ_HAVE_CUDA
+// One CUDA backend for the whole test program (made on first use, with a device present).
+LinalgBackend* gpu_backend() {
+    static std::unique_ptr<LinalgBackend> be = make_cuda_backend(0);
+    return be.get();
+}
+
 void expect_gpu_matches_ref(const QuantFormat& f, int bs, const std::vector<float>& x, const std::string& what) {
     const int64_t n = x.size();
     std::vector<uint8_t> c(n);
@@ -29,7 +35,7 @@ void expect_gpu_matches_ref(const QuantFormat& f, int bs, const std::vector<floa
     for (QuantOutput mode : {QuantOutput::Dequantized, QuantOutput::Residual}) {
         std::vector<uint8_t> p(p_ref.size(), 0xAA);  // poisoned
         std::vector<float> s(s_ref.size(), -7.0f), out(n, -7.0f);
-        quantize_cuda(f, bs, x.data(), n, p.data(), s.data(), out.data(), mode);
+        quantize_cuda(*gpu_backend(), f, bs, x.data(), n, p.data(), s.data(), out.data(), mode);
         ASSERT_EQ(p, p_ref) << what;
         for (size_t b = 0; b < s.size(); ++b) ASSERT_EQ(testing::float_bits(s[b]), testing::float_bits(s_ref[b])) << what << " block " << b;
         for (int64_t i = 0; i < n; ++i) {
@@ -47,7 +53,7 @@ void expect_gpu_as_loaded_matches_cpu(const QuantParams& p, Backbone bb, const s
     quantize_as_loaded(p, bb, x.data(), n, q, q_cpu.data(), what);
     std::vector<uint8_t> packed(q.packed.size(), 0xAA);
     std::vector<float> absmax(q.absmax.size(), -7.0f), q_gpu(n, -7.0f);
-    quantize_cuda_as_loaded(p, bb, x.data(), n, packed.data(), absmax.data(), q_gpu.data());
+    quantize_cuda_as_loaded(*gpu_backend(), p, bb, x.data(), n, packed.data(), absmax.data(), q_gpu.data());
     const std::string label = what + " " + p.format->name + " " + backbone_name(bb);
     ASSERT_EQ(packed, q.packed) << label;
     for (size_t b = 0; b < absmax.size(); ++b)
@@ -115,17 +121,19 @@ TEST(QuantCuda, AsLoadedMatchesCpu) {
 
 TEST(QuantCuda, AsLoadedRejectsWhatOnlyTheCpuDoes) {
 #ifdef LOFTQ_HAVE_CUDA
-    // Checked before any device call, so this runs without a GPU too.
+    // Checked before the backend is touched, so this runs without a GPU too (the CUDA backend's
+    // slots stage these combinations through the host; the kernel itself rejects them).
+    auto cpu = make_cpu_backend();
     std::vector<float> x(64, 1.0f), out(64);
     std::vector<uint8_t> packed(32);
     float absmax = 0;
-    EXPECT_THROW(quantize_cuda_as_loaded({find_format("nf4"), 64, false}, Backbone::FP16, x.data(), 64,
+    EXPECT_THROW(quantize_cuda_as_loaded(*cpu, {find_format("nf4"), 64, false}, Backbone::FP16, x.data(), 64,
                                          packed.data(), &absmax, out.data()),
                  NotImplemented);
-    EXPECT_THROW(quantize_cuda_as_loaded({find_format("nf4"), 64, true}, Backbone::BF16, x.data(), 64,
+    EXPECT_THROW(quantize_cuda_as_loaded(*cpu, {find_format("nf4"), 64, true}, Backbone::BF16, x.data(), 64,
                                          packed.data(), &absmax, out.data()),
                  NotImplemented);
-    EXPECT_THROW(quantize_cuda_as_loaded({find_format("nf2"), 64, false}, Backbone::BNB4, x.data(), 64,
+    EXPECT_THROW(quantize_cuda_as_loaded(*cpu, {find_format("nf2"), 64, false}, Backbone::BNB4, x.data(), 64,
                                          packed.data(), &absmax, out.data()),
                  ConfigError);
 #else

@@ -41,7 +41,11 @@ inline std::string cuda_device_tag() {
     } while (0)
 
 // cuSOLVER reports convergence through a device-side info; pass its host copy here.
+// `what` is a string naming the cuSOLVER call whose devInfo `info` is.
 #define CUSOLVER_INFO_CHECK(what, info)                                                     \
     do {                                                                                    \
-        if ((info) != 0) LOFTQ_GPU_FAIL(what, ::loftq::cat("devInfo ", (info)));            \
+        if ((info) != 0)                                                                    \
+            throw ::loftq::BackendError(::loftq::call_failure(                              \
+                what, ::loftq::cat("devInfo ", (info), ", ", ::loftq::cuda_device_tag()),   \
+                __FILE__, __LINE__));                                                       \
     } while (0)

@@ -38,47 +38,6 @@ std::optional<DType> parse_dtype(const std::string& s) {
 
 bool is_float_weight_dtype(DType t) { return t == DType::F16 || t == DType::BF16 || t == DType::F32; }
 
-float f16_to_float(uint16_t h) {
-    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-    const uint32_t exp = (h >> 10) & 0x1fu;
-    const uint32_t man = h & 0x3ffu;
-    uint32_t bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else {  // subnormal: value = man * 2^-24, exact in float32
-            const float v = std::ldexp(static_cast<float>(man), -24);
-            std::memcpy(&bits, &v, sizeof bits);
-            bits |= sign;
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 112u) << 23) | (man << 13);
-    }
-    float f;
-    std::memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-uint16_t float_to_f16(float f) {
-    uint32_t bits;
-    std::memcpy(&bits, &f, sizeof bits);
-    const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
-    const uint32_t absbits = bits & 0x7fffffffu;
-    if (absbits > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
-    if (absbits >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
-    if (absbits < 0x38800000u) {  // result is subnormal or zero: round |f| / 2^-24 to nearest even
-        float a;
-        std::memcpy(&a, &absbits, sizeof a);
-        const float scaled = a * 16777216.0f;  // exact (power of two)
-        return static_cast<uint16_t>(sign | static_cast<uint16_t>(std::nearbyint(scaled)));
-    }
-    const uint32_t rounding = 0xfffu + ((absbits >> 13) & 1u);
-    const uint32_t r = (absbits + rounding) >> 13;
-    return static_cast<uint16_t>(sign | static_cast<uint16_t>(r - (112u << 10)));
-}
-
 void widen_to_f32(DType t, const void* src, size_t n, float* dst) {
     const auto* p = static_cast<const unsigned char*>(src);
     switch (t) {

@@ -2,6 +2,9 @@
 // implementation (OpenBLAS + LAPACK) and a CUDA one (cuBLAS + cuSOLVER), chosen once. Nothing
 // falls back from one to the other: a backend that cannot do something throws NotImplemented.
 //
+// The backend also owns quantization (QuantSlots): the LoftQ loop quantizes, forms residuals and
+// keeps its best iterate through this interface alone, so it has one path for every backend.
+//
 // Conventions: every matrix is float32 ROW-MAJOR with an explicit leading dimension (the row
 // stride, >= cols). Every pointer lives in the backend's memory (host memory for the CPU backend,
 // device memory for CUDA) unless its name says `host`. Calls are ordered on the backend's stream;
@@ -13,10 +16,43 @@
 #include <memory>
 #include <string>
 
+#include "quant/quantize.hpp"
+
 namespace loftq {
 
 enum class BackendKind { cpu, cuda };
 enum class Trans { no, yes };
+
+class DeviceBuffer;
+
+// Quantize-as-loaded slots of one matrix shard of n elements, in the backend's memory: the
+// CURRENT slot, which quantize_current overwrites, and the BEST slot, which keep_current swaps in
+// (the LoftQ loop's "keep the best iterate" without a copy). Codes, absmax and the float32 Q as
+// loaded are those of quantize_as_loaded (quant/quantize.hpp), bit for bit, on every backend.
+// A pointer returned by current_loaded / best_loaded is valid until the next call on the slots:
+// a backend may keep only the codes of an iterate and rebuild its Q on demand (the CPU does, so
+// that its memory stays at the loop's three matrices).
+class QuantSlots {
+public:
+    virtual ~QuantSlots() = default;
+    // The current slot = quantize_as_loaded(x); x: n floats in backend memory. Throws what
+    // quantize_as_loaded throws (ConfigError, InputError naming the tensor).
+    virtual void quantize_current(const float* x) = 0;
+    // The current slot's Q as loaded (n floats, backend memory).
+    virtual const float* current_loaded() = 0;
+    // The current iterate becomes the best one; the old best becomes the slot written next.
+    virtual void keep_current() = 0;
+    // The best slot's Q as loaded (n floats, backend memory).
+    virtual const float* best_loaded() = 0;
+    // QLoRA's squared error for weights x: sum_i (x_i - q(x)_i)^2 with q the plain quantization
+    // (no backbone rounding: what QLoRA loads from the original weights). Overwrites the current
+    // slot. InputError when x is not finite. A sum, not a residual buffer, so that each backend
+    // keeps the accumulation it always had (the CPU sums the exact differences in double).
+    virtual double plain_error_squared(const float* x) = 0;
+    // The best slot's codes and absmax (double-quant fields included) on the host; downloads
+    // once and leaves the best slot empty.
+    virtual QuantizedTensor take_best() = 0;
+};
 
 class LinalgBackend {
 public:
@@ -74,6 +110,19 @@ public:
                             const float* host_scale) = 0;
 
     virtual void synchronize() = 0;
+
+    // Quantize-as-loaded slots for one shard of n elements (QuantSlots). `scratch`: n floats of
+    // this backend's memory that the caller never reads across a call on the slots (the loop's
+    // low-rank buffer); a backend may build a Q as loaded there instead of holding its own.
+    // Every format and backbone quantize_as_loaded accepts works on every backend (a backend
+    // without a kernel for a combination stages it through the host itself); what it rejects
+    // throws as it does, at the latest on the first quantization.
+    virtual std::unique_ptr<QuantSlots> make_quant_slots(const QuantParams& p, Backbone backbone,
+                                                         size_t n, float* scratch,
+                                                         const std::string& tensor_name) = 0;
+    // Host data to read in backend memory: `host` itself where the backend's memory is host
+    // memory (nothing copied), else a copy uploaded into `storage`, which must outlive its use.
+    virtual const float* adopt_host(const float* host, size_t n, DeviceBuffer& storage) = 0;
 };
 
 std::unique_ptr<LinalgBackend> make_cpu_backend();

@@ -18,6 +18,7 @@
 #include "core/parallel.hpp"
 #include "core/philox.hpp"
 #include "linalg/backend.hpp"
+#include "linalg/host_quant.hpp"
 
 namespace loftq {
 namespace {
@@ -143,6 +144,12 @@ public:
             for (int64_t j = 0; j < n; ++j) a[i * lda + j] *= sc[i];
     }
     void synchronize() override {}
+
+    std::unique_ptr<QuantSlots> make_quant_slots(const QuantParams& p, Backbone backbone, size_t n,
+                                                 float* scratch, const std::string& tensor_name) override {
+        return make_host_quant_slots(*this, p, backbone, n, scratch, tensor_name, HostStaging::in_place);
+    }
+    const float* adopt_host(const float* host, size_t, DeviceBuffer&) override { return host; }
 };
 
 }  // namespace

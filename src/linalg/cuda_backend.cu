@@ -1,5 +1,5 @@
 // CUDA backend: cuBLAS GEMMs, cuSOLVER QR (geqrf + orgqr) and SVD, kernels/lowrank.cu for the
-// sketch and element-wise helpers. Everything is enqueued on one stream owned by the backend.
+// sketch and element-wise helpers, linalg/cuda_quant.cu for quantization. Everything is enqueued on one stream owned by the backend.
 //
 // Row-major A (m x n) is column-major A^T: a row-major GEMM is the column-major GEMM of the
 // transposes with the operands swapped; qr_rows is a direct geqrf/orgqr of A^T; qr_columns and
@@ -21,6 +21,7 @@
 #include "core/cuda_check.hpp"
 #include "kernels/lowrank.cuh"
 #include "linalg/backend.hpp"
+#include "linalg/cuda_quant.hpp"
 
 namespace loftq {
 
@@ -209,6 +210,16 @@ public:
         CUDA_CHECK(kernels::scale(m, n, a, lda, upload_scale(sc, m), false, stream_));
     }
     void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+    std::unique_ptr<QuantSlots> make_quant_slots(const QuantParams& p, Backbone backbone, size_t n,
+                                                 float* scratch, const std::string& tensor_name) override {
+        return make_cuda_quant_slots(*this, p, backbone, n, scratch, tensor_name);
+    }
+    const float* adopt_host(const float* host, size_t n, DeviceBuffer& storage) override {
+        storage = DeviceBuffer(*this, n);
+        upload(storage.get(), host, n);
+        return storage.get();
+    }
 
 private:
     size_t geqrf_orgqr_lwork(int64_t m, int64_t k) {

@@ -5,7 +5,7 @@
 //
 // Not yet called by the quantize driver: TensorSource hands out host float32 rows today. The
 // intended use: read the raw bytes, upload_widened into a device buffer, and pass it to
-// run_loftq_sharded with ShardInput::in_backend_memory (device quantization only).
+// run_loftq_sharded with ShardInput::in_backend_memory (any format and backbone).
 #pragma once
 
 #include <cstddef>

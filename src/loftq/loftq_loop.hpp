@@ -12,6 +12,9 @@
 // stored factors are compensated for the LoRA scaling s (`compensate_scaling`): s * B * A equals
 // the computed low-rank term, so the adapter PEFT loads adds exactly L_t Rt_t (peft#1982).
 //
+// One path for every backend: quantization goes through the backend's QuantSlots
+// (linalg/backend.hpp), so the loop never asks which backend it runs on.
+//
 // Bits: every reduction over the row shards of a split matrix is summed in shard order
 // (ShardExchange), so the result depends on the matrix and its shard count, never on the number of
 // ranks holding the shards.
@@ -56,8 +59,7 @@ struct PhaseTimes {
 struct ShardInput {
     int64_t row_begin = 0, row_end = 0;
     const float* w = nullptr;
-    // w already lives in the backend's memory (device memory on CUDA: nothing is uploaded). On a
-    // CUDA backend only with device quantization (device_quant_supported); else NotImplemented.
+    // w already lives in the backend's memory (device memory on CUDA: nothing is uploaded).
     bool in_backend_memory = false;
 };
 

@@ -53,8 +53,8 @@ const char* backbone_name(Backbone b) {
 }
 
 float round_to_backbone(Backbone b, float v) {
-    if (b == Backbone::BF16) return bf16_to_float(float_to_bf16(v));
-    if (b == Backbone::FP16) return f16_to_float(float_to_f16(v));
+    if (b == Backbone::BF16) return round_to_bf16(v);  // core/half_round.hpp, as the kernels
+    if (b == Backbone::FP16) return round_to_f16(v);
     return v;
 }
 

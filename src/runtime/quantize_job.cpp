@@ -37,6 +37,39 @@ std::unique_ptr<Communicator> group_communicator(LinalgBackend& be, MPI_Comm com
     return make_mpi_communicator(comm);
 }
 
+// The ranks of one matrix's group: an MPI communicator and the backend's Communicator over it,
+// created only for a group of more than one rank (a group of one has every shard here).
+class GroupComm {
+public:
+    GroupComm(LinalgBackend& be, const std::vector<int>& world_ranks, int tag) {
+        if (world_ranks.size() < 2) return;
+        MPI_Group world_group, group;
+        MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world_group));
+        MPI_CHECK(MPI_Group_incl(world_group, static_cast<int>(world_ranks.size()), world_ranks.data(), &group));
+        MPI_CHECK(MPI_Comm_create_group(MPI_COMM_WORLD, group, tag, &mpi_));
+        MPI_Group_free(&group);
+        MPI_Group_free(&world_group);
+        comm_ = group_communicator(be, mpi_);
+    }
+    ~GroupComm() { close(); }
+    GroupComm(const GroupComm&) = delete;
+    GroupComm& operator=(const GroupComm&) = delete;
+
+    Communicator* communicator() const { return comm_.get(); }  // nullptr for a group of one
+    void barrier() {
+        if (mpi_ != MPI_COMM_NULL) MPI_CHECK(MPI_Barrier(mpi_));
+    }
+    // The Communicator goes before the MPI communicator it runs on.
+    void close() {
+        comm_.reset();
+        if (mpi_ != MPI_COMM_NULL) MPI_Comm_free(&mpi_);
+    }
+
+private:
+    MPI_Comm mpi_ = MPI_COMM_NULL;
+    std::unique_ptr<Communicator> comm_;
+};
+
 // Everything one rank needs while it works through its items.
 struct Worker {
     const Plan& plan;
@@ -94,48 +127,16 @@ struct Worker {
         return rec;
     }
 
-    void run_whole(const WorkItem& item) {
-        const MatrixPlan& m = plan.matrices[static_cast<size_t>(item.matrix)];
-        PhaseTimes t;
-        auto t0 = Clock::now();
-        std::vector<float> w(static_cast<size_t>(m.rows * m.cols));
-        source.read_rows(m, 0, m.rows, w.data());
-        t.read = since(t0);
-        LoftqResult r = run_loftq(be, m.tensor, w.data(), m.rows, m.cols, plan.spec.for_matrix(m.tensor, m.bits));
-        t.quantize = r.times.quantize;
-        t.svd = r.times.svd;
-        t.comm = r.times.comm;
-        t0 = Clock::now();
-        MatrixRecord rec = common_record(m, r, t, world_rank, 1);
-        const QuantizedTensor& q = r.q.front();
-        rec.codes = q.packed;
-        if (q.double_quant)
-            rec.absmax_codes = q.nested.codes;
-        else
-            rec.absmax = q.absmax;
-        rec.B = r.B.front();
-        run.write_matrix(static_cast<size_t>(m.index), rec);
-        run.mark_complete(static_cast<size_t>(m.index));
-        t.write = since(t0);
-        progress.matrix_done(static_cast<double>(m.rows * m.cols) * 4.0, true,
-                             log_record(m, r, t, {world_rank}, 0, m.rows).dump());
-    }
-
-    void run_split(const WorkItem& item) {
+    // One work item: the rows [row_begin, row_end) of one matrix, as shards of a group of ranks.
+    // A whole matrix is the case of one shard and a group of one; a group of one (also a split
+    // matrix on a single rank) needs no communicator: every shard of it is here.
+    void run_item(const WorkItem& item) {
         const MatrixPlan& m = plan.matrices[static_cast<size_t>(item.matrix)];
         const MatrixAssignment& a = dist.matrices[static_cast<size_t>(item.matrix)];
         std::vector<int> ranks;
         for (int g : a.group) ranks.push_back(g + first_worker);
         const int me = static_cast<int>(std::find(ranks.begin(), ranks.end(), world_rank) - ranks.begin());
-
-        MPI_Group world_group, group;
-        MPI_Comm gcomm;
-        MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world_group));
-        MPI_CHECK(MPI_Group_incl(world_group, static_cast<int>(ranks.size()), ranks.data(), &group));
-        MPI_CHECK(MPI_Comm_create_group(MPI_COMM_WORLD, group, m.index, &gcomm));
-        MPI_Group_free(&group);
-        MPI_Group_free(&world_group);
-        auto comm = group_communicator(be, gcomm);
+        GroupComm group(be, ranks, m.index);
 
         ShardLayout shards;
         shards.row_offsets = a.bounds;
@@ -153,7 +154,7 @@ struct Worker {
         for (int s = item.shard_begin; s < item.shard_end; ++s)
             inputs.push_back({a.bounds[static_cast<size_t>(s)], a.bounds[static_cast<size_t>(s) + 1],
                               w.data() + (a.bounds[static_cast<size_t>(s)] - item.row_begin) * m.cols});
-        LoftqResult r = run_loftq_sharded(be, comm.get(), shards, m.tensor, inputs, m.rows, m.cols,
+        LoftqResult r = run_loftq_sharded(be, group.communicator(), shards, m.tensor, inputs, m.rows, m.cols,
                                           plan.spec.for_matrix(m.tensor, m.bits));
         t.quantize = r.times.quantize;
         t.svd = r.times.svd;
@@ -165,18 +166,20 @@ struct Worker {
             rows.row_begin = inputs[i].row_begin;
             rows.row_end = inputs[i].row_end;
             rows.codes = r.q[i].packed;
-            rows.absmax = r.q[i].absmax;
+            if (r.q[i].double_quant)
+                rows.absmax_codes = r.q[i].nested.codes;
+            else
+                rows.absmax = r.q[i].absmax;
             rows.B = r.B[i];
             run.write_matrix_rows(static_cast<size_t>(m.index), rows);
         }
         if (me == 0)
             run.write_matrix_common(static_cast<size_t>(m.index),
                                     common_record(m, r, t, ranks.front(), static_cast<int>(ranks.size())));
-        MPI_CHECK(MPI_Barrier(gcomm));  // every member's rows are written before the mark
+        group.barrier();  // every member's rows are written before the mark
         if (me == 0) run.mark_complete(static_cast<size_t>(m.index));
         t.write = since(t0);
-        comm.reset();
-        MPI_Comm_free(&gcomm);
+        group.close();
         progress.matrix_done(static_cast<double>((item.row_end - item.row_begin) * m.cols) * 4.0, me == 0,
                              log_record(m, r, t, ranks, item.row_begin, item.row_end).dump());
     }
@@ -272,10 +275,7 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
             Worker worker{plan, dist, layout, *run, *source, *be, progress, rank, first_worker};
             for (const WorkItem& item : dist.work[static_cast<size_t>(rank - first_worker)]) {
                 if (complete[static_cast<size_t>(item.matrix)]) continue;
-                if (item.split)
-                    worker.run_split(item);
-                else
-                    worker.run_whole(item);
+                worker.run_item(item);
                 progress.poll();
             }
             source->finish();
