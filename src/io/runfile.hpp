@@ -4,8 +4,8 @@
 // - ALL metadata is written once, up front. The plan fixes every dataset's shape before any
 //   matrix is computed, so `RunFile::create` has rank 0 build the whole file serially (every
 //   group, every dataset at its final shape, contiguous, allocated early, never filled, no
-//   object time stamps, earliest file format) under `<path>.partial`, close it and rename it to
-//   `<path>`; then every rank opens it with the MPI-IO driver. From then on a write touches
+//   object time stamps, earliest file format) under a temporary name beside it (StagedFile,
+//   core/atomic_file.hpp), close it, fsync it and rename it to `<path>`; then every rank opens it with the MPI-IO driver. From then on a write touches
 //   only raw bytes of preallocated datasets (independent I/O by whichever rank owns the data),
 //   so the HDF5 structure never changes again: a process killed at any instant leaves a valid
 //   file. The earliest format (superblock v0) has no "open for write" flag to block reopening.

@@ -1,12 +1,10 @@
 #include "io/synth.hpp"
 
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "io/safetensors_writer.hpp"
 
@@ -164,24 +162,6 @@ void prepare_folder(const std::string& folder) {
         LOFTQ_THROW(ConfigError, "option --output: cannot create ", folder, " (", ec.message(), ")");
 }
 
-void write_text_atomically(const std::string& path, const std::string& text) {
-    const std::string tmp = cat(fs::path(path).parent_path().string(), "/.",
-                                fs::path(path).filename().string(), ".tmp-", static_cast<long>(::getpid()));
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        out << text;
-        out.flush();
-        if (!out) {
-            std::remove(tmp.c_str());
-            LOFTQ_THROW(Error, "cannot write ", tmp);
-        }
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        LOFTQ_THROW(Error, "cannot rename ", tmp, " to ", path);
-    }
-}
-
 }  // namespace
 
 ModelConfig synth_model_config(const SynthOptions& opts) {
@@ -234,7 +214,7 @@ SynthSummary write_synthetic_checkpoint(const std::string& folder, const SynthOp
         writer.write(specs[ti].name, bytes.data(), bytes.size());
     }
     writer.finish();
-    write_text_atomically(folder + "/config.json", model_config_to_json(s.model).dump(2) + "\n");
+    write_file_atomically(folder + "/config.json", model_config_to_json(s.model).dump(2) + "\n");
     return s;
 }
 
