@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
 #include "io/export_format.hpp"
+#include "io/json_strict.hpp"
 #include "io/output_folder.hpp"
 #include "io/runfile.hpp"
 #include "io/safetensors_writer.hpp"
@@ -180,12 +181,7 @@ ExportOutcome export_run(const ExportRequest& req) {
     const RunFile run = RunFile::open_read(req.work_path);
     const RunLayout& layout = run.layout();
     if (layout.empty()) LOFTQ_THROW(InputError, "run file '", req.work_path, "' holds no matrices");
-    nlohmann::json options;
-    try {
-        options = nlohmann::json::parse(run.options_json());
-    } catch (const nlohmann::json::exception&) {
-        LOFTQ_THROW(InputError, "run file '", req.work_path, "': options are not JSON");
-    }
+    const nlohmann::json options = parse_strict_json(cat("run file '", req.work_path, "': options"), run.options_json());
     const Backbone bb = resolve_export_backbone(req.backbone, options, layout, req.work_path);
     const DType adapter_dtype = torch_dtype_to_dtype(req.adapter_dtype, "option --adapter-dtype");
 
@@ -357,7 +353,7 @@ void check_run_backbone(const Config& cfg) {
         m.double_quant = cfg.double_quant;
         layout.push_back(m);
     }
-    resolve_export_backbone(cfg.backbone, nlohmann::json::parse(run_options_json(cfg)), layout, "(this run)");
+    resolve_export_backbone(cfg.backbone, parse_strict_json("options of this run", run_options_json(cfg)), layout, "(this run)");
 }
 
 }  // namespace loftq
