@@ -5,12 +5,13 @@
 //   matrix is computed, so `RunFile::create` has rank 0 build the whole file serially (every
 //   group, every dataset at its final shape, contiguous, allocated early, never filled, no
 //   object time stamps, earliest file format) under a temporary name beside it (StagedFile,
-//   core/atomic_file.hpp), close it, fsync it and rename it to `<path>`; then every rank opens it with the MPI-IO driver. From then on a write touches
-//   only raw bytes of preallocated datasets (independent I/O by whichever rank owns the data),
-//   so the HDF5 structure never changes again: a process killed at any instant leaves a valid
-//   file. The earliest format (superblock v0) has no "open for write" flag to block reopening.
-//   We chose parallel HDF5 into one file over per-rank files merged later because with no
-//   metadata changes after create there is nothing to coordinate, and no merge step to crash.
+//   core/atomic_file.hpp), close it, fsync it and rename it to `<path>`; then every rank opens
+//   it with the MPI-IO driver. From then on a write touches only raw bytes of preallocated
+//   datasets (independent I/O by whichever rank owns the data), so the HDF5 structure never
+//   changes again: a process killed at any instant leaves a valid file. The earliest format
+//   (superblock v0) has no "open for write" flag to block reopening. We chose parallel HDF5
+//   into one file over per-rank files merged later because with no metadata changes after
+//   create there is nothing to coordinate, and no merge step to crash.
 // - Completion: `/complete` is uint8[n_matrices]; `mark_complete(i)` sets byte i and must be
 //   called only after every write of matrix i returned (for a split matrix: after all group
 //   members wrote their rows, e.g. after a barrier of the group). Resume redoes any matrix
