@@ -123,7 +123,8 @@ nlohmann::json read_json_file(const std::string& path, const char* what, uint64_
     if (::fstat(fd, &st) != 0) LOFTQ_THROW(InputError, path, ": cannot read: ", std::strerror(errno));
     if (!S_ISREG(st.st_mode)) LOFTQ_THROW(InputError, path, ": not a regular file (", file_kind(st.st_mode), ")");
     if (static_cast<uint64_t>(st.st_size) > max_bytes)
-        LOFTQ_THROW(InputError, path, ": ", st.st_size, " bytes, over the ", max_bytes, "-byte limit for a JSON ", what);
+        LOFTQ_THROW(InputError, path, ": ", st.st_size, " bytes, over the ", max_bytes, "-byte limit for a JSON ",
+                    what);
     // Read to end of file, but never past the bound: the file may grow while we read it.
     std::string text(static_cast<size_t>(st.st_size), '\0');
     size_t got = 0;

@@ -181,7 +181,8 @@ ExportOutcome export_run(const ExportRequest& req) {
     const RunFile run = RunFile::open_read(req.work_path);
     const RunLayout& layout = run.layout();
     if (layout.empty()) LOFTQ_THROW(InputError, "run file '", req.work_path, "' holds no matrices");
-    const nlohmann::json options = parse_strict_json(cat("run file '", req.work_path, "': options"), run.options_json());
+    const nlohmann::json options =
+        parse_strict_json(cat("run file '", req.work_path, "': options"), run.options_json());
     const Backbone bb = resolve_export_backbone(req.backbone, options, layout, req.work_path);
     const DType adapter_dtype = torch_dtype_to_dtype(req.adapter_dtype, "option --adapter-dtype");
 
@@ -353,7 +354,8 @@ void check_run_backbone(const Config& cfg) {
         m.double_quant = cfg.double_quant;
         layout.push_back(m);
     }
-    resolve_export_backbone(cfg.backbone, parse_strict_json("options of this run", run_options_json(cfg)), layout, "(this run)");
+    resolve_export_backbone(cfg.backbone, parse_strict_json("options of this run", run_options_json(cfg)), layout,
+                            "(this run)");
 }
 
 }  // namespace loftq
