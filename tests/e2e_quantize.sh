@@ -9,6 +9,7 @@
 #     uninterrupted run
 #  5. a failing rank (NaN in a weight) ends the whole job non-zero with a message, never a hang
 #  6. an existing run file without --resume, and --resume with other options, are refused
+#  (2 also checks the --log-json records and that no temporary file is left behind)
 set -euo pipefail
 bin=${LOFTQ_BINARY:?}
 src=${LOFTQ_SOURCE_DIR:?}
@@ -35,7 +36,17 @@ mpi 1 quantize --model "$model" --work "$tmp/peft.h5" --rank 8 --iters 5 --svd e
 ok "PEFT semantics match the numpy reference: $(tail -1 "$tmp/peft.cmp")"
 
 # 2. Our defaults never lose to QLoRA as loaded.
-mpi 2 quantize --model "$model" --work "$tmp/ours.h5" --rank 8 --iters 5 > "$tmp/ours.log" 2>&1 || { cat "$tmp/ours.log"; fail "quantize (defaults)"; }
+mpi 2 quantize --model "$model" --work "$tmp/ours.h5" --rank 8 --iters 5 --log-json "$tmp/ours.jsonl" > "$tmp/ours.log" 2>&1 || { cat "$tmp/ours.log"; fail "quantize (defaults)"; }
+# --log-json: one JSON line per matrix from both ranks, renamed into place, no temporary left.
+"$py" - "$tmp/ours.h5" "$tmp/ours.jsonl" <<'PY' || fail "--log-json log is not one JSON record per matrix"
+import json, sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    names = set(f["matrices"].keys())
+records = [json.loads(line) for line in open(sys.argv[2])]
+logged = sorted(r["matrix"] for r in records)
+sys.exit(0 if len(logged) == len(names) and set(logged) == names else 1)
+PY
+! compgen -G "$tmp/.ours.*" >/dev/null || fail "a temporary of the run file or the log was left behind"
 "$py" - "$tmp/ours.h5" <<'PY' || fail "a matrix is worse than QLoRA as loaded"
 import sys, h5py
 with h5py.File(sys.argv[1], "r") as f:

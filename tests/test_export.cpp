@@ -213,8 +213,9 @@ TEST(OutputFolder, AllOrNothing) {
         OutputFolder again(target, false);
         FAIL() << "an existing output was not refused";
     } catch (const ConfigError& e) {
-        EXPECT_NE(std::string(e.what()).find("--output"), std::string::npos);
-        EXPECT_NE(std::string(e.what()).find("--overwrite"), std::string::npos);
+        EXPECT_EQ(e.setting(), "output");  // the command line names it --output
+        EXPECT_NE(std::string(e.what()).find(target), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("only when overwriting is asked for"), std::string::npos) << e.what();
     }
     {
         OutputFolder out(target + "/", true);

@@ -1,6 +1,8 @@
 // ModelConfig: parsing real and hand-made config.json files, presets, rejections, round trip.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "core/error.hpp"
 #include "plan/model_config.hpp"
 #include "support/paths.hpp"
@@ -174,4 +176,32 @@ TEST(ModelConfig, RejectsUnreadableFiles) {
     } catch (const InputError& e) {
         EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos);
     }
+}
+
+// config.json is read as strictly as every other JSON: transformers' json.load would refuse a
+// BOM, and of two values for one key nlohmann silently keeps one.
+TEST(ModelConfig, RejectsDuplicateKeysBomAndNonFiles) {
+    auto message = [](const std::string& path) {
+        try {
+            read_model_config(path);
+        } catch (const InputError& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    const std::string good = loftq::testing::read_file(loftq::testing::stories_dir() + "/config.json");
+    loftq::testing::TempDir dup, bom, folder, missing;
+    loftq::testing::write_file(dup / "config.json", "{\"model_type\": \"llama\", " + good.substr(good.find('{') + 1));
+    std::string msg = message(dup.path());
+    EXPECT_NE(msg.find(dup / "config.json"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("duplicate key 'model_type'"), std::string::npos) << msg;
+    loftq::testing::write_file(bom / "config.json", "\xef\xbb\xbf" + good);
+    msg = message(bom.path());
+    EXPECT_NE(msg.find("byte order mark"), std::string::npos) << msg;
+    std::filesystem::create_directory(folder / "config.json");
+    msg = message(folder.path());
+    EXPECT_NE(msg.find(folder / "config.json"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("not a regular file (a folder)"), std::string::npos) << msg;
+    msg = message(missing.path());
+    EXPECT_NE(msg.find("No such file or directory (a model folder needs config.json)"), std::string::npos) << msg;
 }

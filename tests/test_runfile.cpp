@@ -56,7 +56,7 @@ TEST(RunFileChild, Worker) {
         for (size_t i = 0; i < layout.size(); ++i) {
             if (mode == "kill" && i == kill_at) {
                 const MatrixRecord rec = runfile_test_record(layout[i], i);
-                f.write_matrix_rows(i, runfile_rows(rec, 0, rec.rows / 2));
+                f.write_matrix_rows(i, runfile_rows(rec, 0, rec.layout.rows / 2));
                 f.write_matrix_common(i, rec);
                 raise(SIGKILL);
             }

@@ -46,8 +46,8 @@ Diff compare(const std::string& cpu_path, const std::string& gpu_path) {
     Diff d;
     for (size_t i = 0; i < cpu.layout().size(); ++i) {
         const MatrixRecord a = cpu.read_matrix(i), b = gpu.read_matrix(i);
-        SCOPED_TRACE(a.name);
-        EXPECT_EQ(a.name, b.name);
+        SCOPED_TRACE(a.layout.name);
+        EXPECT_EQ(a.layout.name, b.layout.name);
         EXPECT_EQ(a.chosen_iteration, b.chosen_iteration);
         EXPECT_EQ(a.codes.size(), b.codes.size());
         EXPECT_EQ(a.absmax.size(), b.absmax.size());

@@ -59,10 +59,7 @@ std::string inspect_listing(const Checkpoint& ck) {
 }
 
 nlohmann::json json_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) LOFTQ_THROW(InputError, path, ": missing or unreadable");
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return parse_strict_json(path, text.data(), text.size(), "file", "key");
+    return read_json_file(path, "file");
 }
 
 // The summary of an exported folder (backbone already validated by the listing).

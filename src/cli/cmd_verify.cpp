@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
-#include "io/output_folder.hpp"
 #include "runtime/collective.hpp"
 #include "runtime/verify_job.hpp"
 

@@ -35,18 +35,6 @@ bool plain_file_name(const std::string& s) {
            s.find('\\') == std::string::npos && s.find('\0') == std::string::npos;
 }
 
-std::string read_small_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) LOFTQ_THROW(InputError, path, ": cannot open: ", std::strerror(errno));
-    in.seekg(0, std::ios::end);
-    const auto size = static_cast<uint64_t>(in.tellg());
-    if (size > kMaxIndexBytes) LOFTQ_THROW(InputError, path, ": ", size, " bytes, larger than any index file");
-    in.seekg(0);
-    std::string text(size, '\0');
-    if (!in.read(text.data(), static_cast<std::streamsize>(size))) LOFTQ_THROW(InputError, path, ": cannot read");
-    return text;
-}
-
 }  // namespace
 
 struct Checkpoint::Impl {
@@ -83,8 +71,7 @@ void Checkpoint::Impl::open_single(const std::string& file) {
 }
 
 void Checkpoint::Impl::open_index(const std::string& folder) {
-    const std::string text = read_small_file(index_path);
-    const nlohmann::json root = parse_strict_json(index_path, text.data(), text.size(), "index", "key");
+    const nlohmann::json root = read_json_file(index_path, "index", kMaxIndexBytes);
     if (!root.is_object()) LOFTQ_THROW(InputError, index_path, ": not a JSON object");
     if (root.contains("metadata") && !root["metadata"].is_null()) {
         const nlohmann::json& meta = root["metadata"];

@@ -1,5 +1,11 @@
 #include "io/json_strict.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <vector>
@@ -42,6 +48,9 @@ nlohmann::json parse_strict_json(const std::string& file, const char* text, size
     // nlohmann stops at a NUL byte as if the input ended there: refuse it, so nothing is ignored.
     if (const void* nul = std::memchr(text, 0, size))
         LOFTQ_THROW(InputError, file, ": ", what, " holds a NUL byte (byte ", static_cast<const char*>(nul) - text, ")");
+    // nlohmann skips a leading BOM; RFC 8259 forbids it and Python's json.loads refuses it.
+    if (size >= 3 && bytes[0] == 0xef && bytes[1] == 0xbb && bytes[2] == 0xbf)
+        LOFTQ_THROW(InputError, file, ": ", what, " starts with a UTF-8 byte order mark (not allowed in JSON)");
     const size_t bad = first_invalid_utf8(bytes, size);
     if (bad != size) LOFTQ_THROW(InputError, file, ": ", what, " is not valid UTF-8 (byte ", bad, ")");
 
@@ -77,6 +86,63 @@ nlohmann::json parse_strict_json(const std::string& file, const char* text, size
     }
     if (!duplicate.empty()) LOFTQ_THROW(InputError, file, ": ", duplicate);
     return j;
+}
+
+nlohmann::json parse_strict_json(const std::string& where, const std::string& text) {
+    return parse_strict_json(where, text.data(), text.size(), "content", "key");
+}
+
+namespace {
+
+const char* file_kind(mode_t mode) {
+    if (S_ISDIR(mode)) return "a folder";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    return "not a plain file";
+}
+
+// Closes the descriptor on every path out of read_json_file.
+struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+};
+
+}  // namespace
+
+nlohmann::json read_json_file(const std::string& path, const char* what, uint64_t max_bytes) {
+    // stat first: open() of a FIFO with no writer blocks forever (STYLE.md 10).
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) LOFTQ_THROW(InputError, path, ": cannot open: ", std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) LOFTQ_THROW(InputError, path, ": not a regular file (", file_kind(st.st_mode), ")");
+    // O_NONBLOCK and a second check on the descriptor: the path may be swapped after the stat.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) LOFTQ_THROW(InputError, path, ": cannot open: ", std::strerror(errno));
+    const FdCloser closer{fd};
+    if (::fstat(fd, &st) != 0) LOFTQ_THROW(InputError, path, ": cannot read: ", std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) LOFTQ_THROW(InputError, path, ": not a regular file (", file_kind(st.st_mode), ")");
+    if (static_cast<uint64_t>(st.st_size) > max_bytes)
+        LOFTQ_THROW(InputError, path, ": ", st.st_size, " bytes, over the ", max_bytes, "-byte limit for a JSON ",
+                    what);
+    // Read to end of file, but never past the bound: the file may grow while we read it.
+    std::string text(static_cast<size_t>(st.st_size), '\0');
+    size_t got = 0;
+    for (;;) {
+        if (got == text.size()) {
+            if (text.size() > max_bytes) break;
+            text.resize(std::min<uint64_t>(max_bytes + 1, text.size() + 65536));
+        }
+        const ssize_t r = ::read(fd, text.data() + got, text.size() - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) LOFTQ_THROW(InputError, path, ": cannot read: ", std::strerror(errno));
+        if (r == 0) break;
+        got += static_cast<size_t>(r);
+    }
+    text.resize(got);
+    if (got > max_bytes)
+        LOFTQ_THROW(InputError, path, ": over the ", max_bytes, "-byte limit for a JSON ", what);
+    return parse_strict_json(path, text.data(), text.size(), what, "key");
 }
 
 }  // namespace loftq

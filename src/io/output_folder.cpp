@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 
 namespace fs = std::filesystem;
@@ -31,13 +32,6 @@ fs::path normalized(const std::string& path) {
     std::string p = path;
     while (p.size() > 1 && p.back() == '/') p.pop_back();
     return fs::path(p);
-}
-
-void sync_folder(const fs::path& folder) {
-    const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return;  // best effort: the data files themselves were synced
-    ::fsync(fd);
-    ::close(fd);
 }
 
 // Temporary siblings ".<name>.tmp-<host>-<pid>" of an earlier export on this host whose process
@@ -63,14 +57,14 @@ void remove_stale_siblings(const fs::path& parent, const std::string& name, cons
 OutputFolder::OutputFolder(const std::string& final_path, bool overwrite) : overwrite_(overwrite) {
     const fs::path target = normalized(final_path);
     if (target.empty() || target.filename().empty() || target.filename() == "." || target.filename() == "..")
-        LOFTQ_THROW(ConfigError, "option --output: '", final_path, "' does not name a folder");
+        LOFTQ_THROW_SETTING("output", "'", final_path, "' does not name a folder");
     final_ = target.string();
     std::error_code ec;
     const fs::path parent = target.parent_path();
     if (!parent.empty() && !fs::is_directory(parent, ec))
-        LOFTQ_THROW(ConfigError, "option --output: parent folder '", parent.string(), "' does not exist");
+        LOFTQ_THROW_SETTING("output", "parent folder '", parent.string(), "' does not exist");
     if (fs::exists(fs::symlink_status(target, ec)) && !overwrite)
-        LOFTQ_THROW(ConfigError, "option --output: '", final_, "' exists; add --overwrite to replace it");
+        LOFTQ_THROW_SETTING("output", "'", final_, "' exists; it is replaced only when overwriting is asked for");
     const std::string host = host_name();
     remove_stale_siblings(parent, target.filename().string(), host);
     temp_ = (parent / cat(".", target.filename().string(), ".tmp-", host, "-", static_cast<long>(::getpid()))).string();
@@ -93,7 +87,7 @@ void OutputFolder::commit() {
     std::string old;
     if (fs::exists(fs::symlink_status(target, ec))) {
         if (!overwrite_)  // appeared while we were writing
-            LOFTQ_THROW(ConfigError, "option --output: '", final_, "' exists; add --overwrite to replace it");
+            LOFTQ_THROW_SETTING("output", "'", final_, "' exists; it is replaced only when overwriting is asked for");
         old = (target.parent_path() / cat(".", target.filename().string(), ".old-", static_cast<long>(::getpid()))).string();
         fs::remove_all(old, ec);
         if (std::rename(final_.c_str(), old.c_str()) != 0)
@@ -106,41 +100,12 @@ void OutputFolder::commit() {
     }
     committed_ = true;
     if (!old.empty()) fs::remove_all(old, ec);
-    sync_folder(target.parent_path().empty() ? fs::path(".") : target.parent_path());
+    sync_folder(target.parent_path().empty() ? std::string(".") : target.parent_path().string());
 }
 
-void write_file_synced(const std::string& path, const std::string& bytes) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) LOFTQ_THROW(Error, "cannot create ", path, ": ", std::strerror(errno));
-    size_t done = 0;
-    while (done < bytes.size()) {
-        const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            const std::string why = std::strerror(errno);
-            ::close(fd);
-            LOFTQ_THROW(Error, "cannot write ", path, ": ", why);
-        }
-        done += static_cast<size_t>(w);
-    }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) LOFTQ_THROW(Error, "cannot write ", path, ": ", std::strerror(errno));
-}
-
-void write_file_atomically(const std::string& path, const std::string& bytes) {
-    const fs::path p(path);
-    const std::string tmp = (p.parent_path() / cat(".", p.filename().string(), ".tmp-", static_cast<long>(::getpid()))).string();
-    try {
-        write_file_synced(tmp, bytes);
-    } catch (...) {
-        std::remove(tmp.c_str());
-        throw;
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        const std::string why = std::strerror(errno);
-        std::remove(tmp.c_str());
-        LOFTQ_THROW(Error, "cannot rename ", tmp, " to ", path, ": ", why);
-    }
-}
+// A file-level temporary inside the temporary folder costs one rename, and keeps one code path
+// for writing and syncing output files.
+void write_file_synced(const std::string& path, const std::string& bytes) { write_file_atomically(path, bytes); }
 
 void copy_file_synced(const std::string& from, const std::string& to) {
     std::ifstream in(from, std::ios::binary);

@@ -37,12 +37,10 @@ private:
     bool committed_ = false;
 };
 
-// Files inside the temporary folder need no temporary names of their own (the folder is renamed
-// whole); these write and fsync them. Error naming the file on any failure.
+// Write and fsync a file inside the temporary folder: write_file_atomically (core/atomic_file.hpp),
+// so a failure leaves no half-written file even before the folder is removed. Error naming the
+// file on any failure. A file outside any OutputFolder uses write_file_atomically directly.
 void write_file_synced(const std::string& path, const std::string& bytes);
 void copy_file_synced(const std::string& from, const std::string& to);
-// A file outside any OutputFolder (e.g. verify --json): written to ".<name>.tmp-<pid>" beside
-// it, fsynced, renamed over `path`; the temporary is removed on failure.
-void write_file_atomically(const std::string& path, const std::string& bytes);
 
 }  // namespace loftq

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "io/h5_attr.hpp"
 #include "io/runfile_schema.hpp"
@@ -135,15 +136,15 @@ RunFile RunFile::create(MPI_Comm comm, const std::string& path, const std::strin
     validate_layout(layout);  // same verdict on every rank, no communication needed
     int rank = 0;
     MPI_CHECK(MPI_Comm_rank(comm, &rank));
-    const std::string partial = path + ".partial";
     std::string failure;
     if (rank == 0) {
         try {
-            build_run_file(partial, options_json, layout);
-            if (std::rename(partial.c_str(), path.c_str()) != 0)
-                LOFTQ_THROW(InputError, "run file ", path, ": cannot rename ", partial, " to it");
+            // HDF5 creates the file by name: build it under the temporary, then rename it whole,
+            // so a killed job never leaves a run file without its layout.
+            StagedFile staged(path);
+            build_run_file(staged.temp_path(), options_json, layout);
+            staged.commit();
         } catch (const std::exception& e) {
-            std::remove(partial.c_str());
             failure = e.what();
             if (failure.empty()) failure = "unknown error";
         }

@@ -4,13 +4,14 @@
 // - ALL metadata is written once, up front. The plan fixes every dataset's shape before any
 //   matrix is computed, so `RunFile::create` has rank 0 build the whole file serially (every
 //   group, every dataset at its final shape, contiguous, allocated early, never filled, no
-//   object time stamps, earliest file format) under `<path>.partial`, close it and rename it to
-//   `<path>`; then every rank opens it with the MPI-IO driver. From then on a write touches
-//   only raw bytes of preallocated datasets (independent I/O by whichever rank owns the data),
-//   so the HDF5 structure never changes again: a process killed at any instant leaves a valid
-//   file. The earliest format (superblock v0) has no "open for write" flag to block reopening.
-//   We chose parallel HDF5 into one file over per-rank files merged later because with no
-//   metadata changes after create there is nothing to coordinate, and no merge step to crash.
+//   object time stamps, earliest file format) under a temporary name beside it (StagedFile,
+//   core/atomic_file.hpp), close it, fsync it and rename it to `<path>`; then every rank opens
+//   it with the MPI-IO driver. From then on a write touches only raw bytes of preallocated
+//   datasets (independent I/O by whichever rank owns the data), so the HDF5 structure never
+//   changes again: a process killed at any instant leaves a valid file. The earliest format
+//   (superblock v0) has no "open for write" flag to block reopening. We chose parallel HDF5
+//   into one file over per-rank files merged later because with no metadata changes after
+//   create there is nothing to coordinate, and no merge step to crash.
 // - Completion: `/complete` is uint8[n_matrices]; `mark_complete(i)` sets byte i and must be
 //   called only after every write of matrix i returned (for a split matrix: after all group
 //   members wrote their rows, e.g. after a barrier of the group). Resume redoes any matrix
@@ -80,13 +81,7 @@ inline constexpr std::array<const char*, 10> kDeterministicDatasets = {
 // [nblocks] (double quant); nested_absmax [ceil(nblocks/256)] (double quant); A [rank*cols];
 // B [rows*rank]; iteration_error [iters].
 struct MatrixRecord {
-    std::string name;
-    int64_t rows = 0, cols = 0;
-    int bits = 0;
-    std::string format;
-    int64_t blocksize = 0;
-    int64_t rank = 0;
-    bool double_quant = false;
+    MatrixLayout layout;  // which matrix, in what form (its group's attributes)
     std::vector<uint8_t> codes;
     std::vector<float> absmax;
     std::vector<uint8_t> absmax_codes;
@@ -103,9 +98,6 @@ struct MatrixRecord {
     int32_t owner_count = 1;
 };
 
-// A record with m's header fields (name, rows, cols, bits, format, blocksize, rank,
-// double_quant) set and no data.
-MatrixRecord record_header(const MatrixLayout& m);
 
 // The row-shard part of a split matrix: rows [row_begin, row_end). row_begin * cols must be a
 // multiple of blocksize (and give whole code bytes), row_end too unless row_end == rows.
@@ -130,7 +122,7 @@ public:
                           const RunLayout& layout);
     // Collective over comm: opens an existing run file for `--resume`. Throws InputError naming
     // the file if it is missing, not HDF5, truncated or not a run file; ConfigError naming the
-    // file and the first differing option ("--rank: run file X has 64, command line has 32")
+    // file and the first differing setting (setting "rank": "run file X has 64, this run has 32")
     // or matrix layout field.
     static RunFile open_existing(MPI_Comm comm, const std::string& path,
                                  const std::string& options_json, const RunLayout& layout);

@@ -23,19 +23,6 @@ int64_t row_elements(const DatasetShape& shape) {
 
 }  // namespace
 
-MatrixRecord record_header(const MatrixLayout& m) {
-    MatrixRecord r;
-    r.name = m.name;
-    r.rows = m.rows;
-    r.cols = m.cols;
-    r.bits = m.bits;
-    r.format = m.format;
-    r.blocksize = m.blocksize;
-    r.rank = m.rank;
-    r.double_quant = m.double_quant;
-    return r;
-}
-
 void RunFile::write_part(size_t index, int which, int64_t row0, int64_t nrows, const void* data,
                          size_t count) {
     const hid_t ds = dataset(index, which);
@@ -112,7 +99,7 @@ void RunFile::write_matrix_rows(size_t index, const MatrixRows& r) {
 void RunFile::write_matrix_common(size_t index, const MatrixRecord& r) {
     LOFTQ_CHECK(index < layout_.size(), "matrix index ", index, " of ", layout_.size());
     const MatrixLayout& m = layout_[index];
-    LOFTQ_CHECK(r.name == m.name, "record '", r.name, "' written to matrix '", m.name, "'");
+    LOFTQ_CHECK(r.layout.name == m.name, "record '", r.layout.name, "' written to matrix '", m.name, "'");
     write_part(index, kA, 0, m.rank, r.A.data(), r.A.size());
     if (m.double_quant) {
         const int64_t nested = (m.nblocks + kNestedBlocksize - 1) / kNestedBlocksize;
@@ -134,10 +121,7 @@ void RunFile::write_matrix_common(size_t index, const MatrixRecord& r) {
 void RunFile::write_matrix(size_t index, const MatrixRecord& r) {
     LOFTQ_CHECK(index < layout_.size(), "matrix index ", index, " of ", layout_.size());
     const MatrixLayout& m = layout_[index];
-    LOFTQ_CHECK(r.name == m.name && r.rows == m.rows && r.cols == m.cols && r.bits == m.bits &&
-                    r.format == m.format && r.blocksize == m.blocksize && r.rank == m.rank &&
-                    r.double_quant == m.double_quant,
-                "record '", r.name, "' does not match the layout of matrix '", m.name, "'");
+    LOFTQ_CHECK(r.layout == m, "record '", r.layout.name, "' does not match the layout of matrix '", m.name, "'");
     const bool dq = m.double_quant;
     LOFTQ_CHECK(dq ? r.absmax.empty() : r.absmax_codes.empty(), "matrix '", m.name,
                 "': absmax and absmax_codes given for the wrong double-quant setting");
@@ -173,7 +157,8 @@ bool RunFile::is_complete(size_t index) const {
 MatrixRecord RunFile::read_matrix(size_t index) const {
     LOFTQ_CHECK(index < layout_.size(), "matrix index ", index, " of ", layout_.size());
     const MatrixLayout& m = layout_[index];
-    MatrixRecord r = record_header(m);
+    MatrixRecord r;
+    r.layout = m;
     r.codes.resize(m.codes_bytes);
     read_whole(index, kCodes, r.codes.data(), r.codes.size());
     if (m.double_quant) {

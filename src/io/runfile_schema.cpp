@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "io/h5_attr.hpp"
+#include "io/json_strict.hpp"
 
 namespace loftq::runfile_schema {
 
@@ -192,17 +193,8 @@ std::string show(const nlohmann::json& v) {
 
 void compare_options(const std::string& path, const std::string& stored,
                      const std::string& given) {
-    nlohmann::json s, g;
-    try {
-        s = nlohmann::json::parse(stored);
-    } catch (const std::exception&) {
-        LOFTQ_THROW(InputError, "run file ", path, " is damaged: its options are not JSON");
-    }
-    try {
-        g = nlohmann::json::parse(given);
-    } catch (const std::exception& e) {
-        LOFTQ_THROW(Error, "run file options are not JSON: ", e.what());
-    }
+    const nlohmann::json s = parse_strict_json(cat("run file ", path, " is damaged: its options"), stored);
+    const nlohmann::json g = parse_strict_json("options of this run", given);
     if (!s.is_object() || !g.is_object())
         LOFTQ_THROW(InputError, "run file ", path, ": options must be a JSON object");
     std::set<std::string> keys;

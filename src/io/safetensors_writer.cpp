@@ -1,11 +1,7 @@
 #include "io/safetensors_writer.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -17,38 +13,6 @@ namespace loftq {
 namespace {
 
 constexpr const char* kIndexName = "model.safetensors.index.json";
-
-// ".NAME.tmp-<pid>" next to NAME, so the rename stays inside one file system.
-std::string temp_name_for(const std::string& path) {
-    const size_t slash = path.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
-    const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
-    return cat(dir, ".", base, ".tmp-", static_cast<long>(::getpid()));
-}
-
-std::string errno_text() { return std::strerror(errno); }
-
-void rename_or_throw(const std::string& from, const std::string& to) {
-    if (std::rename(from.c_str(), to.c_str()) != 0)
-        LOFTQ_THROW(Error, "cannot rename ", from, " to ", to, ": ", errno_text());
-}
-
-void write_text_file(const std::string& path, const std::string& text) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) LOFTQ_THROW(Error, "cannot create ", path, ": ", errno_text());
-    size_t done = 0;
-    while (done < text.size()) {
-        const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            const std::string why = errno_text();
-            ::close(fd);
-            LOFTQ_THROW(Error, "cannot write ", path, ": ", why);
-        }
-        done += static_cast<size_t>(w);
-    }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) LOFTQ_THROW(Error, "cannot write ", path, ": ", errno_text());
-}
 
 bool valid_utf8(const std::string& s) {
     return first_invalid_utf8(reinterpret_cast<const unsigned char*>(s.data()), s.size()) == s.size();
@@ -103,36 +67,14 @@ std::string safetensors_header(const std::vector<TensorSpec>& specs, const Tenso
 }
 
 SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> specs, TensorMetadata metadata)
-    : path_(std::move(path)), temp_path_(temp_name_for(path_)), specs_(std::move(specs)) {
-    check_specs(specs_, metadata, path_);
+    : path_(std::move(path)), specs_(std::move(specs)) {
+    check_specs(specs_, metadata, path_);  // before the temporary exists: a refusal leaves nothing
     const std::string header = safetensors_header(specs_, metadata);
-    fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) LOFTQ_THROW(Error, "cannot create ", temp_path_, ": ", errno_text());
-    try {
-        write_all(header.data(), header.size());
-    } catch (...) {
-        ::close(fd_);
-        ::unlink(temp_path_.c_str());
-        throw;
-    }
+    file_.emplace(path_);
+    file_->write(header);
 }
 
-SafetensorsWriter::~SafetensorsWriter() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(temp_path_.c_str());
-}
-
-void SafetensorsWriter::write_all(const void* data, uint64_t nbytes) {
-    const auto* p = static_cast<const char*>(data);
-    while (nbytes > 0) {
-        const size_t chunk = static_cast<size_t>(std::min<uint64_t>(nbytes, uint64_t{1} << 30));
-        const ssize_t w = ::write(fd_, p, chunk);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) LOFTQ_THROW(Error, "cannot write ", temp_path_, ": ", errno_text());
-        p += w;
-        nbytes -= static_cast<uint64_t>(w);
-    }
-}
+SafetensorsWriter::~SafetensorsWriter() = default;  // file_ removes its temporary unless committed
 
 void SafetensorsWriter::write(const std::string& name, const void* data, uint64_t nbytes) {
     if (next_ < specs_.size() && part_ == 0 && name == specs_[next_].name && nbytes != specs_[next_].nbytes()) {
@@ -159,7 +101,7 @@ void SafetensorsWriter::append(const std::string& name, const void* data, uint64
         LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), ": ", part_ + nbytes, " bytes written, dtype ",
                     dtype_name(s.dtype), " shape ", shape_string(s.shape), " needs ", need);
     if (nbytes > 0 && data == nullptr) LOFTQ_THROW(Error, path_, ": tensor ", quoted_name(name), ": null data");
-    write_all(data, nbytes);
+    file_->write(data, static_cast<size_t>(nbytes));
     part_ += nbytes;
     if (part_ == need) {
         ++next_;
@@ -172,21 +114,14 @@ void SafetensorsWriter::close() {
     if (next_ != specs_.size())
         LOFTQ_THROW(Error, path_, ": closed after ", next_, " of ", specs_.size(), " tensors (next ",
                     quoted_name(specs_[next_].name), ")");
-    const int fd = fd_;
-    fd_ = -1;
-    if (::fsync(fd) != 0) {
-        const std::string why = errno_text();
-        ::close(fd);
-        LOFTQ_THROW(Error, "cannot write ", temp_path_, ": ", why);
-    }
-    if (::close(fd) != 0) LOFTQ_THROW(Error, "cannot write ", temp_path_, ": ", errno_text());
+    file_->close();
     closed_ = true;
 }
 
 void SafetensorsWriter::commit() {
     if (!closed_) LOFTQ_THROW(Error, path_, ": commit before close");
     if (committed_) return;
-    rename_or_throw(temp_path_, path_);
+    file_->commit();
     committed_ = true;
 }
 
@@ -290,24 +225,16 @@ void ShardedSafetensorsWriter::finish() {
     }
     current_->close();
     done_.push_back(std::move(current_));
-    std::string index_tmp, index_path;
+    // The index is written before any shard is renamed, so a full disk stops the set before a
+    // reader can see shards without their index.
+    std::optional<AtomicFileWriter> index;
     if (plan_.size() > 1) {
-        index_path = folder_ + "/" + kIndexName;
-        index_tmp = temp_name_for(index_path);
-        try {
-            write_text_file(index_tmp, safetensors_index_json(specs_, plan_));
-        } catch (...) {
-            ::unlink(index_tmp.c_str());
-            throw;
-        }
+        index.emplace(folder_ + "/" + kIndexName);
+        index->write(safetensors_index_json(specs_, plan_));
+        index->close();
     }
-    try {
-        for (auto& w : done_) w->commit();
-        if (!index_tmp.empty()) rename_or_throw(index_tmp, index_path);
-    } catch (...) {
-        if (!index_tmp.empty()) ::unlink(index_tmp.c_str());
-        throw;
-    }
+    for (auto& w : done_) w->commit();
+    if (index) index->commit();
     finished_ = true;
 }
 

@@ -14,9 +14,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "core/atomic_file.hpp"
 #include "io/safetensors.hpp"
 
 namespace loftq {
@@ -58,16 +60,13 @@ public:
     void commit();
 
     const std::string& path() const { return path_; }
-    const std::string& temp_path() const { return temp_path_; }
+    const std::string& temp_path() const { return file_->temp_path(); }
     size_t tensors_written() const { return next_; }
 
 private:
-    void write_all(const void* data, uint64_t nbytes);
-
     std::string path_;
-    std::string temp_path_;
     std::vector<TensorSpec> specs_;
-    int fd_ = -1;
+    std::optional<AtomicFileWriter> file_;  // engaged once the specs are checked
     size_t next_ = 0;
     uint64_t part_ = 0;  // bytes of specs_[next_] written so far
     bool closed_ = false;

@@ -158,7 +158,7 @@ std::unique_ptr<LinalgBackend> make_cpu_backend() { return std::make_unique<CpuB
 
 #ifndef LOFTQ_HAVE_CUDA
 std::unique_ptr<LinalgBackend> make_cuda_backend(int) {
-    LOFTQ_THROW(NotImplemented, "--device cuda: this loftq was built without CUDA");
+    LOFTQ_THROW(NotImplemented, "the CUDA device: this loftq was built without CUDA");
 }
 int cuda_device_count() { return 0; }
 void* cuda_backend_stream(LinalgBackend& be) {
@@ -170,7 +170,7 @@ std::unique_ptr<LinalgBackend> make_backend(const std::string& name, int device)
     if (name == "cpu") return make_cpu_backend();
     if (name == "cuda") return make_cuda_backend(device);
     if (name == "auto") return cuda_device_present() ? make_cuda_backend(device) : make_cpu_backend();
-    LOFTQ_THROW(ConfigError, "--device: unknown device '", name, "' (expected auto, cpu or cuda)");
+    LOFTQ_THROW_SETTING("device", "unknown device '", name, "' (expected auto, cpu or cuda)");
 }
 
 }  // namespace loftq

@@ -273,7 +273,7 @@ private:
 std::unique_ptr<LinalgBackend> make_cuda_backend(int device) {
     const int count = cuda_device_count();
     if (device < 0 || device >= count)
-        LOFTQ_THROW(BackendError, "--device cuda: device ", device, " requested, ", count,
+        LOFTQ_THROW(BackendError, "CUDA device ", device, " requested, ", count,
                     " visible [", process_tag(), "]");
     return std::make_unique<CudaBackend>(device);
 }

@@ -1,9 +1,12 @@
 #include "plan/model_config.hpp"
 
-#include <fstream>
 #include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include "core/error.hpp"
+#include "io/json_strict.hpp"
 
 namespace loftq {
 namespace {
@@ -133,15 +136,11 @@ ModelConfig parse_model_config(const json& doc, const std::string& file) {
 
 ModelConfig read_model_config(const std::string& path) {
     const std::string file = is_directory(path) ? path + "/config.json" : path;
-    std::ifstream in(file, std::ios::binary);
-    if (!in) LOFTQ_THROW(InputError, file, ": cannot open (a model folder needs config.json)");
-    json doc;
-    try {
-        doc = json::parse(in);
-    } catch (const json::exception& e) {
-        LOFTQ_THROW(InputError, file, ": not valid JSON (", e.what(), ")");
-    }
-    return parse_model_config(doc, file);
+    // The hint is for the common mistake; read_json_file words every other failure.
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0)
+        LOFTQ_THROW(InputError, file, ": cannot open: ", std::strerror(errno), " (a model folder needs config.json)");
+    return parse_model_config(read_json_file(file, "file"), file);
 }
 
 const std::vector<std::string>& preset_names() {

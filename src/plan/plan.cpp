@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
 #include "plan/distribution.hpp"
+#include "io/json_strict.hpp"
 
 namespace loftq {
 namespace {
@@ -197,7 +198,7 @@ std::string Plan::to_json() const {
 Plan Plan::from_json(const std::string& bytes, const std::string& what) {
     Plan p;
     try {
-        const json j = json::parse(bytes);
+        const json j = parse_strict_json(what, bytes);  // InputError naming `what` passes through
         if (j.at("format") != "loftq-plan-1") LOFTQ_THROW(InputError, what, ": not a loftq plan");
         p.model = parse_model_config(j.at("model"), what);
         p.model.source = nullptr;

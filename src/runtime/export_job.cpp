@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
 #include "io/export_format.hpp"
+#include "io/json_strict.hpp"
 #include "io/output_folder.hpp"
 #include "io/runfile.hpp"
 #include "io/safetensors_writer.hpp"
@@ -83,12 +84,13 @@ void check_record(const MatrixRecord& r, const MatrixLayout& m, const std::strin
 nlohmann::json report_matrix(const MatrixRecord& r) {
     nlohmann::json timings;
     for (size_t p = 0; p < kTimingPhases.size(); ++p) timings[kTimingPhases[p]] = r.timings[p];
-    return {{"name", r.name},
-            {"shape", {r.rows, r.cols}},
-            {"bits", r.bits},
-            {"format", r.format},
-            {"blocksize", r.blocksize},
-            {"rank", r.rank},
+    const MatrixLayout& m = r.layout;
+    return {{"name", m.name},
+            {"shape", {m.rows, m.cols}},
+            {"bits", m.bits},
+            {"format", m.format},
+            {"blocksize", m.blocksize},
+            {"rank", m.rank},
             {"qlora_error", r.qlora_error},
             {"loftq_error", r.loaded_error},
             {"chosen_iteration", r.chosen_iteration},

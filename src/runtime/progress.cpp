@@ -3,8 +3,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 
 namespace loftq {
@@ -46,20 +46,17 @@ ProgressReporter::ProgressReporter(MPI_Comm comm, int64_t total_matrices, double
       last_print_(start_) {
     MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
     if (rank_ == 0 && !log_json_path.empty()) {
-        log_path_ = log_json_path;
-        log_tmp_path_ = log_json_path + ".tmp";
-        log_.open(log_tmp_path_, std::ios::trunc);
-        if (!log_) LOFTQ_THROW(InputError, "--log-json: cannot write ", log_tmp_path_);
+        try {
+            log_.emplace(log_json_path);
+        } catch (const Error& e) {
+            LOFTQ_THROW(InputError, "per-matrix log: ", e.what());
+        }
     }
 }
 
 ProgressReporter::~ProgressReporter() {
-    // A run that did not reach finish() leaves no log behind under the final name.
-    if (log_.is_open()) {
-        log_.close();
-        std::error_code ec;
-        std::filesystem::remove(log_tmp_path_, ec);
-    }
+    // A run that did not reach finish() leaves no log behind under the final name: log_'s
+    // destructor removes its temporary.
 }
 
 std::string ProgressReporter::format_line(int64_t done, int64_t total, double done_bytes, double total_bytes,
@@ -80,7 +77,12 @@ void ProgressReporter::absorb(double bytes, bool counts_as_matrix, const std::st
     ++received_records_;
     done_bytes_ += bytes;
     if (counts_as_matrix) ++done_matrices_;
-    if (log_.is_open()) log_ << record << '\n';
+    if (!log_) return;
+    try {
+        log_->write(record + '\n');
+    } catch (const Error& e) {
+        LOFTQ_THROW(InputError, "per-matrix log: ", e.what());
+    }
 }
 
 void ProgressReporter::maybe_print(bool force) {
@@ -137,10 +139,12 @@ void ProgressReporter::finish() {
             poll();
         }
         maybe_print(true);
-        if (log_.is_open()) {
-            log_.close();
-            if (!log_) LOFTQ_THROW(InputError, "--log-json: write to ", log_tmp_path_, " failed");
-            std::filesystem::rename(log_tmp_path_, log_path_);
+        if (log_) {
+            try {
+                log_->commit();
+            } catch (const Error& e) {
+                LOFTQ_THROW(InputError, "per-matrix log: ", e.what());
+            }
         }
     } else if (!pending_.empty()) {
         MPI_CHECK(MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE));

@@ -12,9 +12,11 @@
 
 #include <chrono>
 #include <cstdint>
-#include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "core/atomic_file.hpp"
 
 namespace loftq {
 
@@ -59,8 +61,7 @@ private:
     double print_interval_s_;
     std::chrono::steady_clock::time_point start_;
     std::chrono::steady_clock::time_point last_print_;
-    std::ofstream log_;
-    std::string log_path_, log_tmp_path_;
+    std::optional<AtomicFileWriter> log_;  // rank 0 with --log-json: lines go out as they come
     std::vector<MPI_Request> pending_;
     std::vector<std::vector<char>> pending_buffers_;
 };

@@ -110,7 +110,8 @@ struct Worker {
 
     MatrixRecord common_record(const MatrixPlan& m, const LoftqResult& r, const PhaseTimes& t,
                                int owner_first, int owner_count) const {
-        MatrixRecord rec = record_header(layout[static_cast<size_t>(m.index)]);
+        MatrixRecord rec;
+        rec.layout = layout[static_cast<size_t>(m.index)];
         rec.A = r.A;
         rec.qlora_error = r.qlora_error;
         rec.iteration_error = r.iteration_error;

@@ -24,11 +24,11 @@ void print_run_summary(const std::string& work_path) {
         }
         const MatrixRecord r = run.read_matrix(i);
         char shape[32];
-        std::snprintf(shape, sizeof shape, "%lldx%lld", static_cast<long long>(r.rows), static_cast<long long>(r.cols));
+        std::snprintf(shape, sizeof shape, "%lldx%lld", static_cast<long long>(r.layout.rows), static_cast<long long>(r.layout.cols));
         const double gain = r.qlora_error > 0 ? 100.0 * (1.0 - r.loaded_error / r.qlora_error) : 0.0;
-        std::printf("%-52s %13s %4d %10.6f %10.6f %6.1f%% %4d%s\n", r.name.c_str(), shape, r.bits, r.qlora_error,
+        std::printf("%-52s %13s %4d %10.6f %10.6f %6.1f%% %4d%s\n", r.layout.name.c_str(), shape, r.layout.bits, r.qlora_error,
                     r.loaded_error, gain, r.chosen_iteration, r.loaded_error > r.qlora_error ? "  WORSE" : "");
-        done.push_back({{"shape", {r.rows, r.cols}}, {"qlora_error", r.qlora_error}, {"loftq_error", r.loaded_error}});
+        done.push_back({{"shape", {r.layout.rows, r.layout.cols}}, {"qlora_error", r.qlora_error}, {"loftq_error", r.loaded_error}});
     }
     if (done.empty()) return;
     // The same totals as export's report.json and verify: the mean, and the RMS weighted by size.

@@ -1,12 +1,10 @@
 #include "runtime/synth.hpp"
 
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
+#include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "io/safetensors_writer.hpp"
 
@@ -144,49 +142,31 @@ const char* torch_dtype_of(DType t) {
     case DType::BF16: return "bfloat16";
     case DType::F16: return "float16";
     case DType::F32: return "float32";
-    default: LOFTQ_THROW(ConfigError, "option --dtype: ", dtype_name(t), " is not bf16, fp16 or fp32");
+    default: LOFTQ_THROW_SETTING("dtype", dtype_name(t), " is not bf16, fp16 or fp32");
     }
 }
 
 void prepare_folder(const std::string& folder) {
     std::error_code ec;
     if (fs::exists(folder, ec)) {
-        if (!fs::is_directory(folder, ec)) LOFTQ_THROW(ConfigError, "option --output: ", folder, " is not a folder");
+        if (!fs::is_directory(folder, ec)) LOFTQ_THROW_SETTING("output", folder, " is not a folder");
         for (const auto& e : fs::directory_iterator(folder, ec)) {
             const std::string n = e.path().filename().string();
             if (n == "config.json" || n.find(".safetensors") != std::string::npos)
-                LOFTQ_THROW(ConfigError, "option --output: ", folder, " already holds a checkpoint (", n,
+                LOFTQ_THROW_SETTING("output", folder, " already holds a checkpoint (", n,
                             "); choose a new or empty folder");
         }
         return;
     }
     if (!fs::create_directory(folder, ec))
-        LOFTQ_THROW(ConfigError, "option --output: cannot create ", folder, " (", ec.message(), ")");
-}
-
-void write_text_atomically(const std::string& path, const std::string& text) {
-    const std::string tmp = cat(fs::path(path).parent_path().string(), "/.",
-                                fs::path(path).filename().string(), ".tmp-", static_cast<long>(::getpid()));
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        out << text;
-        out.flush();
-        if (!out) {
-            std::remove(tmp.c_str());
-            LOFTQ_THROW(Error, "cannot write ", tmp);
-        }
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        LOFTQ_THROW(Error, "cannot rename ", tmp, " to ", path);
-    }
+        LOFTQ_THROW_SETTING("output", "cannot create ", folder, " (", ec.message(), ")");
 }
 
 }  // namespace
 
 ModelConfig synth_model_config(const SynthOptions& opts) {
     ModelConfig m = preset_model_config(opts.preset);
-    if (opts.layers < 0) LOFTQ_THROW(ConfigError, "option --layers: must be >= 0, got ", opts.layers);
+    if (opts.layers < 0) LOFTQ_THROW_SETTING("layers", "must be >= 0, got ", opts.layers);
     if (opts.layers > 0) m.num_hidden_layers = opts.layers;
     m.torch_dtype = torch_dtype_of(opts.dtype);
     return m;
@@ -234,7 +214,7 @@ SynthSummary write_synthetic_checkpoint(const std::string& folder, const SynthOp
         writer.write(specs[ti].name, bytes.data(), bytes.size());
     }
     writer.finish();
-    write_text_atomically(folder + "/config.json", model_config_to_json(s.model).dump(2) + "\n");
+    write_file_atomically(folder + "/config.json", model_config_to_json(s.model).dump(2) + "\n");
     return s;
 }
 

@@ -20,14 +20,11 @@ namespace fs = std::filesystem;
 namespace loftq {
 namespace {
 
-nlohmann::json read_json_file(const std::string& path, bool required) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        if (required) LOFTQ_THROW(InputError, path, ": missing or unreadable");
-        return nullptr;
-    }
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return parse_strict_json(path, text.data(), text.size(), "file", "key");
+// report.json is optional (an older export has none); anything else wrong with it is an error.
+nlohmann::json read_optional_json_file(const std::string& path) {
+    std::error_code ec;
+    if (!fs::exists(fs::symlink_status(path, ec))) return nullptr;
+    return read_json_file(path, "file");
 }
 
 template <typename T>
@@ -195,9 +192,9 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
     const std::string adapter_dir = output_dir + "/loftq_init";
     const std::string acfg_path = adapter_dir + "/adapter_config.json";
     const std::string afile_path = adapter_dir + "/adapter_model.safetensors";
-    const nlohmann::json config = read_json_file(config_path, true);
-    const nlohmann::json acfg = read_json_file(acfg_path, true);
-    const nlohmann::json report = read_json_file(output_dir + "/report.json", false);
+    const nlohmann::json config = read_json_file(config_path, "file");
+    const nlohmann::json acfg = read_json_file(acfg_path, "file");
+    const nlohmann::json report = read_optional_json_file(output_dir + "/report.json");
 
     const bool bnb4 = config.is_object() && config.contains("quantization_config");
     bool load_dq = false;

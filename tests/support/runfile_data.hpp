@@ -64,7 +64,8 @@ inline float runfile_float(uint64_t h) {
 }
 
 inline MatrixRecord runfile_test_record(const MatrixLayout& m, size_t index) {
-    MatrixRecord r = record_header(m);
+    MatrixRecord r;
+    r.layout = m;
     r.codes.resize(m.codes_bytes);
     for (size_t i = 0; i < r.codes.size(); ++i) r.codes[i] = uint8_t(runfile_value(index, 0, i));
     if (m.double_quant) {
@@ -97,15 +98,15 @@ inline MatrixRows runfile_rows(const MatrixRecord& r, int64_t row_begin, int64_t
     MatrixRows s;
     s.row_begin = row_begin;
     s.row_end = row_end;
-    const auto e0 = row_begin * r.cols, e1 = row_end * r.cols;
-    const auto byte = [&](int64_t e) { return e == r.rows * r.cols ? int64_t(r.codes.size()) : e * r.bits / 8; };
-    const auto block = [&](int64_t e) { return (e + r.blocksize - 1) / r.blocksize; };
+    const auto e0 = row_begin * r.layout.cols, e1 = row_end * r.layout.cols;
+    const auto byte = [&](int64_t e) { return e == r.layout.rows * r.layout.cols ? int64_t(r.codes.size()) : e * r.layout.bits / 8; };
+    const auto block = [&](int64_t e) { return (e + r.layout.blocksize - 1) / r.layout.blocksize; };
     s.codes.assign(r.codes.begin() + byte(e0), r.codes.begin() + byte(e1));
-    if (r.double_quant)
+    if (r.layout.double_quant)
         s.absmax_codes.assign(r.absmax_codes.begin() + block(e0), r.absmax_codes.begin() + block(e1));
     else
         s.absmax.assign(r.absmax.begin() + block(e0), r.absmax.begin() + block(e1));
-    s.B.assign(r.B.begin() + row_begin * r.rank, r.B.begin() + row_end * r.rank);
+    s.B.assign(r.B.begin() + row_begin * r.layout.rank, r.B.begin() + row_end * r.layout.rank);
     return s;
 }
 
