@@ -193,7 +193,6 @@ double LoftqOptions::lora_scaling() const {
     return rslora ? lora_alpha / std::sqrt(r) : lora_alpha / r;
 }
 
-
 LoftqResult run_loftq(LinalgBackend& be, const std::string& name, const float* w, int64_t rows,
                       int64_t cols, const LoftqOptions& opt) {
     return run_loftq_sharded(be, nullptr, ShardLayout::single(rows), name, {ShardInput{0, rows, w}},
@@ -206,7 +205,8 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
     if (opt.iters < 1) LOFTQ_THROW_SETTING("iters", "LoftQ needs at least 1 iteration, got ", opt.iters);
     const bool sharded = layout.count() > 1 || (comm && comm->size() > 1);
     if (sharded && opt.quant.double_quant)
-        LOFTQ_THROW(NotImplemented, "'", name, "': --double-quant on a split matrix (raise --split-threshold)");
+        LOFTQ_THROW(NotImplemented, "'", name, "': double quantization of a split matrix (raise the split "
+                    "threshold so that it runs whole)");
 
     LoftqResult out;
     ShardSum shard_sum(be, comm, layout);
