@@ -4,7 +4,10 @@
 //   documented keys, consistent with what the run file stores for that matrix (loaded error,
 //   chosen iteration), and records of both ranks arrive in rank 0's file;
 // - written atomically: no FILE.tmp after a successful run, and after a run that fails midway
-//   (a NaN in one weight) neither FILE nor FILE.tmp exists.
+//   (a NaN in one weight) neither FILE nor FILE.tmp exists when rank 0 is the one that fails.
+//   When another rank fails, FILE is absent too, but rank 0 is killed by MPI_Abort before it can
+//   remove FILE.tmp: DISABLED_NonZeroRankFailureLeavesNoTmp shows it (a known gap, reported to
+//   the integrator; enable it with the fix).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -117,9 +120,9 @@ TEST(LogJson, OneRecordPerPlannedMatrixTwoRanks) {
     check_log(dir / "run.h5", dir / "log.jsonl", 2);
 }
 
-// A copy of stories260K with one target weight element set to NaN: the loop rejects that matrix
+// A copy of stories260K with one element of `tensor` set to NaN: the loop rejects that matrix
 // after the log was opened and other matrices may have been logged.
-std::string model_with_nan(const TempDir& dir) {
+std::string model_with_nan(const TempDir& dir, const std::string& tensor = "model.layers.3.mlp.up_proj.weight") {
     const std::string model = dir / "nan_model";
     fs::copy(testing::stories_dir(), model, fs::copy_options::recursive);
     const std::string path = model + "/model.safetensors";
@@ -127,7 +130,7 @@ std::string model_with_nan(const TempDir& dir) {
     uint64_t header_len = 0;
     std::memcpy(&header_len, bytes.data(), 8);  // little-endian u64 (x86)
     const auto header = nlohmann::json::parse(bytes.substr(8, header_len));
-    const auto& t = header.at("model.layers.3.mlp.up_proj.weight");
+    const auto& t = header.at(tensor);
     EXPECT_EQ(t.at("dtype"), "F32");
     const size_t offset = 8 + header_len + t.at("data_offsets")[0].get<size_t>() + 4 * 77;
     const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -147,6 +150,45 @@ TEST(LogJson, FailedRunLeavesNoLog) {
         EXPECT_FALSE(fs::exists(log)) << "a failed run left " << log;
         EXPECT_FALSE(fs::exists(log + ".tmp")) << "a failed run left " << log << ".tmp";
     }
+}
+
+// A matrix that rank `rank` of a 2-rank run holds, from the log of a successful run (the plan's
+// assignment is not hard-coded here).
+std::string matrix_held_by(int rank) {
+    TempDir dir;
+    const auto r = quantize(testing::stories_dir(), dir / "run.h5", dir / "log.jsonl", 2);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    std::istringstream lines(testing::read_file(dir / "log.jsonl"));
+    std::string line;
+    while (std::getline(lines, line)) {
+        const auto j = nlohmann::json::parse(line);
+        if (j["rank"].get<int>() == rank) return j["matrix"].get<std::string>();
+    }
+    ADD_FAILURE() << "no matrix on rank " << rank;
+    return "";
+}
+
+// Rank 1 fails: the whole job aborts and no log appears under the final name.
+void fail_on_rank_1(const TempDir& dir, const std::string& log) {
+    const std::string tensor = matrix_held_by(1);
+    ASSERT_FALSE(tensor.empty());
+    const auto r = quantize(model_with_nan(dir, tensor), dir / "run.h5", log, 2);
+    EXPECT_NE(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find(tensor), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(log)) << "a failed run left " << log;
+}
+
+TEST(LogJson, NonZeroRankFailureLeavesNoLog) {
+    TempDir dir;
+    fail_on_rank_1(dir, dir / "log.jsonl");
+}
+
+// Fails today: FILE.tmp stays behind (rank 0 is killed by MPI_Abort from rank 1 before
+// ProgressReporter's destructor removes it). Enable once the failure path cleans it up.
+TEST(LogJson, DISABLED_NonZeroRankFailureLeavesNoTmp) {
+    TempDir dir;
+    fail_on_rank_1(dir, dir / "log.jsonl");
+    EXPECT_FALSE(fs::exists(dir / "log.jsonl.tmp")) << "a failed run left the temporary log";
 }
 
 }  // namespace
