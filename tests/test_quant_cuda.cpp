@@ -1,6 +1,7 @@
 // The fused CUDA quantization kernel against the CPU reference, bit for bit: packed codes,
 // scales, Q and the residual x - Q, for every format x blocksize on stories260K and on seeded
-// random inputs (incl. odd n and zero blocks). Skips without a CUDA device.
+// random inputs (incl. odd n and zero blocks). GPU-only (ctest label gpu): Skipped without a CUDA
+// device; the device-free argument checks are in test_cuda_entry_checks.cpp.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -116,28 +117,6 @@ TEST(QuantCuda, AsLoadedMatchesCpu) {
                 for (const auto& [label, x] : inputs)
                     if (f.is_bnb() || x.size() % bs == 0) expect_gpu_as_loaded_matches_cpu({&f, bs, false}, bb, x, label);
             }
-#endif
-}
-
-TEST(QuantCuda, AsLoadedRejectsWhatOnlyTheCpuDoes) {
-#ifdef LOFTQ_HAVE_CUDA
-    // Checked before the backend is touched, so this runs without a GPU too (the CUDA backend's
-    // slots stage these combinations through the host; the kernel itself rejects them).
-    auto cpu = make_cpu_backend();
-    std::vector<float> x(64, 1.0f), out(64);
-    std::vector<uint8_t> packed(32);
-    float absmax = 0;
-    EXPECT_THROW(quantize_cuda_as_loaded(*cpu, {find_format("nf4"), 64, false}, Backbone::FP16, x.data(), 64,
-                                         packed.data(), &absmax, out.data()),
-                 NotImplemented);
-    EXPECT_THROW(quantize_cuda_as_loaded(*cpu, {find_format("nf4"), 64, true}, Backbone::BF16, x.data(), 64,
-                                         packed.data(), &absmax, out.data()),
-                 NotImplemented);
-    EXPECT_THROW(quantize_cuda_as_loaded(*cpu, {find_format("nf2"), 64, false}, Backbone::BNB4, x.data(), 64,
-                                         packed.data(), &absmax, out.data()),
-                 ConfigError);
-#else
-    GTEST_SKIP() << "built without CUDA";
 #endif
 }
 

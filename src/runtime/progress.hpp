@@ -6,6 +6,14 @@
 // until every expected record has arrived), prints one progress line at most every
 // `print_interval_s` seconds (matrices done/total, GB processed, rate, ETA) and appends the records
 // to the JSON-lines log. Other ranks only send: they never print progress.
+//
+// --log-json FILE: one JSON object per line, one per matrix (per row shard for a split matrix),
+// built in runtime/quantize_job.cpp; exactly the keys matrix, index (in the plan), rank (that
+// wrote it), group (ranks of the matrix), rows, cols, row_begin, row_end, bits, format, svd,
+// backend, bytes (float32 bytes of the rows it covers), times {read, quantize, svd, comm, write,
+// total} (seconds), qlora_error, errors (per iteration), chosen_iteration, loaded_error
+// (bench/*.py read them; tests/test_log_json.cpp checks them). Written to FILE.tmp and renamed at
+// finish(): FILE exists only after a complete run.
 #pragma once
 
 #include <mpi.h>
