@@ -3,14 +3,16 @@
 # safetensors and torch from PyPI at the versions pinned in tests/client/requirements.txt and
 # tests/client/constraints.txt, on Debian's Python 3.11 (/usr/bin/python3 -m venv).
 # tests/e2e_client.sh loads our outputs with it (tests/client/README.md); .ci/run calls this.
-#   LOFTQ_CLIENT_VENV   where (default: .venv-client in the repository root; git-ignored). An
-#                       existing venv there is reused as it is when it already imports the pinned
-#                       set; otherwise the pins are pip-installed into it. It is never deleted.
+#   LOFTQ_CLIENT_VENV   where (default: ~/.cache/loftq/venv-client, under $XDG_CACHE_HOME when
+#                       set: one per machine, so every clone and CI run reuses it). An existing
+#                       venv there is reused as it is when it already imports the pinned set;
+#                       otherwise the pins are pip-installed into it. It is never deleted.
 #   LOFTQ_CLIENT_PYTHON interpreter that creates a new one (default /usr/bin/python3)
 # About 3.5 to 4.5 minutes and 5.7 GB the first time (PyPI's torch is the CUDA build).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-venv=${LOFTQ_CLIENT_VENV:-$root/.venv-client}
+venv=${LOFTQ_CLIENT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/loftq/venv-client}
+mkdir -p "$(dirname "$venv")"
 python=${LOFTQ_CLIENT_PYTHON:-/usr/bin/python3}
 req=$root/tests/client/requirements.txt
 con=$root/tests/client/constraints.txt

@@ -7,7 +7,8 @@
 # built from the spec with the nibbles packed the wrong way round must be rejected (the check
 # can fail).
 # Needs the client venv (launch/client-venv.sh, ~4 min and 5.7 GB: tests/client/README.md):
-# LOFTQ_CLIENT_VENV, else .venv-client in the source tree. With neither it cannot check anything:
+# LOFTQ_CLIENT_VENV, else the machine's (~/.cache/loftq/venv-client), else .venv-client in the
+# source tree. With none it cannot check anything:
 # under CI (CI=true; .ci/run installs the venv first) that is a failure, elsewhere exit 77, which
 # ctest reports as Skipped (never Passed).
 set -euo pipefail
@@ -15,11 +16,14 @@ src=${LOFTQ_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 bin=${LOFTQ_BINARY:-$src/build/loftq}
 model=${LOFTQ_TEST_DATA:-$src/tests/data}/stories260K
 venv=${LOFTQ_CLIENT_VENV:-}
+machine_venv=${XDG_CACHE_HOME:-$HOME/.cache}/loftq/venv-client
 if [[ -z $venv ]]; then
-  if [[ -x $src/.venv-client/bin/python ]]; then
+  if [[ -x $machine_venv/bin/python ]]; then
+    venv=$machine_venv
+  elif [[ -x $src/.venv-client/bin/python ]]; then
     venv=$src/.venv-client
   else
-    why="no client venv (LOFTQ_CLIENT_VENV unset, $src/.venv-client absent); create it with: bash launch/client-venv.sh (tests/client/README.md)"
+    why="no client venv (LOFTQ_CLIENT_VENV unset, $machine_venv and $src/.venv-client absent); create it with: bash launch/client-venv.sh (tests/client/README.md)"
     if [[ ${CI:-} == true ]]; then
       echo "e2e_client: FAIL under CI: $why" >&2
       exit 1
