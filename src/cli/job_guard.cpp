@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <cstdio>
 #include <filesystem>
 
 #include "core/error.hpp"
@@ -37,6 +38,9 @@ std::optional<FileLock> lock_run_file(const std::string& work, bool reader) {
             throw;
         }
         if (!lock) LOFTQ_THROW(ConfigError, "run file ", work, " is in use by another job (", holder, ")");
+        if (!lock->held())
+            std::fprintf(stderr, "loftq: warning: the file system of %s has no flock: the run file is not locked "
+                                 "against a second job\n", work.c_str());
         return std::string();
     });
     return lock;

@@ -28,6 +28,12 @@ std::optional<FileLock> FileLock::try_acquire(const std::string& path, std::stri
             LOFTQ_THROW(InputError, "cannot create the lock file ", lock_path, ": ", std::strerror(errno));
         if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
             const int err = errno;
+            if (err == ENOSYS || err == EOPNOTSUPP || err == ENOLCK) {
+                ::close(fd);  // the file stays: it may be another job's, holding a lock we cannot see
+                FileLock unheld;
+                unheld.lock_path_ = lock_path;
+                return unheld;
+            }
             if (err != EWOULDBLOCK) {
                 ::close(fd);
                 LOFTQ_THROW(InputError, "cannot lock ", lock_path, ": ", std::strerror(err));

@@ -13,7 +13,9 @@ class FileLock {
 public:
     // Takes the lock on `<path>.lock` without waiting. Returns nullopt when another process holds
     // it, with *holder set to what that process recorded ("pid N on host H"; "unknown" if it has
-    // not written it yet). Throws InputError naming the lock file when it cannot be created.
+    // not written it yet). Throws InputError naming the lock file when it cannot be created. On a
+    // file system without flock (e.g. Lustre mounted without -o flock) the lock is not held:
+    // held() is false, and the job runs unprotected rather than not at all.
     static std::optional<FileLock> try_acquire(const std::string& path, std::string* holder);
 
     FileLock(FileLock&& other) noexcept;
@@ -23,6 +25,7 @@ public:
     ~FileLock();  // removes the lock file, then releases the lock
 
     const std::string& lock_path() const { return lock_path_; }
+    bool held() const { return fd_ >= 0; }
 
 private:
     FileLock() = default;
