@@ -120,6 +120,11 @@ refused "'$bin' export --model '$tmp/other' --work '$tmp/s.h5' --output '$tmp/e1
   "run file $tmp/s.h5 was made from another model: tensor $target differs" "$tmp/e1"
 refused "'$bin' quantize --model '$tmp/other' --work '$tmp/s.h5' --rank 8 --iters 2 --resume" \
   "was made from another model: tensor $target differs"
+# Under mpirun the complete matrices are checked by both ranks; the refusal is said once.
+out=$(LOFTQ_BINARY=$bin timeout 120 bash "$src/launch/mpirun.sh" -np 2 quantize --model "$tmp/other" \
+  --work "$tmp/s.h5" --rank 8 --iters 2 --resume 2>&1) && fail "mpirun -np 2 --resume with another model succeeded"
+[[ $(grep -c "was made from another model: tensor $target differs" <<<"$out") -eq 1 ]] || fail "under mpirun: $out"
+! grep -q MPI_ABORT <<<"$out" || fail "under mpirun the refusal went through MPI_Abort: $out"
 [[ $(md5sum <"$tmp/s.h5") == "$sum" ]] || fail "a refused resume changed the run file"
 ok "export and --resume against another model with the same names and shapes are refused naming $target"
 
@@ -147,8 +152,8 @@ for how in codes nan unwritten; do
   refused "'$bin' export --model '$model' --work '$tmp/d-$how.h5' --output '$tmp/x-$how'" \
     "run file $tmp/d-$how.h5 is damaged: matrix $name fails its checksum" "$tmp/x-$how" 1
 done
-out=$("$bin" quantize --model "$model" --work "$tmp/d-codes.h5" --rank 8 --iters 2 --resume 2>&1) \
-  || fail "resume of a damaged run file: $out"
+out=$(LOFTQ_BINARY=$bin timeout 120 bash "$src/launch/mpirun.sh" -np 2 quantize --model "$model" \
+  --work "$tmp/d-codes.h5" --rank 8 --iters 2 --resume 2>&1) || fail "resume of a damaged run file: $out"
 [[ $out == *"matrix $name fails its checksum; redoing it"* ]] || fail "resume did not say it redoes $name: $out"
 [[ $(digest "$tmp/d-codes.h5") == "$good" ]] || fail "resume of a damaged matrix is not byte-identical"
 "$bin" export --model "$model" --work "$tmp/d-codes.h5" --output "$tmp/e2" >/dev/null

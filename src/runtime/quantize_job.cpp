@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
@@ -197,6 +196,53 @@ struct Worker {
     }
 };
 
+// On --resume, before any work: every complete matrix is checked. One that fails its checksum is
+// damaged and redone (its flag cleared here), because the model it came from is at hand and resume
+// exists to make the run file whole; one whose model tensor differs is refused, as nothing here can
+// tell which of the two models the user meant. The first `checkers` ranks share the matrices (all
+// ranks under --io direct; rank 0 alone under --io scatter, where only it may read the model), so
+// the check costs one pass over the complete tensors spread over the job. Collective over world.
+void check_complete_matrices(MPI_Comm world, int checkers, const std::string& model_dir, const Plan& plan,
+                             const RunFile& run, std::vector<bool>& complete) {
+    enum : uint8_t { kGood = 0, kDamaged = 1, kOtherModel = 2 };
+    int rank = 0;
+    MPI_CHECK(MPI_Comm_rank(world, &rank));
+    std::vector<uint8_t> verdict(plan.matrices.size(), kGood);
+    all_or_none(world, [&] {
+        if (rank >= checkers) return;
+        std::optional<Checkpoint> ck;
+        for (const auto& m : plan.matrices) {
+            const auto i = static_cast<size_t>(m.index);
+            if (!complete[i] || static_cast<int>(i % static_cast<size_t>(checkers)) != rank) continue;
+            const MatrixRecord rec = run.read_matrix(i);
+            if (record_checksum(rec) != rec.checksum) {
+                verdict[i] = kDamaged;
+                continue;
+            }
+            if (!ck) ck.emplace(model_dir);
+            if (tensor_fingerprint(*ck, m.tensor) != rec.fingerprint) verdict[i] = kOtherModel;
+        }
+    });
+    if (!verdict.empty())
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, verdict.data(), static_cast<int>(verdict.size()), MPI_UINT8_T,
+                                MPI_MAX, world));
+    for (const auto& m : plan.matrices) {
+        if (verdict[static_cast<size_t>(m.index)] != kOtherModel) continue;
+        ConfigError e(cat("run file ", run.path(), " was made from another model: tensor ", m.tensor,
+                          " differs from the one in ", model_dir));
+        e.set_collective();
+        throw e;
+    }
+    for (const auto& m : plan.matrices) {
+        if (verdict[static_cast<size_t>(m.index)] != kDamaged) continue;
+        complete[static_cast<size_t>(m.index)] = false;
+        if (rank == 0)
+            std::printf("[loftq] run file %s: matrix %s fails its checksum; redoing it\n", run.path().c_str(),
+                        m.tensor.c_str());
+    }
+    std::fflush(stdout);
+}
+
 }  // namespace
 
 void run_quantize(const std::string& model_dir, const std::string& work_path, const RunSpec& spec,
@@ -241,34 +287,7 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
                            : RunFile::create(world, work_path, options, layout));
     });
     std::vector<bool> complete = run->complete_flags();
-    if (exists) {
-        // Rank 0 checks every complete matrix before any work: a damaged one (its checksum fails)
-        // is redone, because the model it came from is at hand and resume exists to make the run
-        // file whole; one made from another model is refused, as nothing here can tell which of
-        // the two the user meant. Reading the complete tensors again costs one pass over them.
-        const std::string redo = root_computes(world, 0, [&] {
-            Checkpoint ck(model_dir);
-            std::string list;
-            for (const auto& m : plan.matrices) {
-                const auto i = static_cast<size_t>(m.index);
-                if (!complete[i]) continue;
-                const MatrixRecord rec = run->read_matrix(i);
-                if (record_checksum(rec) != rec.checksum) {
-                    list += cat(i, ' ');
-                    std::printf("[loftq] run file %s: matrix %s fails its checksum; redoing it\n", work_path.c_str(),
-                                m.tensor.c_str());
-                    continue;
-                }
-                if (tensor_fingerprint(ck, m.tensor) != rec.fingerprint)
-                    LOFTQ_THROW(ConfigError, "run file ", work_path, " was made from another model: tensor ",
-                                m.tensor, " differs from the one in ", model_dir);
-            }
-            std::fflush(stdout);
-            return list;
-        });
-        std::istringstream in(redo);
-        for (size_t i; in >> i;) complete[i] = false;
-    }
+    if (exists) check_complete_matrices(world, scatter ? 1 : size, model_dir, plan, *run, complete);
 
     const auto matrices = static_cast<int64_t>(plan.matrices.size());
     int64_t skipped = 0, expected_records = 0;
