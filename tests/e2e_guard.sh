@@ -84,11 +84,11 @@ kill "$holder"; wait "$holder" 2>/dev/null || true; holder=
 [[ $(md5sum <"$tmp/s.h5") == "$sum" ]] || fail "a refused job changed the run file"
 # A real job holds it while it runs and records who it is; it removes the lock file at the end.
 "$bin" synth --preset tiny --layers 2 --output "$tmp/tiny" >/dev/null
-"$bin" quantize --model "$tmp/tiny" --work "$tmp/t.h5" --rank 8 --iters 20 --svd exact >/dev/null &
+"$bin" quantize --model "$tmp/tiny" --work "$tmp/t.h5" --rank 8 --iters 150 --svd exact >/dev/null &
 job=$!
 for _ in $(seq 100); do [[ -s $tmp/t.h5.lock ]] && break; sleep 0.05; done
 if kill -0 "$job" 2>/dev/null; then
-  out=$("$bin" quantize --model "$tmp/tiny" --work "$tmp/t.h5" --rank 8 --iters 20 --svd exact --resume 2>&1) \
+  out=$("$bin" quantize --model "$tmp/tiny" --work "$tmp/t.h5" --rank 8 --iters 150 --svd exact --resume 2>&1) \
     && fail "a second quantize on a run file in use succeeded"
   [[ $out == *"is in use by another job (pid $job on host "* ]] || fail "second job said: $out"
   echo "ok: a second quantize during a running one was refused"

@@ -53,6 +53,34 @@ TEST(FileLock, ADeadHolderLeavesNoLock) {
     EXPECT_TRUE(FileLock::try_acquire(path, &holder).has_value());
 }
 
+TEST(FileLock, WaitsForAHolderThatGoesAway) {
+    TempDir dir;
+    const std::string path = dir / "run.h5";
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {  // holds the lock for 0.5 s, then dies with it (a job killed mid-way)
+        std::string h;
+        auto lock = FileLock::try_acquire(path, &h);
+        const char c = lock ? 'y' : 'n';
+        if (write(ready[1], &c, 1) != 1) _exit(2);
+        usleep(500000);
+        _exit(0);
+    }
+    char c = 0;
+    ASSERT_EQ(read(ready[0], &c, 1), 1);
+    ASSERT_EQ(c, 'y');
+    std::string holder;
+    EXPECT_FALSE(FileLock::try_acquire(path, &holder, 0.0).has_value());
+    EXPECT_EQ(holder.rfind(cat("pid ", child, " on host "), 0), 0u) << holder;
+    EXPECT_TRUE(FileLock::try_acquire(path, &holder, 10.0).has_value());
+    int status = 0;
+    waitpid(child, &status, 0);
+    close(ready[0]);
+    close(ready[1]);
+}
+
 TEST(FileLock, AMissingFolderIsAnErrorNamingTheLockFile) {
     TempDir dir;
     std::string holder;

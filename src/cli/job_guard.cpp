@@ -11,6 +11,9 @@
 
 namespace loftq {
 
+// How long a job waits for the run file's lock: enough for a job just killed to be torn down.
+constexpr double kLockWaitSeconds = 3.0;
+
 void check_job_paths(const Config& cfg, const std::string& work) {
     JobPaths paths;
     paths.model = cfg.model_dir;
@@ -32,7 +35,7 @@ std::optional<FileLock> lock_run_file(const std::string& work, bool reader) {
         if (!std::filesystem::is_directory(std::filesystem::absolute(work).parent_path(), ec)) return std::string();
         std::string holder;
         try {
-            lock = FileLock::try_acquire(work, &holder);
+            lock = FileLock::try_acquire(work, &holder, kLockWaitSeconds);
         } catch (const InputError&) {
             if (reader) return std::string();  // a run file in a read-only place: export may still read it
             throw;

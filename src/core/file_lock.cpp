@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstring>
 
 #include "core/error.hpp"
@@ -18,8 +20,10 @@ std::string this_process_owner() {
     return cat("pid ", static_cast<long>(getpid()), " on host ", host);
 }
 
-std::optional<FileLock> FileLock::try_acquire(const std::string& path, std::string* holder) {
+std::optional<FileLock> FileLock::try_acquire(const std::string& path, std::string* holder,
+                                              double wait_seconds) {
     const std::string lock_path = path + ".lock";
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_seconds);
     // The holder unlinks the lock file before it lets go, so a lock taken on an inode that is no
     // longer at lock_path is worthless: try again on the file now there.
     for (int attempt = 0; attempt < 100; ++attempt) {
@@ -28,6 +32,12 @@ std::optional<FileLock> FileLock::try_acquire(const std::string& path, std::stri
             LOFTQ_THROW(InputError, "cannot create the lock file ", lock_path, ": ", std::strerror(errno));
         if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
             const int err = errno;
+            if (err == EWOULDBLOCK && std::chrono::steady_clock::now() < give_up) {
+                ::close(fd);
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                --attempt;  // waiting for a holder is not a replaced lock file
+                continue;
+            }
             if (err == ENOSYS || err == EOPNOTSUPP || err == ENOLCK) {
                 ::close(fd);  // the file stays: it may be another job's, holding a lock we cannot see
                 FileLock unheld;

@@ -11,12 +11,15 @@ namespace loftq {
 
 class FileLock {
 public:
-    // Takes the lock on `<path>.lock` without waiting. Returns nullopt when another process holds
-    // it, with *holder set to what that process recorded ("pid N on host H"; "unknown" if it has
+    // Takes the lock on `<path>.lock`, waiting at most wait_seconds for it: a job killed with
+    // SIGKILL holds it until the kernel has torn it down, which can take a moment after its
+    // launcher returned (a resume right after a kill must not be refused). Returns nullopt when
+    // another process still holds it then, with *holder set to what that process recorded ("pid N on host H"; "unknown" if it has
     // not written it yet). Throws InputError naming the lock file when it cannot be created. On a
     // file system without flock (e.g. Lustre mounted without -o flock) the lock is not held:
     // held() is false, and the job runs unprotected rather than not at all.
-    static std::optional<FileLock> try_acquire(const std::string& path, std::string* holder);
+    static std::optional<FileLock> try_acquire(const std::string& path, std::string* holder,
+                                               double wait_seconds = 0);
 
     FileLock(FileLock&& other) noexcept;
     FileLock& operator=(FileLock&& other) noexcept;
