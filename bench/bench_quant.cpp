@@ -16,6 +16,7 @@
 #include "quant/quantize.hpp"
 #include "quant/quantize_fast.hpp"
 #include "quant/quantize_ref.hpp"
+#include "linalg/backend.hpp"  // cuda_device_count (0 in a CPU build)
 #ifdef LOFTQ_HAVE_CUDA
 #include "linalg/cuda_quant.hpp"
 #include <cuda_runtime.h>

@@ -74,10 +74,14 @@ void write_test_matrices(RunFile& f, const std::vector<bool>& only) {
             rec.owner_first = 0;
             rec.owner_count = size;
             const auto [r0, r1] = shard_rows(rec.layout.rows, rank, size);
-            f.write_matrix_rows(i, runfile_rows(rec, r0, r1));
-            if (rank == 0) f.write_matrix_common(i, rec);
-            MPI_Barrier(MPI_COMM_WORLD);  // every shard written before the mark
-            if (rank == 0) f.mark_complete(i);
+            uint64_t part = f.write_matrix_rows(i, runfile_rows(rec, r0, r1));
+            if (rank == 0) part += f.write_matrix_common(i, rec);
+            // Every shard written before the mark; the checksum's parts add up over the ranks.
+            MPI_Allreduce(MPI_IN_PLACE, &part, 1, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
+            if (rank == 0) {
+                f.write_matrix_identity(i, rec.fingerprint, part);
+                f.mark_complete(i);
+            }
         } else if (static_cast<int>(i % size) == rank) {
             rec.owner_first = rank;
             rec.timings = {0.5 * rank, 1.0, 2.0, 3.0, 4.0};
@@ -98,6 +102,10 @@ void expect_matrix(const RunFile& f, size_t i) {
     EXPECT_EQ(runfile_bytes(got.A), runfile_bytes(want.A)) << want.layout.name;
     EXPECT_EQ(runfile_bytes(got.B), runfile_bytes(want.B)) << want.layout.name;
     EXPECT_EQ(got.qlora_error, want.qlora_error) << want.layout.name;
+    // The checksum of row shards written by any number of ranks is that of the whole record.
+    EXPECT_EQ(got.fingerprint, want.fingerprint) << want.layout.name;
+    EXPECT_EQ(got.checksum, record_checksum(want)) << want.layout.name;
+    EXPECT_EQ(record_checksum(got), got.checksum) << want.layout.name;
     EXPECT_EQ(got.iteration_error, want.iteration_error) << want.layout.name;
     EXPECT_EQ(got.chosen_iteration, want.chosen_iteration) << want.layout.name;
 }

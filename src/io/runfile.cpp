@@ -22,6 +22,8 @@ bool operator==(const MatrixLayout& a, const MatrixLayout& b) {
            a.iters == b.iters;
 }
 
+static_assert(kDatasetCount == 14, "RunFile::datasets_ holds one id per dataset of a matrix");
+
 namespace {
 
 // Opens path (MPI-IO when comm != MPI_COMM_NULL, else the default driver, read-only) and turns

@@ -18,8 +18,14 @@
 //   whose byte is 0, overwriting whatever part was written.
 // - Deterministic datasets (identical for any rank count, the ones `--resume` and multi-rank
 //   tests compare byte for byte): codes, absmax, nested_absmax, nested_offset, A, B,
-//   qlora_error, iteration_error, chosen_iteration, loaded_error, plus /complete. Not deterministic:
-//   `timings` and `owners` (which rank did it, how long it took).
+//   qlora_error, iteration_error, chosen_iteration, loaded_error, fingerprint, checksum, plus
+//   /complete. Not deterministic: `timings` and `owners` (which rank did it, how long it took).
+// - Identity and integrity: `fingerprint` identifies the model tensor the matrix was made from
+//   (io/fingerprint.hpp); `checksum` covers every deterministic dataset of the matrix but itself
+//   (record_checksum). Both are written by the group's first member after every member's rows
+//   and before the complete flag, so a complete matrix can be checked against the model and
+//   against damage. The checksum is a keyed sum over positions (core/hash64.hpp): each shard's
+//   writer gets its part back from write_matrix_rows, the parts add up the same for any split.
 //
 // File layout:
 //   /                      attrs: loftq_run_format (int 1), options (JSON text)
@@ -38,6 +44,8 @@
 //     loaded_error         f64    scalar                error of the stored Q, A, B as loaded
 //     timings              f64    [5]                   seconds: read, quantize, svd, comm, write
 //     owners               i32    [2]                   first rank, number of ranks
+//     fingerprint          u64    scalar                the model tensor's (io/fingerprint.hpp)
+//     checksum             u64    scalar                record_checksum of the stored results
 #pragma once
 
 #include <hdf5.h>
@@ -72,9 +80,9 @@ bool operator==(const MatrixLayout& a, const MatrixLayout& b);
 inline constexpr std::array<const char*, 5> kTimingPhases = {"read", "quantize", "svd", "comm",
                                                              "write"};
 // Datasets of a matrix group that are identical for any rank count and any interruption.
-inline constexpr std::array<const char*, 10> kDeterministicDatasets = {
+inline constexpr std::array<const char*, 12> kDeterministicDatasets = {
     "codes", "absmax", "nested_absmax", "nested_offset", "A", "B",
-    "qlora_error", "iteration_error", "chosen_iteration", "loaded_error"};
+    "qlora_error", "iteration_error", "chosen_iteration", "loaded_error", "fingerprint", "checksum"};
 
 // Everything stored for one matrix. Sizes must match its MatrixLayout exactly:
 // codes [codes_bytes]; absmax [nblocks] (f32, empty with double quant) or absmax_codes
@@ -96,7 +104,17 @@ struct MatrixRecord {
     std::array<double, 5> timings{};
     int32_t owner_first = 0;
     int32_t owner_count = 1;
+    uint64_t fingerprint = 0;  // of the model tensor (io/fingerprint.hpp)
+    uint64_t checksum = 0;     // as stored; record_checksum(*this) when intact
 };
+
+// The checksum of everything deterministic in a record but `checksum` itself: codes, absmax (or
+// absmax codes), nested absmax and offset, A, B, the errors, chosen iteration and fingerprint.
+uint64_t record_checksum(const MatrixRecord& record);
+// Throws InputError naming the file and the matrix when the record fails its checksum ("run file
+// X is damaged: matrix T fails its checksum") or holds a non-finite absmax, nested absmax or
+// offset, A, B or error (a file forged with a matching checksum, or a writer that stored NaN).
+void check_record_integrity(const MatrixRecord& record, const std::string& path);
 
 
 // The row-shard part of a split matrix: rows [row_begin, row_end). row_begin * cols must be a
@@ -136,13 +154,19 @@ public:
     RunFile& operator=(const RunFile&) = delete;
     ~RunFile();  // closes quietly; call close() to see errors
 
-    // Independent (one rank): the whole matrix at once.
     void write_matrix(size_t index, const MatrixRecord& record);
-    // Independent: one row shard of a split matrix (each group member writes its own).
-    void write_matrix_rows(size_t index, const MatrixRows& rows);
+    // Independent (one rank): the whole matrix at once, its checksum and record.fingerprint
+    // included (call mark_complete after it).
+    // Independent: one row shard of a split matrix (each group member writes its own). Returns
+    // the shard's part of the checksum.
+    uint64_t write_matrix_rows(size_t index, const MatrixRows& rows);
     // Independent: the parts of a split matrix that are not per row (A, nested absmax, errors,
-    // timings, owners) from record; its codes / absmax / absmax_codes / B are ignored.
-    void write_matrix_common(size_t index, const MatrixRecord& record);
+    // timings, owners) from record; its codes / absmax / absmax_codes / B are ignored. Returns
+    // their part of the checksum (record.fingerprint is not in it: see write_matrix_identity).
+    uint64_t write_matrix_common(size_t index, const MatrixRecord& record);
+    // Independent, by one rank after every part above was written: the fingerprint and the
+    // checksum, given the sum of the parts returned by write_matrix_rows and write_matrix_common.
+    void write_matrix_identity(size_t index, uint64_t fingerprint, uint64_t parts_sum);
     // Independent: matrix `index` is done (call after all its writes returned, see above).
     void mark_complete(size_t index);
     bool is_complete(size_t index) const;         // reads the file now
@@ -170,15 +194,15 @@ private:
     void write_part(size_t index, int which, int64_t row0, int64_t nrows, const void* data,
                     size_t count);
     void read_whole(size_t index, int which, void* data, size_t count) const;
-    void write_shard(size_t index, int64_t row_begin, int64_t row_end, const uint8_t* codes,
-                     size_t ncodes, const void* absmax, size_t nabsmax, const float* B, size_t nB);
+    uint64_t write_shard(size_t index, int64_t row_begin, int64_t row_end, const uint8_t* codes,
+                         size_t ncodes, const void* absmax, size_t nabsmax, const float* B, size_t nB);
 
     std::string path_;
     std::string options_;
     RunLayout layout_;
     hid_t file_ = -1;
     hid_t complete_ = -1;
-    std::vector<std::array<hid_t, 12>> datasets_;  // per matrix, order of kDatasetNames
+    std::vector<std::array<hid_t, 14>> datasets_;  // per matrix, order of kDatasetNames
 };
 
 // Raw bytes of /matrices/<group>/<dataset> (or /<dataset> when group is empty) as stored, for

@@ -1,8 +1,10 @@
 // RunFile's raw-data side: writes into the preallocated datasets (independent I/O, never any
 // metadata change), the completion flags, and reading a matrix back.
+#include <cmath>
 #include <cstring>
 
 #include "core/error.hpp"
+#include "core/hash64.hpp"
 #include "io/h5_attr.hpp"
 #include "io/runfile.hpp"
 #include "io/runfile_schema.hpp"
@@ -21,7 +23,94 @@ int64_t row_elements(const DatasetShape& shape) {
     return n;
 }
 
+// The checksum's salts: one per dataset, so equal bytes in two datasets count differently.
+uint64_t salt(int which) { return splitmix64(0x52554e46494c4521ull + static_cast<uint64_t>(which)); }
+
+// Parts of the checksum that rows [first, first + n) of a per-element dataset contribute: every
+// element keyed by its position in the whole dataset, so any split into shards adds up the same.
+uint64_t keyed_bytes(int which, int64_t first, const uint8_t* v, size_t n) {
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; ++i) sum += keyed(salt(which), static_cast<uint64_t>(first) + i, v[i]);
+    return sum;
+}
+
+uint64_t keyed_floats(int which, int64_t first, const float* v, size_t n) {
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, v + i, 4);
+        sum += keyed(salt(which), static_cast<uint64_t>(first) + i, bits);
+    }
+    return sum;
+}
+
+// A dataset written whole by one rank: one hash of all its bytes.
+template <typename T>
+uint64_t whole(int which, const T* v, size_t n) {
+    return keyed(salt(which), 0, hash_bytes(v, n * sizeof(T), salt(which)));
+}
+
+uint64_t common_checksum(const MatrixLayout& m, const MatrixRecord& r) {
+    uint64_t sum = whole(kA, r.A.data(), r.A.size());
+    if (m.double_quant) {
+        sum += whole(kNestedAbsmax, r.nested_absmax.data(), r.nested_absmax.size());
+        sum += whole(kNestedOffset, &r.nested_offset, 1);
+    }
+    sum += whole(kQloraError, &r.qlora_error, 1);
+    sum += whole(kLoadedError, &r.loaded_error, 1);
+    sum += whole(kIterationError, r.iteration_error.data(), r.iteration_error.size());
+    sum += whole(kChosenIteration, &r.chosen_iteration, 1);
+    return sum;
+}
+
+uint64_t fingerprint_term(uint64_t fingerprint) { return keyed(salt(kFingerprint), 0, fingerprint); }
+
+// Where rows [row, rows) start in the codes (bytes) and absmax (blocks) of a matrix.
+void row_boundary(const MatrixLayout& m, int64_t row, int64_t* byte, int64_t* block) {
+    if (row == m.rows) {
+        *byte = m.codes_bytes;
+        *block = m.nblocks;
+        return;
+    }
+    const int64_t e = row * m.cols;
+    LOFTQ_CHECK(e % m.blocksize == 0 && (e * m.bits) % 8 == 0, "matrix '", m.name, "': row ", row,
+                " is not on a block boundary");
+    *byte = e * m.bits / 8;
+    *block = e / m.blocksize;
+}
+
 }  // namespace
+
+uint64_t record_checksum(const MatrixRecord& r) {
+    const MatrixLayout& m = r.layout;
+    uint64_t sum = keyed_bytes(kCodes, 0, r.codes.data(), r.codes.size());
+    if (m.double_quant)
+        sum += keyed_bytes(kAbsmax, 0, r.absmax_codes.data(), r.absmax_codes.size());
+    else
+        sum += keyed_floats(kAbsmax, 0, r.absmax.data(), r.absmax.size());
+    sum += keyed_floats(kB, 0, r.B.data(), r.B.size());
+    return sum + common_checksum(m, r) + fingerprint_term(r.fingerprint);
+}
+
+void check_record_integrity(const MatrixRecord& r, const std::string& path) {
+    const MatrixLayout& m = r.layout;
+    if (record_checksum(r) != r.checksum)
+        LOFTQ_THROW(InputError, "run file ", path, " is damaged: matrix ", m.name, " fails its checksum");
+    const auto finite = [&](const char* what, const auto* values, size_t n) {
+        for (size_t i = 0; i < n; ++i)
+            if (!std::isfinite(values[i]))
+                LOFTQ_THROW(InputError, "run file ", path, ": matrix ", m.name, " holds a non-finite ", what, " (",
+                            values[i], " at element ", i, ")");
+    };
+    finite("absmax", r.absmax.data(), r.absmax.size());
+    finite("nested absmax", r.nested_absmax.data(), r.nested_absmax.size());
+    finite("nested offset", &r.nested_offset, 1);
+    finite("value in A", r.A.data(), r.A.size());
+    finite("value in B", r.B.data(), r.B.size());
+    finite("QLoRA error", &r.qlora_error, 1);
+    finite("loaded error", &r.loaded_error, 1);
+    finite("iteration error", r.iteration_error.data(), r.iteration_error.size());
+}
 
 void RunFile::write_part(size_t index, int which, int64_t row0, int64_t nrows, const void* data,
                          size_t count) {
@@ -57,46 +146,39 @@ void RunFile::read_whole(size_t index, int which, void* data, size_t count) cons
     HDF5_CHECK(H5Dread(ds, shape.mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
 }
 
-void RunFile::write_shard(size_t index, int64_t row_begin, int64_t row_end, const uint8_t* codes,
-                          size_t ncodes, const void* absmax, size_t nabsmax, const float* B,
-                          size_t nB) {
+uint64_t RunFile::write_shard(size_t index, int64_t row_begin, int64_t row_end, const uint8_t* codes,
+                              size_t ncodes, const void* absmax, size_t nabsmax, const float* B,
+                              size_t nB) {
     LOFTQ_CHECK(index < layout_.size(), "matrix index ", index, " of ", layout_.size());
     const MatrixLayout& m = layout_[index];
     LOFTQ_CHECK(0 <= row_begin && row_begin <= row_end && row_end <= m.rows, "matrix '", m.name,
                 "': rows [", row_begin, ", ", row_end, ") outside [0, ", m.rows, ")");
     // Shard boundaries must fall on block and byte boundaries (true by construction of the
     // row split); the last shard takes the tail, which may be a partial block.
-    const auto boundary = [&](int64_t row, int64_t* byte, int64_t* block) {
-        if (row == m.rows) {
-            *byte = m.codes_bytes;
-            *block = m.nblocks;
-            return;
-        }
-        const int64_t e = row * m.cols;
-        LOFTQ_CHECK(e % m.blocksize == 0 && (e * m.bits) % 8 == 0, "matrix '", m.name, "': row ",
-                    row, " is not on a block boundary");
-        *byte = e * m.bits / 8;
-        *block = e / m.blocksize;
-    };
     int64_t byte0, block0, byte1, block1;
-    boundary(row_begin, &byte0, &block0);
-    boundary(row_end, &byte1, &block1);
+    row_boundary(m, row_begin, &byte0, &block0);
+    row_boundary(m, row_end, &byte1, &block1);
     write_part(index, kCodes, byte0, byte1 - byte0, codes, ncodes);
     write_part(index, kAbsmax, block0, block1 - block0, absmax, nabsmax);
     write_part(index, kB, row_begin, row_end - row_begin, B, nB);
+    // Computed from what was just written, by position in the whole matrix (see runfile.hpp).
+    uint64_t sum = keyed_bytes(kCodes, byte0, codes, ncodes);
+    sum += m.double_quant ? keyed_bytes(kAbsmax, block0, static_cast<const uint8_t*>(absmax), nabsmax)
+                          : keyed_floats(kAbsmax, block0, static_cast<const float*>(absmax), nabsmax);
+    return sum + keyed_floats(kB, row_begin * m.rank, B, nB);
 }
 
-void RunFile::write_matrix_rows(size_t index, const MatrixRows& r) {
+uint64_t RunFile::write_matrix_rows(size_t index, const MatrixRows& r) {
     LOFTQ_CHECK(index < layout_.size(), "matrix index ", index, " of ", layout_.size());
     const bool dq = layout_[index].double_quant;
     LOFTQ_CHECK(dq ? r.absmax.empty() : r.absmax_codes.empty(), "matrix '", layout_[index].name,
                 "': absmax and absmax_codes given for the wrong double-quant setting");
     const void* absmax = dq ? static_cast<const void*>(r.absmax_codes.data()) : r.absmax.data();
-    write_shard(index, r.row_begin, r.row_end, r.codes.data(), r.codes.size(), absmax,
-                dq ? r.absmax_codes.size() : r.absmax.size(), r.B.data(), r.B.size());
+    return write_shard(index, r.row_begin, r.row_end, r.codes.data(), r.codes.size(), absmax,
+                       dq ? r.absmax_codes.size() : r.absmax.size(), r.B.data(), r.B.size());
 }
 
-void RunFile::write_matrix_common(size_t index, const MatrixRecord& r) {
+uint64_t RunFile::write_matrix_common(size_t index, const MatrixRecord& r) {
     LOFTQ_CHECK(index < layout_.size(), "matrix index ", index, " of ", layout_.size());
     const MatrixLayout& m = layout_[index];
     LOFTQ_CHECK(r.layout.name == m.name, "record '", r.layout.name, "' written to matrix '", m.name, "'");
@@ -116,6 +198,14 @@ void RunFile::write_matrix_common(size_t index, const MatrixRecord& r) {
     write_part(index, kTimings, 0, r.timings.size(), r.timings.data(), r.timings.size());
     const int32_t owners[2] = {r.owner_first, r.owner_count};
     write_part(index, kOwners, 0, 2, owners, 2);
+    return common_checksum(m, r);
+}
+
+void RunFile::write_matrix_identity(size_t index, uint64_t fingerprint, uint64_t parts_sum) {
+    LOFTQ_CHECK(index < layout_.size(), "matrix index ", index, " of ", layout_.size());
+    const uint64_t checksum = parts_sum + fingerprint_term(fingerprint);
+    write_part(index, kFingerprint, 0, 1, &fingerprint, 1);
+    write_part(index, kChecksum, 0, 1, &checksum, 1);
 }
 
 void RunFile::write_matrix(size_t index, const MatrixRecord& r) {
@@ -126,9 +216,10 @@ void RunFile::write_matrix(size_t index, const MatrixRecord& r) {
     LOFTQ_CHECK(dq ? r.absmax.empty() : r.absmax_codes.empty(), "matrix '", m.name,
                 "': absmax and absmax_codes given for the wrong double-quant setting");
     const void* absmax = dq ? static_cast<const void*>(r.absmax_codes.data()) : r.absmax.data();
-    write_shard(index, 0, m.rows, r.codes.data(), r.codes.size(), absmax,
-                dq ? r.absmax_codes.size() : r.absmax.size(), r.B.data(), r.B.size());
-    write_matrix_common(index, r);
+    uint64_t sum = write_shard(index, 0, m.rows, r.codes.data(), r.codes.size(), absmax,
+                               dq ? r.absmax_codes.size() : r.absmax.size(), r.B.data(), r.B.size());
+    sum += write_matrix_common(index, r);
+    write_matrix_identity(index, r.fingerprint, sum);
 }
 
 void RunFile::mark_complete(size_t index) {
@@ -185,6 +276,8 @@ MatrixRecord RunFile::read_matrix(size_t index) const {
     read_whole(index, kOwners, owners, 2);
     r.owner_first = owners[0];
     r.owner_count = owners[1];
+    read_whole(index, kFingerprint, &r.fingerprint, 1);
+    read_whole(index, kChecksum, &r.checksum, 1);
     return r;
 }
 

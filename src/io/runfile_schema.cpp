@@ -49,6 +49,8 @@ DatasetShape dataset_shape(const MatrixLayout& m, int which) {
         case kTimings:
             return make(H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, {u(kTimingPhases.size())});
         case kOwners: return make(H5T_STD_I32LE, H5T_NATIVE_INT32, {2});
+        case kFingerprint: return make(H5T_STD_U64LE, H5T_NATIVE_UINT64, {});
+        case kChecksum: return make(H5T_STD_U64LE, H5T_NATIVE_UINT64, {});
         default: LOFTQ_THROW(Error, "run file: unknown dataset id ", which);
     }
 }

@@ -15,13 +15,16 @@ namespace loftq::runfile_schema {
 
 enum DatasetId {
     kCodes, kAbsmax, kNestedAbsmax, kNestedOffset, kA, kB,
-    kQloraError, kIterationError, kChosenIteration, kLoadedError, kTimings, kOwners, kDatasetCount
+    kQloraError, kIterationError, kChosenIteration, kLoadedError, kTimings, kOwners,
+    kFingerprint, kChecksum, kDatasetCount
 };
 inline constexpr std::array<const char*, kDatasetCount> kDatasetNames = {
     "codes", "absmax", "nested_absmax", "nested_offset", "A", "B",
-    "qlora_error", "iteration_error", "chosen_iteration", "loaded_error", "timings", "owners"};
+    "qlora_error", "iteration_error", "chosen_iteration", "loaded_error", "timings", "owners",
+    "fingerprint", "checksum"};
 
-inline constexpr int kFormatVersion = 1;
+// 2: per-matrix fingerprint and checksum (a version 1 file cannot be verified, so it is refused).
+inline constexpr int kFormatVersion = 2;
 inline constexpr int64_t kNestedBlocksize = 256;
 
 struct DatasetShape {

@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
 #include "io/export_format.hpp"
+#include "io/fingerprint.hpp"
 #include "io/json_strict.hpp"
 #include "io/output_folder.hpp"
 #include "io/runfile.hpp"
@@ -78,6 +79,17 @@ void check_record(const MatrixRecord& r, const MatrixLayout& m, const std::strin
                     static_cast<int64_t>(r.A.size()) == m.rank * m.cols &&
                     static_cast<int64_t>(r.B.size()) == m.rows * m.rank;
     if (!ok) LOFTQ_THROW(InputError, "run file '", work, "': matrix ", m.name, " has datasets of the wrong size");
+}
+
+// A complete matrix is exported only when it is intact (its checksum), finite, and made from this
+// model (its fingerprint): a damaged or forged run file, or another model with the same names and
+// shapes, would otherwise give an output that loads and is silently wrong.
+void verify_record(const MatrixRecord& r, const Checkpoint& ck, const std::string& work) {
+    const MatrixLayout& m = r.layout;
+    check_record_integrity(r, work);
+    if (tensor_fingerprint(ck, m.name) != r.fingerprint)
+        LOFTQ_THROW(ConfigError, "run file ", work, " was made from another model: tensor ", m.name,
+                    " differs from the one in ", ck.path());
 }
 
 // Everything the report and the load instructions say.
@@ -249,6 +261,7 @@ ExportOutcome export_run(const ExportRequest& req) {
         const MatrixLayout& m = layout[it->second];
         const MatrixRecord rec = run.read_matrix(it->second);
         check_record(rec, m, req.work_path);
+        verify_record(rec, ck, req.work_path);
         const QuantFormat& f = *find_format(m.format);
         if (bb == Backbone::BNB4) {
             write_vector(backbone, name, rec.codes);

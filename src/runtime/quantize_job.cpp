@@ -11,6 +11,7 @@
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
+#include "io/fingerprint.hpp"
 #include "io/runfile.hpp"
 #include "linalg/backend.hpp"
 #include "plan/distribution.hpp"
@@ -56,8 +57,10 @@ public:
     GroupComm& operator=(const GroupComm&) = delete;
 
     Communicator* communicator() const { return comm_.get(); }  // nullptr for a group of one
-    void barrier() {
-        if (mpi_ != MPI_COMM_NULL) MPI_CHECK(MPI_Barrier(mpi_));
+    // Sums v[0..n) over the group, modulo 2^64 (the fingerprint's and checksum's parts). Like a
+    // barrier, it returns only after every member called it.
+    void sum(uint64_t* v, int n) {
+        if (mpi_ != MPI_COMM_NULL) MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_UINT64_T, MPI_SUM, mpi_));
     }
     // The Communicator goes before the MPI communicator it runs on.
     void close() {
@@ -150,6 +153,9 @@ struct Worker {
         auto t0 = Clock::now();
         std::vector<float> w(static_cast<size_t>((item.row_end - item.row_begin) * m.cols));
         source.read_rows(m, item.row_begin, item.row_end, w.data());
+        // parts[0]: this member's rows of the model tensor's fingerprint; parts[1]: its part of the
+        // checksum of what it writes. Summed over the group, they are the same for any split.
+        uint64_t parts[2] = {fingerprint_rows(w.data(), item.row_begin, item.row_end - item.row_begin, m.cols), 0};
         t.read = since(t0);
         std::vector<ShardInput> inputs;
         for (int s = item.shard_begin; s < item.shard_end; ++s)
@@ -172,19 +178,70 @@ struct Worker {
             else
                 rows.absmax = r.q[i].absmax;
             rows.B = r.B[i];
-            run.write_matrix_rows(static_cast<size_t>(m.index), rows);
+            parts[1] += run.write_matrix_rows(static_cast<size_t>(m.index), rows);
         }
         if (me == 0)
-            run.write_matrix_common(static_cast<size_t>(m.index),
-                                    common_record(m, r, t, ranks.front(), static_cast<int>(ranks.size())));
-        group.barrier();  // every member's rows are written before the mark
-        if (me == 0) run.mark_complete(static_cast<size_t>(m.index));
+            parts[1] += run.write_matrix_common(static_cast<size_t>(m.index),
+                                                common_record(m, r, t, ranks.front(), static_cast<int>(ranks.size())));
+        group.sum(parts, 2);  // also the barrier: every member's rows are written before the mark
+        if (me == 0) {
+            const uint64_t fingerprint = parts[0] + fingerprint_header(m.tensor, m.dtype, m.rows, m.cols);
+            run.write_matrix_identity(static_cast<size_t>(m.index), fingerprint, parts[1]);
+            run.mark_complete(static_cast<size_t>(m.index));
+        }
         t.write = since(t0);
         group.close();
         progress.matrix_done(static_cast<double>((item.row_end - item.row_begin) * m.cols) * 4.0, me == 0,
                              log_record(m, r, t, ranks, item.row_begin, item.row_end).dump());
     }
 };
+
+// On --resume, before any work: every complete matrix is checked. One that fails its checksum is
+// damaged and redone (its flag cleared here), because the model it came from is at hand and resume
+// exists to make the run file whole; one whose model tensor differs is refused, as nothing here can
+// tell which of the two models the user meant. The first `checkers` ranks share the matrices (all
+// ranks under --io direct; rank 0 alone under --io scatter, where only it may read the model), so
+// the check costs one pass over the complete tensors spread over the job. Collective over world.
+void check_complete_matrices(MPI_Comm world, int checkers, const std::string& model_dir, const Plan& plan,
+                             const RunFile& run, std::vector<bool>& complete) {
+    enum : uint8_t { kGood = 0, kDamaged = 1, kOtherModel = 2 };
+    int rank = 0;
+    MPI_CHECK(MPI_Comm_rank(world, &rank));
+    std::vector<uint8_t> verdict(plan.matrices.size(), kGood);
+    all_or_none(world, [&] {
+        if (rank >= checkers) return;
+        std::optional<Checkpoint> ck;
+        for (const auto& m : plan.matrices) {
+            const auto i = static_cast<size_t>(m.index);
+            if (!complete[i] || static_cast<int>(i % static_cast<size_t>(checkers)) != rank) continue;
+            const MatrixRecord rec = run.read_matrix(i);
+            if (record_checksum(rec) != rec.checksum) {
+                verdict[i] = kDamaged;
+                continue;
+            }
+            if (!ck) ck.emplace(model_dir);
+            if (tensor_fingerprint(*ck, m.tensor) != rec.fingerprint) verdict[i] = kOtherModel;
+        }
+    });
+    if (!verdict.empty())
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, verdict.data(), static_cast<int>(verdict.size()), MPI_UINT8_T,
+                                MPI_MAX, world));
+    for (const auto& m : plan.matrices) {
+        if (verdict[static_cast<size_t>(m.index)] != kOtherModel) continue;
+        ConfigError e(cat("run file ", run.path(), " was made from another model: tensor ", m.tensor,
+                          " differs from the one in ", model_dir));
+        e.set_collective();
+        throw e;
+    }
+    for (const auto& m : plan.matrices) {
+        if (verdict[static_cast<size_t>(m.index)] != kDamaged) continue;
+        complete[static_cast<size_t>(m.index)] = false;
+        if (rank == 0)
+            std::printf("[loftq] run file %s: matrix %s fails its checksum; redoing it\n", run.path().c_str(),
+                        m.tensor.c_str());
+    }
+    std::fflush(stdout);
+}
 
 }  // namespace
 
@@ -229,7 +286,8 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
         run.emplace(exists ? RunFile::open_existing(world, work_path, options, layout)
                            : RunFile::create(world, work_path, options, layout));
     });
-    const std::vector<bool> complete = run->complete_flags();
+    std::vector<bool> complete = run->complete_flags();
+    if (exists) check_complete_matrices(world, scatter ? 1 : size, model_dir, plan, *run, complete);
 
     const auto matrices = static_cast<int64_t>(plan.matrices.size());
     int64_t skipped = 0, expected_records = 0;

@@ -90,6 +90,7 @@ inline MatrixRecord runfile_test_record(const MatrixLayout& m, size_t index) {
     for (size_t i = 0; i < r.iteration_error.size(); ++i)
         r.iteration_error[i] = runfile_float(runfile_value(index, 7, i));
     r.chosen_iteration = static_cast<int32_t>(index % 3);
+    r.fingerprint = runfile_value(index, 8, 0);
     return r;
 }
 
