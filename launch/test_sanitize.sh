@@ -10,7 +10,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${LOFTQ_SANITIZE_BUILD_DIR:-$root/build-asan}
 jobs=$(nproc 2>/dev/null || echo 2)
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOFTQ_CUDA=OFF -DLOFTQ_SANITIZE=ON >/dev/null
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOFTQ_CUDA=OFF -DLOFTQ_SANITIZE=ON -DLOFTQ_BENCH=OFF >/dev/null
 cmake --build "$build" -j "$jobs"
 # Open MPI (and the HDF5/OpenBLAS it loads) keeps allocations until exit by design: leak checking
 # would only report those. Every other ASan check stays on.
