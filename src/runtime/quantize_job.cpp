@@ -219,6 +219,15 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
             throw e;
         }
     }
+    // The log is opened only after the run file exists; a folder that is missing is refused now,
+    // on rank 0 for all (collective), so that nothing is created for a job that cannot finish.
+    if (!opt.log_json.empty())
+        root_computes(world, 0, [&] {
+            const std::filesystem::path parent = std::filesystem::absolute(opt.log_json).parent_path();
+            if (!std::filesystem::is_directory(parent))
+                LOFTQ_THROW_SETTING("log-json", "folder '", parent.string(), "' of the log does not exist");
+            return std::string();
+        });
     if (exists && !opt.resume) {
         ConfigError e(cat("run file '", work_path, "' exists; add --resume to continue it, or remove it"), "work");
         e.set_collective();
