@@ -11,6 +11,7 @@ set -euo pipefail
 bin=${LOFTQ_BINARY:?}
 src=${LOFTQ_SOURCE_DIR:?}
 data=${LOFTQ_TEST_DATA:?}
+py=/usr/bin/python3
 model=$data/stories260K
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -53,5 +54,44 @@ set -e
 expect_refusal "$tmp/file.log" "$c" "option --model: .*model.safetensors' is not a folder"
 expect_refusal "$tmp/over.log" "$c2" "option --oversample"
 ok "plan-time option errors: one line, exit 2, no MPI_Abort, no run file"
+
+# 2. Extreme weights: a refusal naming the tensor, never NaN or a false 0 in a run file.
+# edit_weights FOLDER MODE: one F32 target with a 3.3e38 outlier (huge) or all subnormal (subnormal).
+edit_weights() {
+  cp -r "$model" "$1"
+  "$py" - "$1/model.safetensors" "$2" <<'PY'
+import json, struct, sys
+import numpy as np
+path, mode = sys.argv[1], sys.argv[2]
+data = bytearray(open(path, "rb").read())
+n = struct.unpack("<Q", data[:8])[0]
+meta = json.loads(data[8:8 + n])["model.layers.3.mlp.up_proj.weight"]
+assert meta["dtype"] == "F32"
+a, b = (8 + n + o for o in meta["data_offsets"])
+w = np.frombuffer(bytes(data[a:b]), dtype=np.float32).copy()
+if mode == "huge":
+    w[77] = np.float32(3.3e38)
+else:
+    w = (w / np.abs(w).max() * 1e-42).astype(np.float32)
+data[a:b] = w.tobytes()
+open(path, "wb").write(bytes(data))
+PY
+}
+edit_weights "$tmp/huge" huge
+edit_weights "$tmp/subnormal" subnormal
+for m in huge subnormal; do
+  for extra in "" --no-keep-best; do
+    set +e
+    # shellcheck disable=SC2086  # $extra: no option, or one
+    mpi 2 quantize --model "$tmp/$m" --work "$tmp/$m.h5" --rank 8 --iters 2 $extra > "$tmp/$m.log" 2>&1
+    c=$?
+    set -e
+    (( c != 0 && c != 124 )) || { cat "$tmp/$m.log"; fail "$m weights $extra: exit $c"; }
+    grep -q "loftq: error: tensor model.layers.3.mlp.up_proj.weight: .*Frobenius norm" "$tmp/$m.log" \
+      || { cat "$tmp/$m.log"; fail "$m weights $extra: no refusal naming the tensor"; }
+    rm -f "$tmp/$m.h5"
+  done
+done
+ok "a 3.3e38 outlier and subnormal weights are refused naming the tensor (with and without --no-keep-best)"
 
 echo "e2e_reliability: all passed"
