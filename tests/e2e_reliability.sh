@@ -94,4 +94,49 @@ for m in huge subnormal; do
 done
 ok "a 3.3e38 outlier and subnormal weights are refused naming the tensor (with and without --no-keep-best)"
 
+# 3. Stop signals: one line, non-zero exit, and a run file that --resume completes to the same
+#    bytes as an uninterrupted run.
+digest() { "$py" "$src/tests/runfile_digest.py" "$1"; }
+"$bin" synth --preset tiny --layers 12 --output "$tmp/tiny12" > /dev/null
+args=(quantize --model "$tmp/tiny12" --rank 16 --iters 5 --split-threshold 100KB)
+mpi 2 "${args[@]}" --work "$tmp/whole.h5" > "$tmp/whole.log" 2>&1 || { cat "$tmp/whole.log"; fail "uninterrupted run"; }
+# stop_midway NP SIGNAL NAME: start the job, send SIGNAL once some matrices are complete, check.
+stop_midway() {
+  local np=$1 sig=$2 name=$3 job code done_count total
+  rm -f "$tmp/stop.h5"
+  if (( np == 1 )); then
+    # One BLAS thread, as launch/mpirun.sh runs each rank: the bits depend on the thread count.
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$bin" "${args[@]}" --work "$tmp/stop.h5" > "$tmp/stop.log" 2>&1 &
+  else
+    # mpirun.sh execs mpirun, which forwards the signal to every rank.
+    LOFTQ_BINARY=$bin bash "$src/launch/mpirun.sh" -np "$np" "${args[@]}" --work "$tmp/stop.h5" > "$tmp/stop.log" 2>&1 &
+  fi
+  job=$!
+  done_count=0
+  for _ in $(seq 1 600); do
+    read -r done_count total < <("$py" "$src/tests/runfile_complete.py" "$tmp/stop.h5" 2>/dev/null || echo 0 0)
+    (( done_count >= 4 )) && break
+    sleep 0.05
+  done
+  kill "-$sig" "$job"
+  set +e
+  wait "$job"
+  code=$?
+  set -e
+  (( code != 0 && code < 124 )) || { cat "$tmp/stop.log"; fail "SIG$sig at -np $np: exit $code (by the signal or hung)"; }
+  [[ $(grep -c "loftq: error" "$tmp/stop.log") -eq 1 ]] || { cat "$tmp/stop.log"; fail "SIG$sig at -np $np: not one line"; }
+  grep -Eq "loftq: error: interrupted by $name after [0-9]+ of 84 matrices; resume with --resume" "$tmp/stop.log" \
+    || { cat "$tmp/stop.log"; fail "SIG$sig at -np $np: no 'interrupted by $name' line"; }
+  read -r done_count total < <("$py" "$src/tests/runfile_complete.py" "$tmp/stop.h5")
+  (( done_count < total )) || fail "SIG$sig at -np $np: the job had finished before the signal"
+  mpi 2 "${args[@]}" --work "$tmp/stop.h5" --resume > "$tmp/resume.log" 2>&1 || { cat "$tmp/resume.log"; fail "resume after SIG$sig"; }
+  digest "$tmp/whole.h5" > "$tmp/whole.sha"
+  digest "$tmp/stop.h5" | cmp -s - "$tmp/whole.sha" || fail "SIG$sig at -np $np + --resume differs from an uninterrupted run"
+  ok "SIG$sig at -np $np stopped at $done_count/$total: one line, exit $code, --resume == uninterrupted"
+}
+stop_midway 1 TERM SIGTERM
+stop_midway 1 INT SIGINT
+stop_midway 1 USR1 SIGUSR1
+stop_midway 2 TERM SIGTERM
+
 echo "e2e_reliability: all passed"

@@ -100,6 +100,7 @@ void ProgressReporter::maybe_print(bool force) {
 }
 
 void ProgressReporter::matrix_done(double bytes, bool counts_as_matrix, const std::string& record) {
+    ++produced_records_;
     if (rank_ == 0) {
         absorb(bytes, counts_as_matrix, record);
         maybe_print(false);
@@ -131,7 +132,12 @@ void ProgressReporter::poll() {
     maybe_print(false);
 }
 
-void ProgressReporter::finish() {
+void ProgressReporter::finish(bool interrupted) {
+    if (interrupted) {
+        int64_t sent = 0;
+        MPI_CHECK(MPI_Allreduce(&produced_records_, &sent, 1, MPI_INT64_T, MPI_SUM, comm_));
+        expected_records_ = sent;
+    }
     if (rank_ == 0) {
         while (received_records_ < expected_records_) {
             MPI_Status st;
@@ -139,7 +145,7 @@ void ProgressReporter::finish() {
             poll();
         }
         maybe_print(true);
-        if (log_) {
+        if (log_ && !interrupted) {
             try {
                 log_->commit();
             } catch (const Error& e) {

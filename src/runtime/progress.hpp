@@ -37,8 +37,10 @@ public:
     void matrix_done(double bytes, bool counts_as_matrix, const std::string& record);
     // Rank 0: take in what arrived, maybe print. Other ranks: complete finished sends.
     void poll();
-    // Collective over comm: rank 0 waits for every record, prints the final line.
-    void finish();
+    // Collective over comm: rank 0 waits for every record, prints the final line and commits the
+    // log. `interrupted`: ranks skipped matrices, so rank 0 waits for the records that were sent
+    // (counted over comm), not those expected, and the log is not committed.
+    void finish(bool interrupted = false);
 
     // "12/35 matrices  0.42/1.04 GB  3.10 GB/s  ETA 0:00:12" (exposed for tests).
     // rate: bytes per second of this run (0 = unknown).
@@ -55,6 +57,7 @@ private:
     double total_bytes_;
     int64_t expected_records_;
     int64_t received_records_ = 0;
+    int64_t produced_records_ = 0;  // matrix_done calls on this rank
     int64_t done_matrices_;
     double done_bytes_;
     double skipped_bytes_;

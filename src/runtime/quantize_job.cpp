@@ -10,6 +10,7 @@
 
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
+#include "core/interrupt.hpp"
 #include "io/checkpoint.hpp"
 #include "io/runfile.hpp"
 #include "linalg/backend.hpp"
@@ -58,6 +59,12 @@ public:
     Communicator* communicator() const { return comm_.get(); }  // nullptr for a group of one
     void barrier() {
         if (mpi_ != MPI_COMM_NULL) MPI_CHECK(MPI_Barrier(mpi_));
+    }
+    // 1 if `flag` is 1 on any member (a group of one: flag itself).
+    int any(int flag) {
+        int result = flag;
+        if (mpi_ != MPI_COMM_NULL) MPI_CHECK(MPI_Allreduce(&flag, &result, 1, MPI_INT, MPI_MAX, mpi_));
+        return result;
     }
     // The Communicator goes before the MPI communicator it runs on.
     void close() {
@@ -131,13 +138,22 @@ struct Worker {
     // One work item: the rows [row_begin, row_end) of one matrix, as shards of a group of ranks.
     // A whole matrix is the case of one shard and a group of one; a group of one (also a split
     // matrix on a single rank) needs no communicator: every shard of it is here.
-    void run_item(const WorkItem& item) {
+    //
+    // Stopping (a stop signal, interrupt.hpp): the item is skipped once this rank is `stopping`.
+    // A group agrees first: every member reaches this point for the item (items run in one
+    // order), so no member waits in a group collective for one that stopped; a member that learns
+    // of a stop here stops too. `completed` counts the matrices this rank marked complete.
+    void run_item(const WorkItem& item, bool& stopping, int64_t& completed) {
         const MatrixPlan& m = plan.matrices[static_cast<size_t>(item.matrix)];
         const MatrixAssignment& a = dist.matrices[static_cast<size_t>(item.matrix)];
         std::vector<int> ranks;
         for (int g : a.group) ranks.push_back(g + first_worker);
         const int me = static_cast<int>(std::find(ranks.begin(), ranks.end(), world_rank) - ranks.begin());
         GroupComm group(be, ranks, m.index);
+        if (group.any(stopping || interrupt_signal() != 0 ? 1 : 0)) {
+            stopping = true;
+            return;
+        }
 
         ShardLayout shards;
         shards.row_offsets = a.bounds;
@@ -178,7 +194,10 @@ struct Worker {
             run.write_matrix_common(static_cast<size_t>(m.index),
                                     common_record(m, r, t, ranks.front(), static_cast<int>(ranks.size())));
         group.barrier();  // every member's rows are written before the mark
-        if (me == 0) run.mark_complete(static_cast<size_t>(m.index));
+        if (me == 0) {
+            run.mark_complete(static_cast<size_t>(m.index));
+            ++completed;
+        }
         t.write = since(t0);
         group.close();
         progress.matrix_done(static_cast<double>((item.row_end - item.row_begin) * m.cols) * 4.0, me == 0,
@@ -275,9 +294,17 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
         std::fflush(stdout);
     }
 
+    // From here SIGTERM / SIGINT / SIGUSR1 only ask to stop: each rank finishes the matrix it is
+    // on, skips the rest, and all agree below; the run file is flushed and closed as usual, so a
+    // --resume continues it. Before this point and after it the signals terminate as by default.
+    InterruptScope interrupts;
+    int64_t stopped_ranks = 0, completed_total = 0;
+    int stop_signal = 0;
     abort_on_error([&] {
         ProgressReporter progress(world, matrices, total_bytes, expected_records, skipped,
                                   skipped_bytes, opt.log_json);
+        bool stopping = false;
+        int64_t completed = 0;
         if (scatter && rank == 0) {
             serve_scatter(world, model_dir, plan, workers, progress);
         } else {
@@ -285,15 +312,31 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
             Worker worker{plan, dist, layout, *run, *source, *be, progress, rank, first_worker};
             for (const WorkItem& item : dist.work[static_cast<size_t>(rank - first_worker)]) {
                 if (complete[static_cast<size_t>(item.matrix)]) continue;
-                worker.run_item(item);
+                worker.run_item(item, stopping, completed);
                 progress.poll();
             }
             source->finish();
         }
-        progress.finish();
+        // Every rank reaches this point: did any skip a matrix? A signal that came after a rank's
+        // last matrix stops nothing (the job completes).
+        const int64_t mine[2] = {stopping ? 1 : 0, completed};
+        int64_t sums[2] = {0, 0};
+        MPI_CHECK(MPI_Allreduce(mine, sums, 2, MPI_INT64_T, MPI_SUM, world));
+        stopped_ranks = sums[0];
+        completed_total = sums[1];
+        const int my_signal = interrupt_signal();
+        MPI_CHECK(MPI_Allreduce(&my_signal, &stop_signal, 1, MPI_INT, MPI_MAX, world));
+        progress.finish(stopped_ranks > 0);
         run->flush();
         run->close();
     });
+    if (stopped_ranks > 0) {
+        // The same text on every rank: main prints it once.
+        Error e(cat("interrupted by ", stop_signal ? interrupt_signal_name(stop_signal) : "a stop signal",
+                    " after ", skipped + completed_total, " of ", matrices, " matrices; resume with --resume"));
+        e.set_collective();
+        throw e;
+    }
 }
 
 }  // namespace loftq
