@@ -100,9 +100,11 @@ digest() { "$py" "$src/tests/runfile_digest.py" "$1"; }
 "$bin" synth --preset tiny --layers 12 --output "$tmp/tiny12" > /dev/null
 args=(quantize --model "$tmp/tiny12" --rank 16 --iters 5 --split-threshold 100KB)
 mpi 2 "${args[@]}" --work "$tmp/whole.h5" > "$tmp/whole.log" 2>&1 || { cat "$tmp/whole.log"; fail "uninterrupted run"; }
-# stop_midway NP SIGNAL NAME: start the job, send SIGNAL once some matrices are complete, check.
+# stop_midway NP SIGNAL NAME [TO]: start the job, send SIGNAL once some matrices are complete, to
+# the process (one rank), to mpirun (TO=mpirun: Open MPI forwards SIGUSR1 to every rank; on
+# SIGTERM it kills them itself after a short grace), or to every rank as srun / scancel do.
 stop_midway() {
-  local np=$1 sig=$2 name=$3 job code done_count total
+  local np=$1 sig=$2 name=$3 to=${4:-ranks} job code done_count total p
   rm -f "$tmp/stop.h5"
   if (( np == 1 )); then
     # One BLAS thread, as launch/mpirun.sh runs each rank: the bits depend on the thread count.
@@ -118,7 +120,11 @@ stop_midway() {
     (( done_count >= 4 )) && break
     sleep 0.05
   done
-  kill "-$sig" "$job"
+  if (( np == 1 )) || [[ $to == mpirun ]]; then
+    kill "-$sig" "$job"
+  else
+    for p in $(pgrep -P "$job"); do kill "-$sig" "$p"; done
+  fi
   set +e
   wait "$job"
   code=$?
@@ -138,5 +144,38 @@ stop_midway 1 TERM SIGTERM
 stop_midway 1 INT SIGINT
 stop_midway 1 USR1 SIGUSR1
 stop_midway 2 TERM SIGTERM
+stop_midway 2 USR1 SIGUSR1 mpirun
+
+# 4. The watchdog: a frozen rank (SIGSTOP) ends the job with one line naming it; ranks that only
+#    wait for others (3 ranks, split matrices) do not trip it.
+mpi 3 "${args[@]}" --work "$tmp/wd-ok.h5" --watchdog 1 > "$tmp/wd-ok.log" 2>&1 || { cat "$tmp/wd-ok.log"; fail "--watchdog 1 tripped on a healthy job"; }
+# Whole matrices only: rank 0 is then the judge of the others (in a split matrix each member
+# names the matrix and its group instead).
+LOFTQ_BINARY=$bin bash "$src/launch/mpirun.sh" -np 2 quantize --model "$tmp/tiny12" --rank 16 --iters 5 \
+  --work "$tmp/wd.h5" --watchdog 2 > "$tmp/wd.log" 2>&1 &
+job=$!
+for _ in $(seq 1 600); do
+  read -r done_count total < <("$py" "$src/tests/runfile_complete.py" "$tmp/wd.h5" 2>/dev/null || echo 0 0)
+  (( done_count >= 4 )) && break
+  sleep 0.05
+done
+rank1=""
+for p in $(pgrep -P "$job"); do
+  if tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then rank1=$p; fi
+done
+[[ -n "$rank1" ]] || fail "watchdog: rank 1's process not found"
+kill -STOP "$rank1"
+( sleep 60; kill -KILL "$job" 2>/dev/null ) &
+guard=$!
+set +e
+wait "$job"
+code=$?
+set -e
+kill "$guard" 2>/dev/null || true
+(( code != 0 && code != 137 )) || { cat "$tmp/wd.log"; fail "frozen rank: exit $code (137 = hung, killed after 60 s)"; }
+[[ $(grep -c "loftq: error" "$tmp/wd.log") -eq 1 ]] || { cat "$tmp/wd.log"; fail "frozen rank: not one error line"; }
+grep -q "loftq: error: watchdog: rank 0 made no progress for [0-9]* s (waiting for rank 1, " "$tmp/wd.log" \
+  || { cat "$tmp/wd.log"; fail "frozen rank: the line does not name rank 1"; }
+ok "a frozen rank ends the job under --watchdog 2 naming it (exit $code); a healthy job under --watchdog 1 completes"
 
 echo "e2e_reliability: all passed"

@@ -127,7 +127,10 @@ po::options_description loftq_options(Config& c, RawStrings& raw) {
          "matrices larger than this (float32 bytes) run on a group of ranks; 0 = never")
         ("io", po::value(&raw.io)->default_value(raw.io), "direct (each rank reads) | scatter (rank 0 reads)")
         ("device", po::value(&q.device)->default_value(q.device), "auto | cpu | cuda")
-        ("log-json", po::value(&q.log_json), "write one JSON record per matrix to this file");
+        ("log-json", po::value(&q.log_json), "write one JSON record per matrix to this file")
+        ("watchdog", po::value(&q.watchdog)->default_value(q.watchdog),
+         "end the job when a rank makes no progress for this many seconds (0 = off; more than the "
+         "longest matrix takes)");
     return d;
 }
 

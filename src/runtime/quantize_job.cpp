@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <thread>
 
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
@@ -20,6 +21,7 @@
 #include "runtime/job_setup.hpp"
 #include "runtime/progress.hpp"
 #include "runtime/tensor_source.hpp"
+#include "runtime/watchdog.hpp"
 
 namespace loftq {
 namespace {
@@ -88,6 +90,7 @@ struct Worker {
     ProgressReporter& progress;
     int world_rank;
     int first_worker;  // world rank of worker 0 (1 under --io scatter with several ranks)
+    Watchdog& watchdog;
 
     nlohmann::json log_record(const MatrixPlan& m, const LoftqResult& r, const PhaseTimes& t,
                               const std::vector<int>& group, int64_t row_begin, int64_t row_end) const {
@@ -154,6 +157,9 @@ struct Worker {
             stopping = true;
             return;
         }
+        std::string with;  // a split matrix waits on its group: the line names the group
+        for (size_t j = 0; ranks.size() > 1 && j < ranks.size(); ++j) with += (j ? "," : " with ranks ") + std::to_string(ranks[j]);
+        watchdog.beat("on matrix " + m.tensor + with);
 
         ShardLayout shards;
         shards.row_offsets = a.bounds;
@@ -200,6 +206,7 @@ struct Worker {
         }
         t.write = since(t0);
         group.close();
+        watchdog.beat("after matrix " + m.tensor);
         progress.matrix_done(static_cast<double>((item.row_end - item.row_begin) * m.cols) * 4.0, me == 0,
                              log_record(m, r, t, ranks, item.row_begin, item.row_end).dump());
     }
@@ -301,15 +308,24 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
     int64_t stopped_ranks = 0, completed_total = 0;
     int stop_signal = 0;
     abort_on_error([&] {
+        Watchdog watchdog(opt.watchdog, rank);
         ProgressReporter progress(world, matrices, total_bytes, expected_records, skipped,
                                   skipped_bytes, opt.log_json);
+        if (rank == 0) {
+            std::vector<int64_t> expected_per_rank(static_cast<size_t>(size), 0);
+            for (const auto& m : plan.matrices)
+                if (!complete[static_cast<size_t>(m.index)])
+                    for (int g : dist.matrices[static_cast<size_t>(m.index)].group)
+                        ++expected_per_rank[static_cast<size_t>(g + first_worker)];
+            progress.set_watchdog(&watchdog, std::move(expected_per_rank));
+        }
         bool stopping = false;
         int64_t completed = 0;
         if (scatter && rank == 0) {
             serve_scatter(world, model_dir, plan, workers, progress);
         } else {
             auto source = scatter ? make_scatter_client(world) : make_direct_source(model_dir);
-            Worker worker{plan, dist, layout, *run, *source, *be, progress, rank, first_worker};
+            Worker worker{plan, dist, layout, *run, *source, *be, progress, rank, first_worker, watchdog};
             for (const WorkItem& item : dist.work[static_cast<size_t>(rank - first_worker)]) {
                 if (complete[static_cast<size_t>(item.matrix)]) continue;
                 worker.run_item(item, stopping, completed);
@@ -318,10 +334,26 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
             source->finish();
         }
         // Every rank reaches this point: did any skip a matrix? A signal that came after a rank's
-        // last matrix stops nothing (the job completes).
+        // last matrix stops nothing (the job completes). While the others work, rank 0 takes in
+        // their records (its watchdog judges the wait and names the rank that is silent); the
+        // other ranks' watchdogs rest.
         const int64_t mine[2] = {stopping ? 1 : 0, completed};
         int64_t sums[2] = {0, 0};
-        MPI_CHECK(MPI_Allreduce(mine, sums, 2, MPI_INT64_T, MPI_SUM, world));
+        MPI_Request agreed = MPI_REQUEST_NULL;
+        MPI_CHECK(MPI_Iallreduce(mine, sums, 2, MPI_INT64_T, MPI_SUM, world, &agreed));
+        if (rank == 0) {
+            progress.beat_waiting();
+            for (int done = 0; !done;) {
+                MPI_CHECK(MPI_Test(&agreed, &done, MPI_STATUS_IGNORE));
+                if (!done) {
+                    progress.poll();
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                }
+            }
+        } else {
+            watchdog.pause();
+            MPI_CHECK(MPI_Wait(&agreed, MPI_STATUS_IGNORE));
+        }
         stopped_ranks = sums[0];
         completed_total = sums[1];
         const int my_signal = interrupt_signal();

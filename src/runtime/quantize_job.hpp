@@ -20,6 +20,7 @@ struct QuantizeOptions {
     IoMode io = IoMode::direct;
     std::string device = "auto";  // auto | cpu | cuda
     std::string log_json;         // one JSON record per matrix; empty: none
+    double watchdog = 0;          // seconds without progress that end the job; 0 = off (watchdog.hpp)
 };
 
 // Collective over MPI_COMM_WORLD: LoftQ on the checkpoint in `model_dir` into the run file
