@@ -148,7 +148,7 @@ stop_midway 2 USR1 SIGUSR1 mpirun
 
 # 4. The watchdog: a frozen rank (SIGSTOP) ends the job with one line naming it; ranks that only
 #    wait for others (3 ranks, split matrices) do not trip it.
-mpi 3 "${args[@]}" --work "$tmp/wd-ok.h5" --watchdog 1 > "$tmp/wd-ok.log" 2>&1 || { cat "$tmp/wd-ok.log"; fail "--watchdog 1 tripped on a healthy job"; }
+mpi 3 "${args[@]}" --work "$tmp/wd-ok.h5" --watchdog 2 > "$tmp/wd-ok.log" 2>&1 || { cat "$tmp/wd-ok.log"; fail "--watchdog 2 tripped on a healthy job"; }
 # Whole matrices only: rank 0 is then the judge of the others (in a split matrix each member
 # names the matrix and its group instead).
 LOFTQ_BINARY=$bin bash "$src/launch/mpirun.sh" -np 2 quantize --model "$tmp/tiny12" --rank 16 --iters 5 \
@@ -176,6 +176,6 @@ kill "$guard" 2>/dev/null || true
 [[ $(grep -c "loftq: error" "$tmp/wd.log") -eq 1 ]] || { cat "$tmp/wd.log"; fail "frozen rank: not one error line"; }
 grep -q "loftq: error: watchdog: rank 0 made no progress for [0-9]* s (waiting for rank 1, " "$tmp/wd.log" \
   || { cat "$tmp/wd.log"; fail "frozen rank: the line does not name rank 1"; }
-ok "a frozen rank ends the job under --watchdog 2 naming it (exit $code); a healthy job under --watchdog 1 completes"
+ok "a frozen rank ends the job under --watchdog 2 naming it (exit $code); a healthy job under --watchdog 2 completes"
 
 echo "e2e_reliability: all passed"

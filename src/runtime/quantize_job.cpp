@@ -158,7 +158,8 @@ struct Worker {
             return;
         }
         std::string with;  // a split matrix waits on its group: the line names the group
-        for (size_t j = 0; ranks.size() > 1 && j < ranks.size(); ++j) with += (j ? "," : " with ranks ") + std::to_string(ranks[j]);
+        for (size_t j = 0; ranks.size() > 1 && j < ranks.size(); ++j)
+            with += (j ? "," : " with ranks ") + std::to_string(ranks[j]);
         watchdog.beat("on matrix " + m.tensor + with);
 
         ShardLayout shards;
