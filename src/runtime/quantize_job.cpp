@@ -41,10 +41,12 @@ std::unique_ptr<Communicator> group_communicator(LinalgBackend& be, MPI_Comm com
 }
 
 // The ranks of one matrix's group: an MPI communicator and the backend's Communicator over it,
-// created only for a group of more than one rank (a group of one has every shard here).
+// created only for a group of more than one rank (a group of one has every shard here). The
+// Communicator (NCCL on GPUs: costly to set up) comes with connect(), once the group has agreed
+// to run the matrix (any()).
 class GroupComm {
 public:
-    GroupComm(LinalgBackend& be, const std::vector<int>& world_ranks, int tag) {
+    GroupComm(const std::vector<int>& world_ranks, int tag) {
         if (world_ranks.size() < 2) return;
         MPI_Group world_group, group;
         MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world_group));
@@ -52,7 +54,9 @@ public:
         MPI_CHECK(MPI_Comm_create_group(MPI_COMM_WORLD, group, tag, &mpi_));
         MPI_Group_free(&group);
         MPI_Group_free(&world_group);
-        comm_ = group_communicator(be, mpi_);
+    }
+    void connect(LinalgBackend& be) {
+        if (mpi_ != MPI_COMM_NULL) comm_ = group_communicator(be, mpi_);
     }
     ~GroupComm() { close(); }
     GroupComm(const GroupComm&) = delete;
@@ -152,11 +156,12 @@ struct Worker {
         std::vector<int> ranks;
         for (int g : a.group) ranks.push_back(g + first_worker);
         const int me = static_cast<int>(std::find(ranks.begin(), ranks.end(), world_rank) - ranks.begin());
-        GroupComm group(be, ranks, m.index);
+        GroupComm group(ranks, m.index);
         if (group.any(stopping || interrupt_signal() != 0 ? 1 : 0)) {
             stopping = true;
             return;
         }
+        group.connect(be);
         std::string with;  // a split matrix waits on its group: the line names the group
         for (size_t j = 0; ranks.size() > 1 && j < ranks.size(); ++j)
             with += (j ? "," : " with ranks ") + std::to_string(ranks[j]);
