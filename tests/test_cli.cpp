@@ -109,6 +109,8 @@ TEST(Cli, RejectsOutOfBoundSettingsNamingThem) {
         {{"--lora-alpha", "1e-300"}, "--lora-alpha"},       {{"--lora-alpha", "1e300"}, "--lora-alpha"},
         {{"--lora-alpha", "1e-5", "--rank", "64"}, "--lora-alpha"},
         {{"--lora-alpha", "1e7", "--rslora", "--rank", "4"}, "--lora-alpha"},
+        {{"--watchdog", "-1"}, "--watchdog"},              {{"--watchdog", "nan"}, "--watchdog"},
+        {{"--watchdog", "1e9"}, "--watchdog"},
     };
     for (const auto& [extra, name] : bad) {
         std::vector<const char*> args{"quantize", "--model", "m", "--work", "w"};
@@ -119,6 +121,8 @@ TEST(Cli, RejectsOutOfBoundSettingsNamingThem) {
                       "--rank", "65536", "--iters", "1000", "--lora-alpha", "1"});
     EXPECT_EQ(c.spec.loftq.svd_options.oversample, 4096);
     EXPECT_EQ(c.spec.loftq.svd_options.power_iters, 64);
+    EXPECT_EQ(parse({"run", "--model", "m", "--output", "o", "--watchdog", "600"}).quantize.watchdog, 600);
+    EXPECT_EQ(parse({"quantize", "--model", "m", "--work", "w"}).quantize.watchdog, 0);  // off
     // The run file's copy is held to the same bounds.
     auto j = nlohmann::json::parse(parse({"quantize", "--model", "m", "--work", "w"}).spec.to_json());
     j["power-iters"] = 2147483647;
