@@ -99,6 +99,52 @@ TEST(Cli, RejectsBadOptionsNamingThem) {
     expect_rejected({"inspect", "x", "--rank", "4"}, "rank");
 }
 
+// Upper bounds: nothing overflows (oversample + rank in int) or runs for ever (power iterations),
+// and the LoRA scaling keeps the compensated factors finite (issue #16).
+TEST(Cli, RejectsOutOfBoundSettingsNamingThem) {
+    const std::vector<std::pair<std::vector<const char*>, const char*>> bad{
+        {{"--oversample", "2147483647"}, "--oversample"}, {{"--oversample", "4097"}, "--oversample"},
+        {{"--power-iters", "2147483647"}, "--power-iters"}, {{"--power-iters", "65"}, "--power-iters"},
+        {{"--rank", "65537"}, "--rank"},                    {{"--iters", "1001"}, "--iters"},
+        {{"--lora-alpha", "1e-300"}, "--lora-alpha"},       {{"--lora-alpha", "1e300"}, "--lora-alpha"},
+        {{"--lora-alpha", "1e-5", "--rank", "64"}, "--lora-alpha"},
+        {{"--lora-alpha", "1e7", "--rslora", "--rank", "4"}, "--lora-alpha"},
+        {{"--watchdog", "-1"}, "--watchdog"},              {{"--watchdog", "nan"}, "--watchdog"},
+        {{"--watchdog", "1e9"}, "--watchdog"},
+    };
+    for (const auto& [extra, name] : bad) {
+        std::vector<const char*> args{"quantize", "--model", "m", "--work", "w"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        expect_rejected(args, name);
+    }
+    Config c = parse({"quantize", "--model", "m", "--work", "w", "--oversample", "4096", "--power-iters", "64",
+                      "--rank", "65536", "--iters", "1000", "--lora-alpha", "1"});
+    EXPECT_EQ(c.spec.loftq.svd_options.oversample, 4096);
+    EXPECT_EQ(c.spec.loftq.svd_options.power_iters, 64);
+    EXPECT_EQ(parse({"run", "--model", "m", "--output", "o", "--watchdog", "600"}).quantize.watchdog, 600);
+    EXPECT_EQ(parse({"quantize", "--model", "m", "--work", "w"}).quantize.watchdog, 0);  // off
+    // The run file's copy is held to the same bounds.
+    auto j = nlohmann::json::parse(parse({"quantize", "--model", "m", "--work", "w"}).spec.to_json());
+    j["power-iters"] = 2147483647;
+    EXPECT_THROW(RunSpec::from_json(j.dump(), "x"), InputError);
+}
+
+TEST(Cli, RejectsEmptyTargetsNegativeSeedsAndStrayArguments) {
+    for (const char* t : {"", "q_proj,", ",q_proj", "q_proj,,v_proj"})
+        expect_rejected({"quantize", "--model", "m", "--work", "w", "--targets", t}, "--targets");
+    for (const char* s : {"-1", "1.5", "18446744073709551616", "0x10", "", " 1"}) {
+        expect_rejected({"quantize", "--model", "m", "--work", "w", "--seed", s}, "--seed");
+        expect_rejected({"synth", "--output", "o", "--seed", s}, "--seed");
+    }
+    EXPECT_EQ(parse({"quantize", "--model", "m", "--work", "w", "--seed", "18446744073709551615"})
+                  .spec.loftq.svd_options.seed,
+              18446744073709551615ull);
+    EXPECT_EQ(parse({"synth", "--output", "o", "--seed", "7"}).synth.seed, 7u);
+    expect_rejected({"quantize", "--model", "m", "--work", "w", "leftover"}, "'leftover'");
+    expect_rejected({"inspect", "a", "b"}, "'b'");
+    EXPECT_EQ(parse({"inspect", "a"}).inspect_path, "a");
+}
+
 // The run file stores the spec once; reading it back gives the same spec and refuses what it
 // cannot trust, naming the setting: nothing falls back to a default.
 TEST(RunSpec, RoundTripsAndRefusesMissingOrUnknownKeys) {

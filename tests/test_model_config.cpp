@@ -166,6 +166,44 @@ TEST(ModelConfig, RejectsBadFieldsNamingFileAndField) {
     EXPECT_THROW(parse_model_config(json::array(), "config.json"), InputError);
 }
 
+// Sizes stay far inside int64: q_rows = heads * head_dim and the element counts of every weight.
+TEST(ModelConfig, RejectsDimensionsThatWouldOverflow) {
+    for (const char* field : {"hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers",
+                              "head_dim"}) {
+        json doc = mistral_7b();
+        doc[field] = int64_t{1} << 40;
+        if (std::string(field) == "num_attention_heads") doc["num_key_value_heads"] = int64_t{1} << 40;
+        const std::string msg = message_of(doc);
+        EXPECT_NE(msg.find(field), std::string::npos) << field << ": " << msg;
+        EXPECT_NE(msg.find("maximum"), std::string::npos) << field << ": " << msg;
+    }
+    json big_q = mistral_7b();  // each factor allowed, the product not
+    big_q["num_attention_heads"] = 1 << 12;
+    big_q["num_key_value_heads"] = 1 << 12;
+    big_q["head_dim"] = 1 << 12;
+    EXPECT_NE(message_of(big_q).find("head_dim"), std::string::npos) << message_of(big_q);
+    json vocab = mistral_7b();
+    vocab["vocab_size"] = int64_t{1} << 30;
+    EXPECT_NE(message_of(vocab).find("vocab_size"), std::string::npos);
+    json llama70 = codellama_70b();
+    EXPECT_EQ(parse_model_config(llama70, "c").q_rows(), 8192);
+}
+
+TEST(ModelConfig, ModelMustBeAFolder) {
+    loftq::testing::TempDir dir;
+    loftq::testing::write_file(dir / "model.safetensors", "not json");
+    EXPECT_NO_THROW(require_model_folder(dir.path()));
+    for (const std::string& bad : {dir / "model.safetensors", dir / "absent"}) {
+        try {
+            require_model_folder(bad);
+            ADD_FAILURE() << "accepted " << bad;
+        } catch (const ConfigError& e) {
+            EXPECT_EQ(e.setting(), "model");
+            EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+        }
+    }
+}
+
 TEST(ModelConfig, RejectsUnreadableFiles) {
     loftq::testing::TempDir dir;
     EXPECT_THROW(read_model_config(dir.path()), InputError);

@@ -191,14 +191,47 @@ TEST(Plan, RejectsMissingExtraAndNonFloatTensors) {
 TEST(Plan, SplitMatricesAreRandomized) {
     const ModelConfig m = preset_model_config("llama2-70b");
     RunSpec o;
-    o.loftq.svd = SvdChoice::exact;
+    o.loftq.svd = SvdChoice::randomized;
     o.split_threshold = 512ull << 20;  // 512 MiB: only the 28672 x 8192 MLP matrices (940 MB)
     const Plan p = build_plan(m, expected_catalogue(m, DType::BF16), o);
     for (const auto& mp : p.matrices) {
         const bool mlp = mp.rows == 28672 || mp.cols == 28672;
         EXPECT_EQ(mp.shards > 1, mlp) << mp.tensor;
-        EXPECT_EQ(mp.svd, mlp ? SvdMethod::randomized : SvdMethod::exact) << mp.tensor;
+        EXPECT_EQ(mp.svd, SvdMethod::randomized) << mp.tensor;
     }
+}
+
+// The loop cannot run the exact SVD on a split matrix: the plan (rank 0, before the run file
+// exists) refuses it, naming the setting and a split tensor, so the error is collective.
+TEST(Plan, ExactSvdOnASplitMatrixIsRefused) {
+    const ModelConfig m = preset_model_config("llama2-70b");
+    RunSpec o;
+    o.loftq.svd = SvdChoice::exact;
+    o.split_threshold = 512ull << 20;
+    try {
+        build_plan(m, expected_catalogue(m, DType::BF16), o);
+        FAIL() << "accepted --svd exact with split matrices";
+    } catch (const ConfigError& e) {
+        EXPECT_EQ(e.setting(), "svd");
+        EXPECT_TRUE(has(e.what(), "model.layers.0.mlp.gate_proj.weight")) << e.what();
+    }
+    o.split_threshold = 0;
+    EXPECT_EQ(build_plan(m, expected_catalogue(m, DType::BF16), o).matrices.size(), 560u);
+}
+
+// "model.layers.00." is not layer 0: PyTorch never writes a module index with a leading zero, and
+// transformers would not load such a tensor into layer 0.
+TEST(Plan, RejectsLayerIndexWithLeadingZero) {
+    const ModelConfig m = preset_model_config("tiny");
+    for (const char* name : {"model.layers.00.self_attn.q_proj.weight", "model.layers.01.mlp.up_proj.weight"}) {
+        auto cat = expected_catalogue(m, DType::BF16);
+        cat[name] = TensorInfo{name, DType::BF16, {384, 128}, 0, 0};
+        const std::string msg = error_of<InputError>(m, cat, opts_rank(8));
+        EXPECT_TRUE(has(msg, name)) << msg;
+        EXPECT_TRUE(has(msg, "leading zero")) << msg;
+    }
+    // Layer 0 and layer 10 still are.
+    EXPECT_EQ(build_plan(m, expected_catalogue(m, DType::BF16), opts_rank(8)).matrices.front().layer, 0);
 }
 
 // One decision of "split": a matrix over the threshold that cannot be cut (too few rows for two
@@ -207,7 +240,7 @@ TEST(Plan, UnsplittableMatrixIsPlannedWhole) {
     const ModelConfig m = preset_model_config("tiny");
     RunSpec o;
     o.loftq.svd_options.rank = 60;  // sketch width 76 > half of every tiny matrix's rows
-    o.loftq.svd = SvdChoice::exact;
+    o.loftq.svd = SvdChoice::automatic;  // exact for every whole tiny matrix (min side < 256)
     o.split_threshold = 1024;
     const Plan p = build_plan(m, expected_catalogue(m, DType::BF16), o);
     const Distribution d = distribute(p, 4);

@@ -3,9 +3,10 @@
 #include <boost/program_options.hpp>
 
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <initializer_list>
 #include <iostream>
-#include <sstream>
 
 #include "cli/config.hpp"
 #include "core/error.hpp"
@@ -55,12 +56,32 @@ uint64_t parse_size(const std::string& option, const std::string& text) {
     return static_cast<uint64_t>(value * mult);
 }
 
-std::vector<std::string> split_list(const std::string& text) {
+// "q_proj,v_proj" -> its items. An empty list or an empty item ("", "q_proj,", "a,,b") is a
+// mistake, not "all-linear": refused naming the option.
+std::vector<std::string> split_list(const std::string& option, const std::string& text) {
     std::vector<std::string> out;
-    std::stringstream ss(text);
-    std::string item;
-    while (std::getline(ss, item, ',')) out.push_back(item);
-    return out;
+    size_t begin = 0;
+    for (;;) {
+        const size_t end = text.find(',', begin);
+        out.push_back(text.substr(begin, end == std::string::npos ? std::string::npos : end - begin));
+        if (out.back().empty())
+            LOFTQ_THROW(ConfigError, "option --", option, ": '", text, "' has an empty item (give a list like ",
+                        "q_proj,v_proj, or all-linear)");
+        if (end == std::string::npos) return out;
+        begin = end + 1;
+    }
+}
+
+// A seed as text: Boost would read "-1" into uint64_t as 2^64 - 1. Decimal digits only, < 2^64.
+uint64_t parse_seed(const std::string& option, const std::string& text) {
+    const bool digits = !text.empty() && text.size() <= 20 &&
+                        text.find_first_not_of("0123456789") == std::string::npos;
+    errno = 0;
+    char* end = nullptr;
+    const unsigned long long v = digits ? std::strtoull(text.c_str(), &end, 10) : 0;
+    if (!digits || errno == ERANGE || end != text.c_str() + text.size())
+        LOFTQ_THROW(ConfigError, "option --", option, ": '", text, "' is not an integer in 0..2^64-1");
+    return static_cast<uint64_t>(v);
 }
 
 // Options whose text is checked and converted after parsing (enums, sizes, lists).
@@ -72,6 +93,8 @@ struct RawStrings {
     std::string backbone = "bf16";
     std::string io = "direct";
     std::string synth_dtype = "bf16";
+    std::string seed = "0";
+    std::vector<std::string> stray;  // positional arguments no command takes
 };
 
 po::options_description loftq_options(Config& c, RawStrings& raw) {
@@ -84,14 +107,16 @@ po::options_description loftq_options(Config& c, RawStrings& raw) {
         ("bits", po::value(&s.bits)->default_value(s.bits), "bits per weight: 2, 4, 8, or mixed 2.25 / 2.5 / 3")
         ("quant", po::value(&s.quant)->default_value(s.quant), "quantizer: nf | fp4 | uniform")
         ("blocksize", po::value(&l.quant.blocksize)->default_value(l.quant.blocksize), "quantization block size (32..4096)")
-        ("rank", po::value(&v.rank)->default_value(v.rank), "LoRA rank r")
-        ("iters", po::value(&l.iters)->default_value(l.iters), "LoftQ alternating steps T")
+        ("rank", po::value(&v.rank)->default_value(v.rank), "LoRA rank r (1..65536)")
+        ("iters", po::value(&l.iters)->default_value(l.iters), "LoftQ alternating steps T (1..1000)")
         ("targets", po::value(&raw.targets)->default_value(raw.targets), "all-linear or a list: q_proj,k_proj,...")
         ("svd", po::value(&raw.svd)->default_value(raw.svd), "auto | exact | randomized")
-        ("oversample", po::value(&v.oversample)->default_value(v.oversample), "randomized SVD oversampling p")
-        ("power-iters", po::value(&v.power_iters)->default_value(v.power_iters), "randomized SVD power iterations q")
-        ("seed", po::value(&v.seed)->default_value(v.seed), "seed of the random sketches")
-        ("lora-alpha", po::value(&l.lora_alpha)->default_value(l.lora_alpha), "LoRA alpha of the adapter")
+        ("oversample", po::value(&v.oversample)->default_value(v.oversample), "randomized SVD oversampling p (0..4096)")
+        ("power-iters", po::value(&v.power_iters)->default_value(v.power_iters),
+         "randomized SVD power iterations q (0..64)")
+        ("seed", po::value(&raw.seed)->default_value(raw.seed), "seed of the random sketches (0..2^64-1)")
+        ("lora-alpha", po::value(&l.lora_alpha)->default_value(l.lora_alpha),
+         "LoRA alpha of the adapter (scaling alpha/r within 1e-6..1e6)")
         ("rslora", po::bool_switch(&l.rslora), "scaling alpha/sqrt(r) instead of alpha/r")
         ("double-quant", po::bool_switch(&l.quant.double_quant), "bitsandbytes double quantization of absmax")
         ("no-keep-best", "keep the last iterate as PEFT does, not the best")
@@ -102,7 +127,10 @@ po::options_description loftq_options(Config& c, RawStrings& raw) {
          "matrices larger than this (float32 bytes) run on a group of ranks; 0 = never")
         ("io", po::value(&raw.io)->default_value(raw.io), "direct (each rank reads) | scatter (rank 0 reads)")
         ("device", po::value(&q.device)->default_value(q.device), "auto | cpu | cuda")
-        ("log-json", po::value(&q.log_json), "write one JSON record per matrix to this file");
+        ("log-json", po::value(&q.log_json), "write one JSON record per matrix to this file")
+        ("watchdog", po::value(&q.watchdog)->default_value(q.watchdog),
+         "end the job when a rank makes no progress for this many seconds (0 = off; more than the "
+         "longest matrix takes)");
     return d;
 }
 
@@ -140,7 +168,7 @@ po::options_description command_options(const std::string& cmd, Config& c, RawSt
         s.add_options()
             ("preset", po::value(&y.preset)->default_value(y.preset), "tiny | llama2-7b | llama2-13b | llama2-70b | codellama-70b")
             ("layers", po::value(&y.layers)->default_value(y.layers), "decoder layers (0 = the preset's)")
-            ("seed", po::value(&y.seed)->default_value(y.seed), "seed of the weights")
+            ("seed", po::value(&raw.seed)->default_value(raw.seed), "seed of the weights (0..2^64-1)")
             ("dtype", po::value(&raw.synth_dtype)->default_value(raw.synth_dtype), "bf16 | fp16 | fp32")
             ("max-shard-size", po::value(&raw.max_shard_size)->default_value(raw.max_shard_size), "shard size");
         d.add(s);
@@ -153,7 +181,15 @@ void apply_raw(const std::string& cmd, const po::variables_map& vm, const RawStr
     const bool loftq_cmd = cmd == "quantize" || cmd == "run";
     if (vm.count("no-keep-best")) cfg.spec.loftq.keep_best = false;
     if (vm.count("no-scale-compensation")) cfg.spec.loftq.compensate_scaling = false;
-    if (vm.count("targets") && raw.targets != "all-linear") cfg.spec.targets = split_list(raw.targets);
+    if (!raw.stray.empty())
+        LOFTQ_THROW(ConfigError, "loftq ", cmd, ": unexpected argument '", raw.stray.front(),
+                    "' (options start with --)");
+    if (vm.count("targets") && raw.targets != "all-linear") cfg.spec.targets = split_list("targets", raw.targets);
+    if (vm.count("seed")) {
+        const uint64_t seed = parse_seed("seed", raw.seed);
+        if (cmd == "synth") cfg.synth.seed = seed;
+        else cfg.spec.loftq.svd_options.seed = seed;
+    }
     if (vm.count("split-threshold")) cfg.spec.split_threshold = parse_size("split-threshold", raw.split_threshold);
     if (vm.count("max-shard-size"))
         cfg.exp.max_shard_size = cfg.synth.max_shard_size = parse_size("max-shard-size", raw.max_shard_size);
@@ -198,12 +234,19 @@ bool parse_command_line(int argc, const char* const* argv, Config& cfg) {
 
     RawStrings raw;
     po::options_description desc = command_options(cmd, cfg, raw);
+    // Positional arguments no command takes land in a hidden option, so the error can name them
+    // (Boost's own says only "too many positional options").
+    po::options_description hidden;
+    hidden.add_options()("stray-argument", po::value(&raw.stray));
+    po::options_description all;
+    all.add(desc).add(hidden);
     po::positional_options_description pos;
     if (cmd == "inspect") pos.add("path", 1);
+    pos.add("stray-argument", -1);
     po::variables_map vm;
     try {
         std::vector<std::string> args(argv + 2, argv + argc);
-        po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+        po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
         if (vm.count("help")) {
             if (speaker) std::cout << usage_text() << "\n" << desc << "\n";
             return false;

@@ -36,6 +36,9 @@ void Config::validate() const {
     if (loftq_cmd) {
         spec.validate();
         require_one_of("device", quantize.device, {"auto", "cpu", "cuda"});
+        if (!(quantize.watchdog >= 0 && quantize.watchdog <= 1e7))
+            LOFTQ_THROW(ConfigError, "option --watchdog: must be 0 (off) or a number of seconds up to 1e7, got ",
+                        quantize.watchdog);
     }
     if (loftq_cmd || command == "export") {
         require_one_of("adapter-dtype", exp.adapter_dtype, {"float32", "bfloat16", "float16"});

@@ -10,11 +10,20 @@
 #include "cli/commands.hpp"
 #include "cli/config.hpp"
 #include "core/error.hpp"
+#include "plan/model_config.hpp"
+#include "runtime/collective.hpp"
 
 namespace {
 
 int dispatch(const loftq::Config& cfg) {
     using namespace loftq;
+    // A model is a folder; a file given as --model would be read as config.json. Checked on rank 0
+    // for every rank (collective: one line, no abort) before any command reads it.
+    if (cfg.command == "quantize" || cfg.command == "run" || cfg.command == "export" || cfg.command == "verify")
+        root_computes(MPI_COMM_WORLD, 0, [&] {
+            require_model_folder(cfg.model_dir);
+            return std::string();
+        });
     if (cfg.command == "quantize") return cmd_quantize(cfg);
     if (cfg.command == "export") return cmd_export(cfg);
     if (cfg.command == "run") return cmd_run(cfg);

@@ -71,6 +71,21 @@ void require_finite(double v, const std::string& name, const std::string& what) 
                     "(and within the backbone's range) to quantize");
 }
 
+// The range of ||W||^2 (per shard) in which a float32 LoftQ gives true figures: the SVD's
+// products (W^T W) stay below float32's maximum, and the squared norms and errors, which cross
+// the group as float32 pairs (ShardSum), stay inside float32's normal range. Weights of real
+// models are many orders of magnitude inside it; outside it a matrix is refused by name rather
+// than reported with an error of 0 (subnormal weights) or NaN (a 3e38 outlier).
+constexpr double kMinNormSquared = 0x1p-100;
+constexpr double kMaxNormSquared = 0x1p100;
+
+void require_norm_in_range(double w2, const std::string& name, int64_t row_begin, int64_t row_end) {
+    if (w2 == 0 || (w2 >= kMinNormSquared && w2 <= kMaxNormSquared)) return;
+    LOFTQ_THROW(InputError, "tensor ", name, ": rows [", row_begin, ", ", row_end, ") have Frobenius norm ",
+                std::sqrt(w2), ", outside the range 2^-50..2^50 in which float32 LoftQ computes true errors ",
+                "(weights this ", w2 < kMinNormSquared ? "small" : "large", " cannot be quantized faithfully)");
+}
+
 std::vector<LocalShard> make_shards(LinalgBackend& be, Communicator* comm, const ShardLayout& layout,
                                     const std::string& name, const std::vector<ShardInput>& local,
                                     int64_t cols, const LoftqOptions& opt) {
@@ -159,7 +174,8 @@ private:
 // ||W - Q - s B A|| / ||W|| with exactly what is stored, is computed in backend memory. Each
 // result reaches the host once.
 void finish(LinalgBackend& be, std::vector<LocalShard>& shards, float* rt_best, int64_t cols,
-            const LoftqOptions& opt, ShardSum& shard_sum, double denom, LoftqResult& out) {
+            const LoftqOptions& opt, ShardSum& shard_sum, double denom, const std::string& name,
+            LoftqResult& out) {
     const int r = opt.rank();
     const double scaling = opt.lora_scaling();
     const float factor = opt.compensate_scaling ? static_cast<float>(1.0 / std::sqrt(scaling)) : 1.0f;
@@ -177,6 +193,7 @@ void finish(LinalgBackend& be, std::vector<LocalShard>& shards, float* rt_best, 
         e2[i] = e * e;
     }
     out.loaded_error = std::sqrt(shard_sum.sum(e2)) / denom;
+    require_finite(out.loaded_error, name, "the error as loaded");
     out.A.resize(static_cast<size_t>(r) * cols);
     be.download(out.A.data(), rt_best, out.A.size());
     for (auto& s : shards) {
@@ -222,6 +239,7 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
     for (size_t i = 0; i < shards.size(); ++i) {
         const double wn = be.norm2(shards[i].n, shards[i].w);
         w2[i] = wn * wn;
+        require_norm_in_range(w2[i], name, local[i].row_begin, local[i].row_end);
         q2[i] = shards[i].q->plain_error_squared(shards[i].w);
     }
     out.times.quantize += seconds_since(t0);
@@ -230,6 +248,7 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
     const double denom = wnorm > 0 ? wnorm : 1.0;
     out.qlora_error = std::sqrt(shard_sum.sum(q2)) / denom;
     out.times.comm += seconds_since(t0);
+    require_finite(out.qlora_error, name, "QLoRA's error");
 
     double best = std::numeric_limits<double>::infinity();
     std::vector<double> e2(shards.size());
@@ -271,7 +290,7 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
     }
 
     t0 = Clock::now();
-    finish(be, shards, vt_alt.get(), cols, opt, shard_sum, denom, out);
+    finish(be, shards, vt_alt.get(), cols, opt, shard_sum, denom, name, out);
     out.times.svd += seconds_since(t0);
     return out;
 }

@@ -78,6 +78,9 @@ struct LoftqResult {
 };
 
 // Whole matrix on this process: w is rows x cols, row-major, on the host.
+// InputError naming the tensor for non-finite weights, for a shard whose Frobenius norm is
+// outside 2^-50..2^50 (zero is fine: float32 could not give true figures), and for any error
+// (QLoRA's, per iteration, as loaded) that is not finite: a result is finite or not returned.
 LoftqResult run_loftq(LinalgBackend& be, const std::string& name, const float* w, int64_t rows,
                       int64_t cols, const LoftqOptions& opt);
 

@@ -36,7 +36,8 @@ struct FieldReader {
         auto it = doc.find(field);
         return it == doc.end() ? nullptr : &*it;
     }
-    int64_t positive_int(const char* field, std::optional<int64_t> fallback) const {
+    int64_t positive_int(const char* field, std::optional<int64_t> fallback,
+                         int64_t max = int64_t{1} << 40) const {
         const json* v = find(field);
         if (!v || v->is_null()) {
             if (!fallback) bad(field, "is missing");
@@ -44,8 +45,13 @@ struct FieldReader {
         }
         if (!v->is_number_integer()) bad(field, cat("must be a positive integer, got ", kind_of(*v)));
         const int64_t x = v->get<int64_t>();
-        if (x <= 0 || x > (int64_t{1} << 40)) bad(field, cat("must be a positive integer, got ", x));
+        if (x <= 0) bad(field, cat("must be a positive integer, got ", x));
+        if (x > max) bad(field, cat("is ", x, ", above the supported maximum ", max));
         return x;
+    }
+    // A dimension of a weight matrix (or a count that multiplies one).
+    int64_t dimension(const char* field, std::optional<int64_t> fallback) const {
+        return positive_int(field, fallback, kMaxModelDimension);
     }
     double positive_number(const char* field, double fallback) const {
         const json* v = find(field);
@@ -100,11 +106,11 @@ ModelConfig parse_model_config(const json& doc, const std::string& file) {
             c.architectures.push_back(s.get<std::string>());
         }
     }
-    c.hidden_size = f.positive_int("hidden_size", std::nullopt);
-    c.intermediate_size = f.positive_int("intermediate_size", std::nullopt);
-    c.num_hidden_layers = f.positive_int("num_hidden_layers", std::nullopt);
-    c.num_attention_heads = f.positive_int("num_attention_heads", std::nullopt);
-    c.num_key_value_heads = f.positive_int("num_key_value_heads", c.num_attention_heads);
+    c.hidden_size = f.dimension("hidden_size", std::nullopt);
+    c.intermediate_size = f.dimension("intermediate_size", std::nullopt);
+    c.num_hidden_layers = f.dimension("num_hidden_layers", std::nullopt);
+    c.num_attention_heads = f.dimension("num_attention_heads", std::nullopt);
+    c.num_key_value_heads = f.dimension("num_key_value_heads", c.num_attention_heads);
     if (c.num_attention_heads % c.num_key_value_heads != 0)
         f.bad("num_key_value_heads", cat(c.num_key_value_heads, " does not divide num_attention_heads ",
                                          c.num_attention_heads));
@@ -114,9 +120,13 @@ ModelConfig parse_model_config(const json& doc, const std::string& file) {
                                              c.hidden_size, " and head_dim is absent"));
         c.head_dim = c.hidden_size / c.num_attention_heads;
     } else {
-        c.head_dim = f.positive_int("head_dim", std::nullopt);
+        c.head_dim = f.dimension("head_dim", std::nullopt);
     }
-    c.vocab_size = f.positive_int("vocab_size", std::nullopt);
+    // Each factor is <= 2^20, so the products do not overflow; they are rows of q/k/v/o.
+    if (c.q_rows() > kMaxModelDimension)
+        f.bad("head_dim", cat("times num_attention_heads is ", c.q_rows(), ", above the supported maximum ",
+                              kMaxModelDimension));
+    c.vocab_size = f.positive_int("vocab_size", std::nullopt, kMaxVocabSize);
     c.max_position_embeddings = f.positive_int("max_position_embeddings", c.max_position_embeddings);
     c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
     c.attention_bias = f.boolean("attention_bias", false);
@@ -132,6 +142,15 @@ ModelConfig parse_model_config(const json& doc, const std::string& file) {
     c.eos_token_id = f.token_id("eos_token_id", c.eos_token_id);
     c.source = doc;
     return c;
+}
+
+void require_model_folder(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+        LOFTQ_THROW_SETTING("model", "'", path, "': cannot open: ", std::strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        LOFTQ_THROW_SETTING("model", "'", path, "' is not a folder (a model folder holds config.json and the "
+                            "weights)");
 }
 
 ModelConfig read_model_config(const std::string& path) {

@@ -43,10 +43,19 @@ struct ModelConfig {
     int64_t kv_rows() const { return num_key_value_heads * head_dim; }
 };
 
+// Bounds of parse_model_config: every dimension of a weight matrix and every count that
+// multiplies one (hidden, intermediate, layers, heads, head_dim, and heads * head_dim) is at most
+// 2^20, so that shapes, element and byte counts stay far inside int64; vocab_size at most 2^24.
+constexpr int64_t kMaxModelDimension = int64_t{1} << 20;
+constexpr int64_t kMaxVocabSize = int64_t{1} << 24;
+
 // Parse a config.json document; `file` names it in error messages.
 ModelConfig parse_model_config(const nlohmann::json& doc, const std::string& file);
 // Read `path` (a config.json, or a folder holding one). InputError if missing or malformed.
 ModelConfig read_model_config(const std::string& path);
+// ConfigError (setting "model") naming `path` unless it is a folder: a model is given as its
+// folder, never as one of its files (a weights file would be read as config.json).
+void require_model_folder(const std::string& path);
 
 // The presets of `loftq synth`: tiny, llama2-7b, llama2-13b, llama2-70b, codellama-70b.
 // ConfigError naming --preset for any other name.

@@ -19,13 +19,18 @@ std::string shape_text(const std::vector<int64_t>& s) {
     return out + "]";
 }
 
-// "model.layers.<N>.<rest>" -> N and rest; false for any other name.
+// "model.layers.<N>.<rest>" -> N and rest; false for any other name. N is written as PyTorch
+// writes a module index: "0", "12", never "00" or "012" (transformers would not load such a
+// tensor into layer 0 or 12; InputError naming the tensor rather than quantizing it as that layer).
 bool split_layer_name(const std::string& name, int64_t& layer, std::string& rest) {
     static const std::string prefix = "model.layers.";
     if (name.compare(0, prefix.size(), prefix) != 0) return false;
     size_t pos = prefix.size(), end = pos;
     while (end < name.size() && name[end] >= '0' && name[end] <= '9') ++end;
     if (end == pos || end - pos > 9 || end >= name.size() || name[end] != '.') return false;
+    if (name[pos] == '0' && end - pos > 1)
+        LOFTQ_THROW(InputError, "checkpoint: tensor ", name, " has a layer index with a leading zero ('",
+                    name.substr(pos, end - pos), "'); a module index is written without one");
     layer = std::stoll(name.substr(pos, end - pos));
     rest = name.substr(end + 1);
     return true;
@@ -170,6 +175,12 @@ Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const 
         mp.shards = shard_count(mp.rows, mp.cols, spec.split_threshold, spec.loftq.quant.blocksize,
                                 min_shard_rows(mp.rows, mp.cols, spec));
         // The low-rank engine's own rule, so the cost model and the run agree.
+        // The loop refuses the exact SVD on a split matrix; refused here, on rank 0 before the run
+        // file exists, the error is collective (one line, no abort) and leaves nothing behind.
+        if (mp.shards > 1 && spec.loftq.svd == SvdChoice::exact)
+            LOFTQ_THROW_SETTING("svd", "the exact SVD cannot run on ", mp.tensor, ": it is split over ", mp.shards,
+                                " shards by the split threshold (ask for the randomized SVD or raise the "
+                                "split threshold)");
         mp.svd = mp.shards > 1 ? SvdMethod::randomized
                                : choose_svd_method(spec.loftq.svd, mp.rows, mp.cols, spec.loftq.svd_options);
         mp.cost = estimate_cost(mp.rows, mp.cols, mp.svd, spec);

@@ -43,12 +43,24 @@ void RunSpec::validate() const {
     if (mixed_ok && quant != "nf") LOFTQ_THROW_SETTING("bits", "mixed precision ", bits, " needs the nf quantizer");
     check_blocksize(loftq.quant.blocksize);
     const SvdOptions& s = loftq.svd_options;
-    if (s.rank < 1) LOFTQ_THROW_SETTING("rank", "must be >= 1, got ", s.rank);
-    if (loftq.iters < 1) LOFTQ_THROW_SETTING("iters", "must be >= 1, got ", loftq.iters);
-    if (s.oversample < 0) LOFTQ_THROW_SETTING("oversample", "must be >= 0");
-    if (s.power_iters < 0) LOFTQ_THROW_SETTING("power-iters", "must be >= 0");
+    // Upper bounds: far above any useful value, low enough that sizes computed from them
+    // (rank + oversample, sketch widths, loop counts) neither overflow nor run for ever.
+    if (s.rank < 1 || s.rank > kMaxRank) LOFTQ_THROW_SETTING("rank", "must be in 1..", kMaxRank, ", got ", s.rank);
+    if (loftq.iters < 1 || loftq.iters > kMaxIters)
+        LOFTQ_THROW_SETTING("iters", "must be in 1..", kMaxIters, ", got ", loftq.iters);
+    if (s.oversample < 0 || s.oversample > kMaxOversample)
+        LOFTQ_THROW_SETTING("oversample", "must be in 0..", kMaxOversample, ", got ", s.oversample);
+    if (s.power_iters < 0 || s.power_iters > kMaxPowerIters)
+        LOFTQ_THROW_SETTING("power-iters", "must be in 0..", kMaxPowerIters, ", got ", s.power_iters);
     if (!(loftq.lora_alpha > 0) || !std::isfinite(loftq.lora_alpha))
         LOFTQ_THROW_SETTING("lora-alpha", "must be a positive number");
+    // The stored factors are scaled by 1/sqrt(scaling) and the loaded error multiplies by the
+    // scaling: outside this range float32 factors overflow or underflow to Inf / 0.
+    const double scaling = loftq.lora_scaling();
+    if (!(scaling >= kMinLoraScaling && scaling <= kMaxLoraScaling))
+        LOFTQ_THROW_SETTING("lora-alpha", loftq.lora_alpha, " gives the LoRA scaling ", scaling,
+                            loftq.rslora ? " (alpha/sqrt(r))" : " (alpha/r)", ", outside ", kMinLoraScaling,
+                            "..", kMaxLoraScaling);
     for (const auto& t : targets)
         if (t.empty() || t.find_first_of(" \t/") != std::string::npos)
             LOFTQ_THROW_SETTING("targets", "bad module name '", t, "'");

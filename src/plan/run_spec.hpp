@@ -17,6 +17,14 @@
 
 namespace loftq {
 
+// Bounds of validate(), documented with the options (README).
+constexpr int kMaxRank = 65536;
+constexpr int kMaxIters = 1000;
+constexpr int kMaxOversample = 4096;
+constexpr int kMaxPowerIters = 64;
+constexpr double kMinLoraScaling = 1e-6;  // lora-alpha / r (rslora: / sqrt(r))
+constexpr double kMaxLoraScaling = 1e6;
+
 struct RunSpec {
     double bits = 4;                   // 2, 4, 8, or mixed 2.25 / 2.5 / 3 (per layer: bits_for_layer)
     std::string quant = "nf";          // quantizer family: nf | fp4 | uniform

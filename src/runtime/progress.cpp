@@ -7,6 +7,8 @@
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
 
+#include <nlohmann/json.hpp>
+
 namespace loftq {
 namespace {
 
@@ -73,8 +75,43 @@ std::string ProgressReporter::format_line(int64_t done, int64_t total, double do
     return line;
 }
 
-void ProgressReporter::absorb(double bytes, bool counts_as_matrix, const std::string& record) {
+void ProgressReporter::set_watchdog(Watchdog* watchdog, std::vector<int64_t> expected_per_rank) {
+    watchdog_ = watchdog;
+    reports_.assign(expected_per_rank.size(), RankReports{});
+    for (size_t r = 0; r < reports_.size(); ++r) {
+        reports_[r].expected = expected_per_rank[r];
+        reports_[r].last = start_;
+    }
+}
+
+void ProgressReporter::beat_waiting() {
+    if (!watchdog_) return;
+    int suspect = -1;
+    for (size_t r = 0; r < reports_.size(); ++r)
+        if (reports_[r].received < reports_[r].expected &&
+            (suspect < 0 || reports_[r].last < reports_[static_cast<size_t>(suspect)].last))
+            suspect = static_cast<int>(r);
+    if (suspect < 0) {
+        watchdog_->beat("waiting for the other ranks");
+        return;
+    }
+    const RankReports& s = reports_[static_cast<size_t>(suspect)];
+    watchdog_->beat(cat("waiting for rank ", suspect, ", ",
+                        s.last_matrix.empty() ? std::string("which has finished no matrix yet")
+                                              : "whose last finished matrix is " + s.last_matrix));
+}
+
+void ProgressReporter::absorb(int source, double bytes, bool counts_as_matrix, const std::string& record) {
     ++received_records_;
+    if (watchdog_ && source >= 0 && static_cast<size_t>(source) < reports_.size()) {
+        RankReports& r = reports_[static_cast<size_t>(source)];
+        ++r.received;
+        r.last = std::chrono::steady_clock::now();
+        // The record is our own JSON; its "matrix" names what the rank finished.
+        const auto j = nlohmann::json::parse(record, nullptr, false);
+        if (j.is_object() && j.contains("matrix") && j["matrix"].is_string()) r.last_matrix = j["matrix"];
+        beat_waiting();
+    }
     done_bytes_ += bytes;
     if (counts_as_matrix) ++done_matrices_;
     if (!log_) return;
@@ -100,8 +137,9 @@ void ProgressReporter::maybe_print(bool force) {
 }
 
 void ProgressReporter::matrix_done(double bytes, bool counts_as_matrix, const std::string& record) {
+    ++produced_records_;
     if (rank_ == 0) {
-        absorb(bytes, counts_as_matrix, record);
+        absorb(0, bytes, counts_as_matrix, record);
         maybe_print(false);
         return;
     }
@@ -126,12 +164,17 @@ void ProgressReporter::poll() {
         LOFTQ_CHECK(count >= 9, "short progress record from rank ", st.MPI_SOURCE);
         double bytes;
         std::memcpy(&bytes, buf.data(), 8);
-        absorb(bytes, buf[8] != 0, std::string(buf.data() + 9, buf.size() - 9));
+        absorb(st.MPI_SOURCE, bytes, buf[8] != 0, std::string(buf.data() + 9, buf.size() - 9));
     }
     maybe_print(false);
 }
 
-void ProgressReporter::finish() {
+void ProgressReporter::finish(bool interrupted) {
+    if (interrupted) {
+        int64_t sent = 0;
+        MPI_CHECK(MPI_Allreduce(&produced_records_, &sent, 1, MPI_INT64_T, MPI_SUM, comm_));
+        expected_records_ = sent;
+    }
     if (rank_ == 0) {
         while (received_records_ < expected_records_) {
             MPI_Status st;
@@ -139,7 +182,7 @@ void ProgressReporter::finish() {
             poll();
         }
         maybe_print(true);
-        if (log_) {
+        if (log_ && !interrupted) {
             try {
                 log_->commit();
             } catch (const Error& e) {

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/atomic_file.hpp"
+#include "runtime/watchdog.hpp"
 
 namespace loftq {
 
@@ -45,8 +46,17 @@ public:
     void matrix_done(double bytes, bool counts_as_matrix, const std::string& record);
     // Rank 0: take in what arrived, maybe print. Other ranks: complete finished sends.
     void poll();
-    // Collective over comm: rank 0 waits for every record, prints the final line.
-    void finish();
+    // Collective over comm: rank 0 waits for every record, prints the final line and commits the
+    // log. `interrupted`: ranks skipped matrices, so rank 0 waits for the records that were sent
+    // (counted over comm), not those expected, and the log is not committed.
+    void finish(bool interrupted = false);
+
+    // Rank 0: records received count as its progress for the watchdog, which then names the rank
+    // rank 0 waits for: of those with records outstanding (expected_per_rank[r], by world rank),
+    // the one silent longest, with the matrix of its last record.
+    void set_watchdog(Watchdog* watchdog, std::vector<int64_t> expected_per_rank);
+    // Rank 0: restart the watchdog, naming the rank it now waits for (see set_watchdog).
+    void beat_waiting();
 
     // "12/35 matrices  0.42/1.04 GB  3.10 GB/s  ETA 0:00:12" (exposed for tests).
     // rate: bytes per second of this run (0 = unknown).
@@ -54,7 +64,7 @@ public:
                                    double rate);
 
 private:
-    void absorb(double bytes, bool counts_as_matrix, const std::string& record);
+    void absorb(int source, double bytes, bool counts_as_matrix, const std::string& record);
     void maybe_print(bool force);
 
     MPI_Comm comm_;
@@ -63,6 +73,14 @@ private:
     double total_bytes_;
     int64_t expected_records_;
     int64_t received_records_ = 0;
+    int64_t produced_records_ = 0;  // matrix_done calls on this rank
+    Watchdog* watchdog_ = nullptr;
+    struct RankReports {
+        int64_t expected = 0, received = 0;
+        std::chrono::steady_clock::time_point last;
+        std::string last_matrix;  // of its last record; empty: none yet
+    };
+    std::vector<RankReports> reports_;  // by world rank, with a watchdog
     int64_t done_matrices_;
     double done_bytes_;
     double skipped_bytes_;

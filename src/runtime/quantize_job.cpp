@@ -7,9 +7,11 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <thread>
 
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
+#include "core/interrupt.hpp"
 #include "io/checkpoint.hpp"
 #include "io/fingerprint.hpp"
 #include "io/runfile.hpp"
@@ -20,6 +22,7 @@
 #include "runtime/job_setup.hpp"
 #include "runtime/progress.hpp"
 #include "runtime/tensor_source.hpp"
+#include "runtime/watchdog.hpp"
 
 namespace loftq {
 namespace {
@@ -39,10 +42,12 @@ std::unique_ptr<Communicator> group_communicator(LinalgBackend& be, MPI_Comm com
 }
 
 // The ranks of one matrix's group: an MPI communicator and the backend's Communicator over it,
-// created only for a group of more than one rank (a group of one has every shard here).
+// created only for a group of more than one rank (a group of one has every shard here). The
+// Communicator (NCCL on GPUs: costly to set up) comes with connect(), once the group has agreed
+// to run the matrix (any()).
 class GroupComm {
 public:
-    GroupComm(LinalgBackend& be, const std::vector<int>& world_ranks, int tag) {
+    GroupComm(const std::vector<int>& world_ranks, int tag) {
         if (world_ranks.size() < 2) return;
         MPI_Group world_group, group;
         MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world_group));
@@ -50,7 +55,9 @@ public:
         MPI_CHECK(MPI_Comm_create_group(MPI_COMM_WORLD, group, tag, &mpi_));
         MPI_Group_free(&group);
         MPI_Group_free(&world_group);
-        comm_ = group_communicator(be, mpi_);
+    }
+    void connect(LinalgBackend& be) {
+        if (mpi_ != MPI_COMM_NULL) comm_ = group_communicator(be, mpi_);
     }
     ~GroupComm() { close(); }
     GroupComm(const GroupComm&) = delete;
@@ -61,6 +68,12 @@ public:
     // barrier, it returns only after every member called it.
     void sum(uint64_t* v, int n) {
         if (mpi_ != MPI_COMM_NULL) MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_UINT64_T, MPI_SUM, mpi_));
+    }
+    // 1 if `flag` is 1 on any member (a group of one: flag itself).
+    int any(int flag) {
+        int result = flag;
+        if (mpi_ != MPI_COMM_NULL) MPI_CHECK(MPI_Allreduce(&flag, &result, 1, MPI_INT, MPI_MAX, mpi_));
+        return result;
     }
     // The Communicator goes before the MPI communicator it runs on.
     void close() {
@@ -84,6 +97,7 @@ struct Worker {
     ProgressReporter& progress;
     int world_rank;
     int first_worker;  // world rank of worker 0 (1 under --io scatter with several ranks)
+    Watchdog& watchdog;
 
     nlohmann::json log_record(const MatrixPlan& m, const LoftqResult& r, const PhaseTimes& t,
                               const std::vector<int>& group, int64_t row_begin, int64_t row_end) const {
@@ -134,13 +148,27 @@ struct Worker {
     // One work item: the rows [row_begin, row_end) of one matrix, as shards of a group of ranks.
     // A whole matrix is the case of one shard and a group of one; a group of one (also a split
     // matrix on a single rank) needs no communicator: every shard of it is here.
-    void run_item(const WorkItem& item) {
+    //
+    // Stopping (a stop signal, interrupt.hpp): the item is skipped once this rank is `stopping`.
+    // A group agrees first: every member reaches this point for the item (items run in one
+    // order), so no member waits in a group collective for one that stopped; a member that learns
+    // of a stop here stops too. `completed` counts the matrices this rank marked complete.
+    void run_item(const WorkItem& item, bool& stopping, int64_t& completed) {
         const MatrixPlan& m = plan.matrices[static_cast<size_t>(item.matrix)];
         const MatrixAssignment& a = dist.matrices[static_cast<size_t>(item.matrix)];
         std::vector<int> ranks;
         for (int g : a.group) ranks.push_back(g + first_worker);
         const int me = static_cast<int>(std::find(ranks.begin(), ranks.end(), world_rank) - ranks.begin());
-        GroupComm group(be, ranks, m.index);
+        GroupComm group(ranks, m.index);
+        if (group.any(stopping || interrupt_signal() != 0 ? 1 : 0)) {
+            stopping = true;
+            return;
+        }
+        group.connect(be);
+        std::string with;  // a split matrix waits on its group: the line names the group
+        for (size_t j = 0; ranks.size() > 1 && j < ranks.size(); ++j)
+            with += (j ? "," : " with ranks ") + std::to_string(ranks[j]);
+        watchdog.beat("on matrix " + m.tensor + with);
 
         ShardLayout shards;
         shards.row_offsets = a.bounds;
@@ -188,9 +216,11 @@ struct Worker {
             const uint64_t fingerprint = parts[0] + fingerprint_header(m.tensor, m.dtype, m.rows, m.cols);
             run.write_matrix_identity(static_cast<size_t>(m.index), fingerprint, parts[1]);
             run.mark_complete(static_cast<size_t>(m.index));
+            ++completed;
         }
         t.write = since(t0);
         group.close();
+        watchdog.beat("after matrix " + m.tensor);
         progress.matrix_done(static_cast<double>((item.row_end - item.row_begin) * m.cols) * 4.0, me == 0,
                              log_record(m, r, t, ranks, item.row_begin, item.row_end).dump());
     }
@@ -276,6 +306,15 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
             throw e;
         }
     }
+    // The log is opened only after the run file exists; a folder that is missing is refused now,
+    // on rank 0 for all (collective), so that nothing is created for a job that cannot finish.
+    if (!opt.log_json.empty())
+        root_computes(world, 0, [&] {
+            const std::filesystem::path parent = std::filesystem::absolute(opt.log_json).parent_path();
+            if (!std::filesystem::is_directory(parent))
+                LOFTQ_THROW_SETTING("log-json", "folder '", parent.string(), "' of the log does not exist");
+            return std::string();
+        });
     if (exists && !opt.resume) {
         ConfigError e(cat("run file '", work_path, "' exists; add --resume to continue it, or remove it"), "work");
         e.set_collective();
@@ -324,25 +363,74 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
         std::fflush(stdout);
     }
 
+    // From here SIGTERM / SIGINT / SIGUSR1 only ask to stop: each rank finishes the matrix it is
+    // on, skips the rest, and all agree below; the run file is flushed and closed as usual, so a
+    // --resume continues it. Before this point and after it the signals terminate as by default.
+    InterruptScope interrupts;
+    int64_t stopped_ranks = 0, completed_total = 0;
+    int stop_signal = 0;
     abort_on_error([&] {
+        Watchdog watchdog(opt.watchdog, rank);
         ProgressReporter progress(world, matrices, total_bytes, expected_records, skipped,
                                   skipped_bytes, opt.log_json);
+        if (rank == 0) {
+            std::vector<int64_t> expected_per_rank(static_cast<size_t>(size), 0);
+            for (const auto& m : plan.matrices)
+                if (!complete[static_cast<size_t>(m.index)])
+                    for (int g : dist.matrices[static_cast<size_t>(m.index)].group)
+                        ++expected_per_rank[static_cast<size_t>(g + first_worker)];
+            progress.set_watchdog(&watchdog, std::move(expected_per_rank));
+        }
+        bool stopping = false;
+        int64_t completed = 0;
         if (scatter && rank == 0) {
             serve_scatter(world, model_dir, plan, workers, progress);
         } else {
             auto source = scatter ? make_scatter_client(world) : make_direct_source(model_dir);
-            Worker worker{plan, dist, layout, *run, *source, *be, progress, rank, first_worker};
+            Worker worker{plan, dist, layout, *run, *source, *be, progress, rank, first_worker, watchdog};
             for (const WorkItem& item : dist.work[static_cast<size_t>(rank - first_worker)]) {
                 if (complete[static_cast<size_t>(item.matrix)]) continue;
-                worker.run_item(item);
+                worker.run_item(item, stopping, completed);
                 progress.poll();
             }
             source->finish();
         }
-        progress.finish();
+        // Every rank reaches this point: did any skip a matrix? A signal that came after a rank's
+        // last matrix stops nothing (the job completes). While the others work, rank 0 takes in
+        // their records (its watchdog judges the wait and names the rank that is silent); the
+        // other ranks' watchdogs rest.
+        const int64_t mine[2] = {stopping ? 1 : 0, completed};
+        int64_t sums[2] = {0, 0};
+        MPI_Request agreed = MPI_REQUEST_NULL;
+        MPI_CHECK(MPI_Iallreduce(mine, sums, 2, MPI_INT64_T, MPI_SUM, world, &agreed));
+        if (rank == 0) {
+            progress.beat_waiting();
+            for (int done = 0; !done;) {
+                MPI_CHECK(MPI_Test(&agreed, &done, MPI_STATUS_IGNORE));
+                if (!done) {
+                    progress.poll();
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                }
+            }
+        } else {
+            watchdog.pause();
+            MPI_CHECK(MPI_Wait(&agreed, MPI_STATUS_IGNORE));
+        }
+        stopped_ranks = sums[0];
+        completed_total = sums[1];
+        const int my_signal = interrupt_signal();
+        MPI_CHECK(MPI_Allreduce(&my_signal, &stop_signal, 1, MPI_INT, MPI_MAX, world));
+        progress.finish(stopped_ranks > 0);
         run->flush();
         run->close();
     });
+    if (stopped_ranks > 0) {
+        // The same text on every rank: main prints it once.
+        Error e(cat("interrupted by ", stop_signal ? interrupt_signal_name(stop_signal) : "a stop signal",
+                    " after ", skipped + completed_total, " of ", matrices, " matrices; resume with --resume"));
+        e.set_collective();
+        throw e;
+    }
 }
 
 }  // namespace loftq

@@ -20,10 +20,13 @@ struct QuantizeOptions {
     IoMode io = IoMode::direct;
     std::string device = "auto";  // auto | cpu | cuda
     std::string log_json;         // one JSON record per matrix; empty: none
+    double watchdog = 0;          // seconds without progress that end the job; 0 = off (watchdog.hpp)
 };
 
 // Collective over MPI_COMM_WORLD: LoftQ on the checkpoint in `model_dir` into the run file
-// `work_path`. `spec` must be validated.
+// `work_path`. `spec` must be validated. A stop signal during the loop (core/interrupt.hpp) ends
+// it after the current matrices with the run file closed and a collective Error on every rank:
+// "interrupted by SIGTERM after N of M matrices; resume with --resume".
 void run_quantize(const std::string& model_dir, const std::string& work_path, const RunSpec& spec,
                   const QuantizeOptions& opt);
 

@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -228,6 +229,40 @@ TEST_P(LoftqBackend, NonFiniteWeightsAreRejected) {
     std::vector<float> bad = w;
     bad[1234] = std::nanf("");
     EXPECT_THROW(run_loftq(*be, "w", bad.data(), kRows, kCols, options(1)), InputError);
+}
+
+// A 3.3e38 outlier (its squares overflow float32 in the SVD) and subnormal weights (their squared
+// norms underflow the float32 transport of the sums: every error read 0) are refused by name;
+// with or without keeping the best iterate. Weights scaled by 2^-40 (tiny, but normal floats)
+// give the same relative errors as the originals: the figures stay true inside the range.
+TEST_P(LoftqBackend, ExtremeWeightsAreRefusedOrTrue) {
+    std::vector<float> huge = w;
+    huge[1234] = 3.3e38f;
+    float peak = 0;
+    for (float v : w) peak = std::max(peak, std::fabs(v));
+    std::vector<float> subnormal(w.size()), small(w.size());
+    for (size_t i = 0; i < w.size(); ++i) {
+        subnormal[i] = static_cast<float>(w[i] / peak * 1e-42);
+        small[i] = std::ldexp(w[i], -40);
+    }
+    for (bool keep_best : {true, false}) {
+        LoftqOptions o = options(2);
+        o.keep_best = keep_best;
+        for (const auto* x : {&huge, &subnormal}) {
+            try {
+                run_loftq(*be, "model.x.weight", x->data(), kRows, kCols, o);
+                ADD_FAILURE() << "accepted " << (x == &huge ? "a 3.3e38 outlier" : "subnormal weights");
+            } catch (const InputError& e) {
+                EXPECT_NE(std::string(e.what()).find("model.x.weight"), std::string::npos) << e.what();
+                EXPECT_NE(std::string(e.what()).find("Frobenius norm"), std::string::npos) << e.what();
+            }
+        }
+        const LoftqResult a = run_loftq(*be, "w", w.data(), kRows, kCols, o);
+        const LoftqResult b = run_loftq(*be, "w", small.data(), kRows, kCols, o);
+        EXPECT_GT(b.qlora_error, 0.01);
+        EXPECT_NEAR(b.qlora_error, a.qlora_error, 1e-6 * a.qlora_error);
+        EXPECT_NEAR(b.loaded_error, a.loaded_error, 1e-4 * a.loaded_error);
+    }
 }
 
 }  // namespace

@@ -1,0 +1,51 @@
+#include "core/interrupt.hpp"
+
+#include <signal.h>
+
+#include <cstdio>
+
+namespace loftq {
+namespace {
+
+constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGUSR1};
+
+// Written only by the handler (async-signal-safe: one store of a sig_atomic_t).
+volatile sig_atomic_t g_signal = 0;
+struct sigaction g_previous[sizeof(kStopSignals) / sizeof(kStopSignals[0])];
+
+extern "C" void record_stop_signal(int signal_number) {
+    if (g_signal == 0) g_signal = signal_number;
+}
+
+}  // namespace
+
+InterruptScope::InterruptScope() {
+    g_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = record_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;  // blocking calls (MPI, file I/O) continue; the job polls the flag
+    for (size_t i = 0; i < sizeof(kStopSignals) / sizeof(kStopSignals[0]); ++i)
+        sigaction(kStopSignals[i], &sa, &g_previous[i]);
+}
+
+InterruptScope::~InterruptScope() {
+    for (size_t i = 0; i < sizeof(kStopSignals) / sizeof(kStopSignals[0]); ++i)
+        sigaction(kStopSignals[i], &g_previous[i], nullptr);
+}
+
+int interrupt_signal() { return g_signal; }
+
+const char* interrupt_signal_name(int signal_number) {
+    switch (signal_number) {
+        case SIGTERM: return "SIGTERM";
+        case SIGINT: return "SIGINT";
+        case SIGUSR1: return "SIGUSR1";
+        default: break;
+    }
+    static thread_local char text[32];
+    std::snprintf(text, sizeof text, "signal %d", signal_number);
+    return text;
+}
+
+}  // namespace loftq
