@@ -11,21 +11,8 @@
 #  6. an existing run file without --resume, and --resume with other options, are refused
 #  (2 also checks the --log-json records and that no temporary file is left behind)
 set -euo pipefail
-bin=${LOFTQ_BINARY:?}
-src=${LOFTQ_SOURCE_DIR:?}
-data=${LOFTQ_TEST_DATA:?}
-py=/usr/bin/python3
-model=$data/stories260K
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-fail() { echo "FAIL: $*"; exit 1; }
-ok() { echo "ok: $*"; }
-mpi() {  # mpi NP loftq-args...
-  local np=$1
-  shift
-  LOFTQ_BINARY=$bin timeout 300 bash "$src/launch/mpirun.sh" -np "$np" "$@"
-}
+# shellcheck source=tests/support/e2e_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/support/e2e_common.sh"
 digest() { "$py" "$src/tests/runfile_digest.py" "$1"; }
 
 # 1. PEFT's algorithm, bit for bit where the math allows.

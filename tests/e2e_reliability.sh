@@ -8,21 +8,10 @@
 #  3. SIGTERM / SIGINT / SIGUSR1 end the job with one line, a non-zero exit, a valid run file
 #     that --resume completes (one process and under mpirun)
 set -euo pipefail
-bin=${LOFTQ_BINARY:?}
-src=${LOFTQ_SOURCE_DIR:?}
-data=${LOFTQ_TEST_DATA:?}
-py=/usr/bin/python3
-model=$data/stories260K
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-fail() { echo "FAIL: $*"; exit 1; }
-ok() { echo "ok: $*"; }
-mpi() {  # mpi NP loftq-args...
-  local np=$1
-  shift
-  LOFTQ_BINARY=$bin timeout 120 bash "$src/launch/mpirun.sh" -np "$np" "$@"
-}
+# shellcheck disable=SC2034  # read by e2e_common.sh's mpi
+E2E_MPI_TIMEOUT=120
+# shellcheck source=tests/support/e2e_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/support/e2e_common.sh"
 # expect_refusal LOG CODE PATTERN: exit 2, exactly one "loftq: error" line matching PATTERN, no abort.
 expect_refusal() {
   local log=$1 code=$2 pattern=$3

@@ -13,6 +13,6 @@ bad=0
 for f in "${scripts[@]}"; do
   bash -n "$f" || { echo "e2e_shellcheck: $f does not parse" >&2; bad=1; }
 done
-shellcheck --shell=bash --severity=style "${scripts[@]}" || bad=1
+shellcheck -x --shell=bash --severity=style "${scripts[@]}" || bad=1
 ((bad == 0)) || { echo "e2e_shellcheck: FAIL" >&2; exit 1; }
 echo "e2e_shellcheck: PASS (${#scripts[@]} scripts)"
