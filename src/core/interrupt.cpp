@@ -1,8 +1,10 @@
 #include "core/interrupt.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 
 namespace loftq {
 namespace {
@@ -13,8 +15,13 @@ constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGUSR1};
 volatile sig_atomic_t g_signal = 0;
 struct sigaction g_previous[sizeof(kStopSignals) / sizeof(kStopSignals[0])];
 
+// remove_on_stop_signal's path: complete before g_remove is set, read only while it is.
+char g_remove_path[4096];
+volatile sig_atomic_t g_remove = 0;
+
 extern "C" void record_stop_signal(int signal_number) {
     if (g_signal == 0) g_signal = signal_number;
+    if (g_remove) ::unlink(g_remove_path);
 }
 
 }  // namespace
@@ -35,6 +42,13 @@ InterruptScope::~InterruptScope() {
 }
 
 int interrupt_signal() { return g_signal; }
+
+void remove_on_stop_signal(const char* path) {
+    g_remove = 0;
+    if (path == nullptr || std::strlen(path) >= sizeof g_remove_path) return;
+    std::memcpy(g_remove_path, path, std::strlen(path) + 1);
+    g_remove = 1;
+}
 
 const char* interrupt_signal_name(int signal_number) {
     switch (signal_number) {

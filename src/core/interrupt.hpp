@@ -19,6 +19,12 @@ public:
 // The first stop signal received in the current scope, or 0.
 int interrupt_signal();
 
+// A file the handler removes (unlink, async-signal-safe) when a stop signal arrives: the
+// temporary of an output a stopped job never commits, which a process killed right after the
+// signal (Open MPI ends the other ranks of an aborted job with SIGTERM, then SIGKILL) would
+// otherwise leave behind. One at a time; nullptr forgets it. Paths over 4095 bytes are ignored.
+void remove_on_stop_signal(const char* path);
+
 // "SIGTERM", "SIGINT", "SIGUSR1", else "signal N".
 const char* interrupt_signal_name(int signal_number);
 

@@ -6,6 +6,7 @@
 
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
+#include "core/interrupt.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -53,12 +54,14 @@ ProgressReporter::ProgressReporter(MPI_Comm comm, int64_t total_matrices, double
         } catch (const Error& e) {
             LOFTQ_THROW(InputError, "per-matrix log: ", e.what());
         }
+        remove_on_stop_signal(log_->temp_path().c_str());  // a stopped job commits no log
     }
 }
 
 ProgressReporter::~ProgressReporter() {
     // A run that did not reach finish() leaves no log behind under the final name: log_'s
     // destructor removes its temporary.
+    if (log_) remove_on_stop_signal(nullptr);
 }
 
 std::string ProgressReporter::format_line(int64_t done, int64_t total, double done_bytes, double total_bytes,
@@ -182,7 +185,12 @@ void ProgressReporter::finish(bool interrupted) {
             poll();
         }
         maybe_print(true);
-        if (log_ && !interrupted) {
+        if (log_) remove_on_stop_signal(nullptr);
+        if (log_ && !interrupted && interrupt_signal() != 0) {
+            // A signal after the last matrix: its handler removed the temporary.
+            std::printf("[loftq] per-matrix log not written: stopped by %s\n",
+                        interrupt_signal_name(interrupt_signal()));
+        } else if (log_ && !interrupted) {
             try {
                 log_->commit();
             } catch (const Error& e) {
