@@ -3,8 +3,8 @@
 //   matrix of the plan (the run file's layout: same names, indices, shapes), each with exactly the
 //   documented keys, consistent with what the run file stores for that matrix (loaded error,
 //   chosen iteration), and records of both ranks arrive in rank 0's file;
-// - written atomically: no FILE.tmp after a successful run, and after a run that fails midway
-//   (a NaN in one weight) neither FILE nor FILE.tmp exists when rank 0 is the one that fails.
+// - written atomically: no temporary of FILE after a successful run, and after a run that fails midway
+//   (a NaN in one weight) neither FILE nor a temporary of it exists when rank 0 is the one that fails.
 //   When another rank fails, FILE and its temporary are absent too.
 #include <gtest/gtest.h>
 
