@@ -42,9 +42,8 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const j
     const std::string where = cat(file, ": tensor ", quoted_name(name));
     if (!e.is_object())
         LOFTQ_THROW(InputError, where, ": entry is ", json_kind(e), ", not {dtype, shape, data_offsets}");
-    for (const auto& [k, v] : e.items())
-        if (k != "dtype" && k != "shape" && k != "data_offsets")
-            LOFTQ_THROW(InputError, where, ": unexpected key ", quoted_name(k), " (only dtype, shape, data_offsets)");
+    // Other keys are ignored, as the reference loader does (serde skips unknown fields): a file
+    // that safetensors and transformers load must load here too.
     for (const char* k : {"dtype", "shape", "data_offsets"})
         if (!e.contains(k)) LOFTQ_THROW(InputError, where, ": missing '", k, "'");
 
