@@ -158,3 +158,14 @@ out=$(LOFTQ_BINARY=$bin timeout 120 bash "$src/launch/mpirun.sh" -np 2 quantize 
 [[ $(digest "$tmp/d-codes.h5") == "$good" ]] || fail "resume of a damaged matrix is not byte-identical"
 "$bin" export --model "$model" --work "$tmp/d-codes.h5" --output "$tmp/e2" >/dev/null
 ok "damaged matrices are refused by export and redone by --resume"
+
+# verify --json may not replace a file of what it verifies.
+sum_e2=$(tree_sum "$tmp/e2")
+refused "'$bin' verify --model '$model' --output '$tmp/e2' --json '$tmp/e2/report.json'" \
+  "option --json: '$tmp/e2/report.json' is inside --output"
+refused "'$bin' verify --model '$model' --output '$tmp/e2' --json '$model/config.json'" \
+  "option --json: '$model/config.json' is inside --model"
+[[ $(tree_sum "$tmp/e2") == "$sum_e2" ]] || fail "a refused verify changed a file"
+"$bin" verify --model "$model" --output "$tmp/e2" --json "$tmp/verify.json" >/dev/null
+[[ -s $tmp/verify.json ]] || fail "verify --json beside the folders wrote nothing"
+ok "verify --json refuses a path inside the model or the output"

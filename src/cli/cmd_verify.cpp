@@ -8,12 +8,23 @@
 #include "cli/commands.hpp"
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
+#include "io/path_guard.hpp"
 #include "runtime/collective.hpp"
 #include "runtime/verify_job.hpp"
 
 namespace loftq {
 
 int cmd_verify(const Config& cfg) {
+    // The report may not replace a file of what it verifies (the model or the output folder).
+    if (!cfg.json_path.empty())
+        root_computes(MPI_COMM_WORLD, 0, [&] {
+            for (const auto& [option, folder] : {std::pair<const char*, std::string>{"model", cfg.model_dir},
+                                                 {"output", cfg.exp.output_dir}})
+                if (path_is_within(cfg.json_path, folder))
+                    LOFTQ_THROW(ConfigError, "option --json: '", cfg.json_path, "' is inside --", option, " '",
+                                folder, "'");
+            return std::string();
+        });
     const std::string worse = root_computes(MPI_COMM_WORLD, 0, [&] {
         const VerifyReport rep = verify_output(cfg.model_dir, cfg.exp.output_dir);
         const std::string table = rep.table();
