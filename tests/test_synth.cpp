@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
+#include <csignal>
+#include <sys/resource.h>
 
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
@@ -194,3 +196,43 @@ TEST(Synth, CommandLineWritesOnceAndRefusesToOverwrite) {
     EXPECT_NE(r.output.find("--preset"), std::string::npos) << r.output;
     EXPECT_FALSE(std::filesystem::exists(dir / "x"));
 }
+
+namespace loftq {
+namespace {
+
+// A write that fails midway (RLIMIT_FSIZE: write() fails with EFBIG, as on a full disk; SIGXFSZ
+// ignored) leaves no partial checkpoint: the folder synth created is gone, and a folder that
+// existed before keeps only what it held.
+TEST(Synth, FailedWriteLeavesNoPartialCheckpoint) {
+    TempDir dir;
+    std::filesystem::create_directory(dir / "existing");
+    testing::write_file(dir / "existing/notes.txt", "keep");
+    rlimit saved{};
+    ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+    auto* const old_handler = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit small = saved;
+    small.rlim_cur = 16384;  // below tiny's first shard
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+    bool thrown_new = false, thrown_existing = false;
+    try {
+        write_synthetic_checkpoint(dir / "new", tiny(1));
+    } catch (const Error&) {
+        thrown_new = true;
+    }
+    try {
+        write_synthetic_checkpoint(dir / "existing", tiny(1));
+    } catch (const Error&) {
+        thrown_existing = true;
+    }
+    ::setrlimit(RLIMIT_FSIZE, &saved);
+    std::signal(SIGXFSZ, old_handler);
+    EXPECT_TRUE(thrown_new);
+    EXPECT_TRUE(thrown_existing);
+    EXPECT_FALSE(std::filesystem::exists(dir / "new"));
+    std::vector<std::string> left;
+    for (const auto& e : std::filesystem::directory_iterator(dir / "existing")) left.push_back(e.path().filename());
+    EXPECT_EQ(left, std::vector<std::string>{"notes.txt"});
+}
+
+}  // namespace
+}  // namespace loftq

@@ -146,7 +146,8 @@ const char* torch_dtype_of(DType t) {
     }
 }
 
-void prepare_folder(const std::string& folder) {
+// True when it created the folder (a failed synth then removes it: no partial output).
+bool prepare_folder(const std::string& folder) {
     std::error_code ec;
     if (fs::exists(folder, ec)) {
         if (!fs::is_directory(folder, ec)) LOFTQ_THROW_SETTING("output", folder, " is not a folder");
@@ -156,11 +157,41 @@ void prepare_folder(const std::string& folder) {
                 LOFTQ_THROW_SETTING("output", folder, " already holds a checkpoint (", n,
                             "); choose a new or empty folder");
         }
-        return;
+        return false;
     }
     if (!fs::create_directory(folder, ec))
         LOFTQ_THROW_SETTING("output", "cannot create ", folder, " (", ec.message(), ")");
+    return true;
 }
+
+// Every tensor, generated and streamed into the shards (one tensor in memory at a time).
+void write_tensors(const std::string& folder, const std::vector<ModelTensor>& tensors,
+                   const std::vector<TensorSpec>& specs, const SynthOptions& opts, SynthSummary& s) {
+    ShardedSafetensorsWriter writer(folder, specs, opts.max_shard_size);
+    for (const auto& shard : writer.shards()) s.files.push_back(shard.file_name);
+    const size_t itemsize = dtype_size(opts.dtype);
+    std::vector<unsigned char> bytes;  // one tensor; its capacity settles at the largest
+    for (size_t ti = 0; ti < tensors.size(); ++ti) {
+        const TensorGenerator gen(tensors[ti], opts.seed);
+        const int64_t rows = tensors[ti].shape.size() == 2 ? tensors[ti].shape[0] : 1;
+        const int64_t cols = gen.cols();
+        if (bytes.capacity() < specs[ti].nbytes()) std::vector<unsigned char>().swap(bytes);  // no old + new
+        bytes.resize(specs[ti].nbytes());
+#pragma omp parallel
+        {
+            std::vector<float> row(static_cast<size_t>(cols));
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < rows; ++i) {
+                gen.row(i, row.data());
+                narrow_from_f32(opts.dtype, row.data(), static_cast<size_t>(cols),
+                                bytes.data() + static_cast<size_t>(i) * cols * itemsize);
+            }
+        }
+        writer.write(specs[ti].name, bytes.data(), bytes.size());
+    }
+    writer.finish();
+}
+
 
 }  // namespace
 
@@ -189,33 +220,18 @@ SynthSummary write_synthetic_checkpoint(const std::string& folder, const SynthOp
         s.largest_tensor_bytes = std::max(s.largest_tensor_bytes, specs.back().nbytes());
     }
     s.tensors = specs.size();
-    prepare_folder(folder);
-
-    ShardedSafetensorsWriter writer(folder, specs, opts.max_shard_size);
-    for (const auto& shard : writer.shards()) s.files.push_back(shard.file_name);
-    const size_t itemsize = dtype_size(opts.dtype);
-    std::vector<unsigned char> bytes;  // one tensor; its capacity settles at the largest
-    for (size_t ti = 0; ti < tensors.size(); ++ti) {
-        const TensorGenerator gen(tensors[ti], opts.seed);
-        const int64_t rows = tensors[ti].shape.size() == 2 ? tensors[ti].shape[0] : 1;
-        const int64_t cols = gen.cols();
-        if (bytes.capacity() < specs[ti].nbytes()) std::vector<unsigned char>().swap(bytes);  // no old + new
-        bytes.resize(specs[ti].nbytes());
-#pragma omp parallel
-        {
-            std::vector<float> row(static_cast<size_t>(cols));
-#pragma omp for schedule(static)
-            for (int64_t i = 0; i < rows; ++i) {
-                gen.row(i, row.data());
-                narrow_from_f32(opts.dtype, row.data(), static_cast<size_t>(cols),
-                                bytes.data() + static_cast<size_t>(i) * cols * itemsize);
-            }
-        }
-        writer.write(specs[ti].name, bytes.data(), bytes.size());
+    const bool created = prepare_folder(folder);
+    try {
+        write_tensors(folder, tensors, specs, opts, s);
+        write_file_atomically(folder + "/config.json", model_config_to_json(s.model).dump(2) + "\n");
+    } catch (...) {
+        // Nothing half-written stays: the shards already committed go with the folder we made.
+        std::error_code ec;
+        if (created) fs::remove_all(folder, ec);
+        throw;
     }
-    writer.finish();
-    write_file_atomically(folder + "/config.json", model_config_to_json(s.model).dump(2) + "\n");
     return s;
 }
+
 
 }  // namespace loftq
