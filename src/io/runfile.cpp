@@ -2,6 +2,9 @@
 // datasets. See io/runfile.hpp for the design and its guarantees.
 #include "io/runfile.hpp"
 
+#include <sys/statvfs.h>
+
+
 #include <cstdio>
 #include <filesystem>
 
@@ -133,6 +136,20 @@ void RunFile::open_handles() {
     }
 }
 
+namespace {
+
+void require_free_space(const std::string& path, uint64_t needed) {
+    const std::string folder = std::filesystem::absolute(path).parent_path().string();
+    struct statvfs fs {};
+    if (::statvfs(folder.c_str(), &fs) != 0) return;  // nothing known: let the writes tell
+    const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    if (free_bytes < needed)
+        LOFTQ_THROW(InputError, "it needs about ", (needed + 999999) / 1000000, " MB and its file system has ",
+                    free_bytes / 1000000, " MB free (No space left on device)");
+}
+
+}  // namespace
+
 RunFile RunFile::create(MPI_Comm comm, const std::string& path, const std::string& options_json,
                         const RunLayout& layout) {
     validate_layout(layout);  // same verdict on every rank, no communication needed
@@ -141,6 +158,10 @@ RunFile RunFile::create(MPI_Comm comm, const std::string& path, const std::strin
     std::string failure;
     if (rank == 0) {
         try {
+            // Refuse up front what the file system cannot hold: the datasets are allocated when
+            // the file is built but written sparsely later, and HDF5 fails on a full disk with
+            // a call text and an unusable library state (a file it can neither close nor forget).
+            require_free_space(path, run_file_bytes(layout));
             // HDF5 creates the file by name: build it under the temporary, then rename it whole,
             // so a killed job never leaves a run file without its layout.
             StagedFile staged(path);

@@ -94,6 +94,19 @@ void create_dataset(hid_t group, const char* name, const DatasetShape& shape, hi
 
 }  // namespace
 
+uint64_t run_file_bytes(const RunLayout& layout) {
+    uint64_t bytes = 64 * 1024 + layout.size();  // superblock, root group, /complete
+    for (const MatrixLayout& m : layout) {
+        bytes += 16 * 1024;  // group, attributes and object headers of its datasets
+        for (int d = 0; d < kDatasetCount; ++d) {
+            const DatasetShape shape = dataset_shape(m, d);
+            if (shape.present)
+                bytes += static_cast<uint64_t>(shape.elements()) * H5Tget_size(shape.file_type);
+        }
+    }
+    return bytes;
+}
+
 void build_run_file(const std::string& path, const std::string& options_json,
                     const RunLayout& layout) {
     Handle file(HDF5_CHECK(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)),

@@ -36,6 +36,10 @@ struct DatasetShape {
 };
 
 DatasetShape dataset_shape(const MatrixLayout& m, int which);
+
+// An upper bound of the bytes a run file of `layout` takes once every matrix is written: its
+// datasets plus a generous allowance for HDF5 metadata (groups, attributes, object headers).
+uint64_t run_file_bytes(const RunLayout& layout);
 std::string group_path(const MatrixLayout& m);
 
 // ConfigError naming the matrix and field when a layout cannot be stored.
