@@ -298,23 +298,18 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
     const bool exists = root_computes(world, 0, [&] {
                             return std::string(std::filesystem::exists(work_path) ? "1" : "0");
                         }) == "1";
-    if (!exists) {
-        const std::filesystem::path parent = std::filesystem::absolute(work_path).parent_path();
-        if (!std::filesystem::is_directory(parent)) {
-            ConfigError e(cat("folder '", parent.string(), "' of the run file does not exist"), "work");
-            e.set_collective();
-            throw e;
-        }
-    }
-    // The log is opened only after the run file exists; a folder that is missing is refused now,
-    // on rank 0 for all (collective), so that nothing is created for a job that cannot finish.
-    if (!opt.log_json.empty())
+    // The run file and the log are created later; a folder of theirs that is missing is refused
+    // now, on rank 0 for all (collective), so that nothing is created for a job that cannot finish.
+    const auto require_folder_of = [&](const std::string& path, const char* setting, const char* what) {
         root_computes(world, 0, [&] {
-            const std::filesystem::path parent = std::filesystem::absolute(opt.log_json).parent_path();
+            const std::filesystem::path parent = std::filesystem::absolute(path).parent_path();
             if (!std::filesystem::is_directory(parent))
-                LOFTQ_THROW_SETTING("log-json", "folder '", parent.string(), "' of the log does not exist");
+                LOFTQ_THROW_SETTING(setting, "folder '", parent.string(), "' of the ", what, " does not exist");
             return std::string();
         });
+    };
+    if (!exists) require_folder_of(work_path, "work", "run file");
+    if (!opt.log_json.empty()) require_folder_of(opt.log_json, "log-json", "log");
     if (exists && !opt.resume) {
         ConfigError e(cat("run file '", work_path, "' exists; add --resume to continue it, or remove it"), "work");
         e.set_collective();
