@@ -15,8 +15,8 @@ set -euo pipefail
 src=${LOFTQ_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 bin=${LOFTQ_BINARY:-$src/build/loftq}
 model=${LOFTQ_TEST_DATA:-$src/tests/data}/stories260K
-test_name=e2e_client
-# shellcheck source=support/client_venv.sh
+test_name=e2e_client  # read by client_venv.sh
+# shellcheck source=tests/support/client_venv.sh
 source "$src/tests/support/client_venv.sh"
 py=$client_py
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1); commit: $(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)"

@@ -9,10 +9,10 @@
 # model_type nobody knows, with a regular layout, is accepted; MoE outputs state what stays 16-bit.
 # Needs the client venv (tests/support/client_venv.sh: under CI a missing venv fails).
 set -euo pipefail
-# shellcheck source=support/e2e_common.sh
+# shellcheck source=tests/support/e2e_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/support/e2e_common.sh"
-test_name=e2e_families
-# shellcheck source=support/client_venv.sh
+test_name=e2e_families  # read by client_venv.sh
+# shellcheck source=tests/support/client_venv.sh
 source "$src/tests/support/client_venv.sh"
 t0=$SECONDS
 "$client_py" "$src/tests/client/make_family.py" all "$tmp/models" >"$tmp/make.log" 2>&1 ||

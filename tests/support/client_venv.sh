@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154  # sets venv/client_py for, and reads src/test_name of, the script that sources it
 # Sourced by the tests that load our output with the real clients (e2e_client.sh, e2e_families.sh):
 # finds the client venv (launch/client-venv.sh; tests/client/README.md) and sets $venv and $client_py:
 # LOFTQ_CLIENT_VENV, else the machine's (~/.cache/loftq/venv-client), else .venv-client in the
