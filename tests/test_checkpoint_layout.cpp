@@ -163,6 +163,14 @@ TEST(CheckpointLayout, ChecksWhatConfigStates) {
     ModelConfig three = c;
     three.num_hidden_layers = 3;
     EXPECT_THROW(build_plan(three, cat, rank(8)), InputError);
+    // tie_word_embeddings false in config.json needs a stored head.
+    ModelConfig untied = c;
+    untied.source = {{"tie_word_embeddings", false}};
+    auto headless = cat;
+    headless.erase("lm_head.weight");
+    EXPECT_THROW(build_plan(untied, headless, rank(8)), InputError);
+    untied.source = {{"tie_word_embeddings", true}};
+    EXPECT_EQ(build_plan(untied, headless, rank(8)).matrices.size(), 16u);
     // q/k/v come together.
     auto missing = cat;
     missing.erase("model.layers.1.self_attn.k_proj.weight");
@@ -184,6 +192,11 @@ TEST(CheckpointLayout, UnknownModelTypeIsParsed) {
     EXPECT_EQ(c.intermediate_size, 0);
     EXPECT_EQ(c.num_experts, 4);
     EXPECT_FALSE(c.sliding_window);
+    // The plan of such a model goes through its JSON (rank 0 broadcasts it) unchanged.
+    ModelConfig neox = c;
+    neox.num_experts = 0;
+    const Plan p = build_plan(neox, gpt_neox(), rank(8));
+    EXPECT_EQ(Plan::from_json(p.to_json()).to_json(), p.to_json());
 }
 
 TEST(CheckpointLayout, PresetsBeyondLlama2) {

@@ -259,7 +259,7 @@ json model_config_to_json(const ModelConfig& c) {
         j["architectures"] = c.architectures;
     j["model_type"] = c.model_type;
     j["hidden_size"] = c.hidden_size;
-    j["intermediate_size"] = c.intermediate_size;
+    if (c.intermediate_size > 0) j["intermediate_size"] = c.intermediate_size;  // 0: config.json had none
     j["num_hidden_layers"] = c.num_hidden_layers;
     j["num_attention_heads"] = c.num_attention_heads;
     j["num_key_value_heads"] = c.num_key_value_heads;

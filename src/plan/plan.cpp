@@ -93,7 +93,7 @@ double estimate_cost(int64_t rows, int64_t cols, SvdMethod svd_method, const Run
 namespace {
 
 // The checks config.json allows on the targets found: layer indices within num_hidden_layers and
-// every layer holding targets; Llama-layout modules (layer.self_attn.q_proj, layer.mlp.up_proj, ...)
+// every layer holding targets; a stored output head unless the embeddings are tied; Llama-layout modules (layer.self_attn.q_proj, layer.mlp.up_proj, ...)
 // complete per layer (module_groups) and of the shape config.json implies; the expert count per MoE layer.
 void cross_check(const ModelConfig& model, const TensorCatalogue& tensors, const std::vector<MatrixPlan>& found) {
     const std::string config_file = "config.json";
@@ -135,6 +135,17 @@ void cross_check(const ModelConfig& model, const TensorCatalogue& tensors, const
                                     " holds other modules of its group)");
             }
         }
+    // Untied embeddings need a stored output head (transformers would start it from random values).
+    bool embedding = false, head = false;
+    for (const auto& [name, info] : tensors) {
+        const HeldAs h = classify_tensor(name, info.shape, tensors);
+        embedding = embedding || h == HeldAs::embedding;
+        head = head || h == HeldAs::output_head;
+    }
+    const auto tie = model.source.is_object() ? model.source.find("tie_word_embeddings") : model.source.end();
+    if (embedding && !head && model.source.is_object() && tie != model.source.end() && *tie == false)
+        LOFTQ_THROW(InputError, "checkpoint: no output head tensor (lm_head.weight or embed_out.weight) but ",
+                    config_file, " has tie_word_embeddings false");
     if (model.num_experts > 0) {
         std::map<std::string, std::set<int64_t>> experts;  // the module holding "experts." -> indices
         for (const auto& [name, info] : tensors)
