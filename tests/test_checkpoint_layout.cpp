@@ -199,6 +199,16 @@ TEST(CheckpointLayout, UnknownModelTypeIsParsed) {
     EXPECT_EQ(Plan::from_json(p.to_json()).to_json(), p.to_json());
 }
 
+TEST(CheckpointLayout, Conv1DFamiliesAreRefusedByName) {
+    ModelConfig c = tiny_config("gpt2");
+    try {
+        build_plan(c, gpt_neox(), rank(8));
+        FAIL() << "gpt2 planned";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("model_type gpt2 holds its projections as Conv1D"), std::string::npos);
+    }
+}
+
 TEST(CheckpointLayout, PresetsBeyondLlama2) {
     const Plan l3 = build_plan(preset_model_config("llama3-70b"), expected_catalogue(preset_model_config("llama3-70b"), DType::BF16), RunSpec{});
     EXPECT_EQ(l3.matrices.size(), 560u);

@@ -27,7 +27,7 @@ constexpr Command kCommands[] = {
     {"run", "loftq run --model DIR --output DIR [options]             quantize + export in one job"},
     {"verify", "loftq verify --model DIR --output DIR [--json F]        error of the output as loaded"},
     {"inspect", "loftq inspect PATH                                     tensors of a file or folder"},
-    {"synth", "loftq synth --output DIR [--preset P] [--layers N]       a synthetic Llama checkpoint"},
+    {"synth", "loftq synth --output DIR [--preset P] [--layers N]       a synthetic checkpoint of a preset"},
 };
 
 // "5GB", "512MiB", "1e9", "4096": bytes.

@@ -22,6 +22,8 @@ constexpr LastNameRule kEmbeddings[] = {
 constexpr const char* kOutputHeads[] = {"lm_head", "embed_out"};
 // A router is a module of this last name whose parent also holds "<parent>.experts.".
 constexpr const char* kRouters[] = {"gate", "router"};
+// transformers' Conv1D families (pytorch_utils.Conv1D in their modeling files).
+constexpr const char* kConv1DModelTypes[] = {"gpt2", "openai-gpt", "imagegpt"};
 
 std::vector<std::string> split_path(const std::string& s) {
     std::vector<std::string> parts;
@@ -76,6 +78,12 @@ std::optional<int64_t> layer_index(const std::string& name) {
         if (!layer) layer = std::stoll(part);
     }
     return layer;
+}
+
+bool holds_conv1d_projections(const std::string& model_type) {
+    for (const char* t : kConv1DModelTypes)
+        if (model_type == t) return true;
+    return false;
 }
 
 std::optional<int64_t> expert_index(const std::string& name) {

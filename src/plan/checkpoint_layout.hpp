@@ -41,6 +41,10 @@ HeldAs classify_tensor(const std::string& name, const std::vector<int64_t>& shap
 // PyTorch never writes and transformers would not load into that layer.
 std::optional<int64_t> layer_index(const std::string& name);
 
+// Model types whose projections are transformers' Conv1D (weight stored [in, out], transposed by
+// bitsandbytes before it quantizes): gpt2, openai-gpt, imagegpt. Not planned (refused by name).
+bool holds_conv1d_projections(const std::string& model_type);
+
 // The expert index of a per-expert tensor ("...experts.5.w1.weight" -> 5), else nullopt.
 std::optional<int64_t> expert_index(const std::string& name);
 

@@ -93,8 +93,9 @@ double estimate_cost(int64_t rows, int64_t cols, SvdMethod svd_method, const Run
 namespace {
 
 // The checks config.json allows on the targets found: layer indices within num_hidden_layers and
-// every layer holding targets; a stored output head unless the embeddings are tied; Llama-layout modules (layer.self_attn.q_proj, layer.mlp.up_proj, ...)
-// complete per layer (module_groups) and of the shape config.json implies; the expert count per MoE layer.
+// every layer holding targets; Llama-layout modules (layer.self_attn.q_proj, layer.mlp.up_proj, ...)
+// complete per layer (module_groups) and of the shape config.json implies; a stored output head
+// unless the embeddings are tied; the expert count of every MoE block.
 void cross_check(const ModelConfig& model, const TensorCatalogue& tensors, const std::vector<MatrixPlan>& found) {
     const std::string config_file = "config.json";
     const auto L = model.num_hidden_layers;
@@ -142,8 +143,8 @@ void cross_check(const ModelConfig& model, const TensorCatalogue& tensors, const
         embedding = embedding || h == HeldAs::embedding;
         head = head || h == HeldAs::output_head;
     }
-    const auto tie = model.source.is_object() ? model.source.find("tie_word_embeddings") : model.source.end();
-    if (embedding && !head && model.source.is_object() && tie != model.source.end() && *tie == false)
+    const bool untied = model.source.is_object() && model.source.value("tie_word_embeddings", nlohmann::json(true)) == false;
+    if (embedding && !head && untied)
         LOFTQ_THROW(InputError, "checkpoint: no output head tensor (lm_head.weight or embed_out.weight) but ",
                     config_file, " has tie_word_embeddings false");
     if (model.num_experts > 0) {
@@ -161,6 +162,9 @@ void cross_check(const ModelConfig& model, const TensorCatalogue& tensors, const
 
 Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const RunSpec& spec) {
     const auto L = model.num_hidden_layers;
+    if (holds_conv1d_projections(model.model_type))
+        LOFTQ_THROW(InputError, "config.json: model_type ", model.model_type, " holds its projections as Conv1D "
+                    "(weights stored [in, out], transposed by bitsandbytes at load); not supported");
     // The targets: what the clients hold as Linear4bit (checkpoint_layout.hpp), float, 2-D.
     std::vector<MatrixPlan> found;
     for (const auto& [name, info] : tensors) {
@@ -201,7 +205,7 @@ Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const 
                 const std::string path = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
                 const HeldAs h = classify_tensor(name, info.shape, tensors);
                 if (h != HeldAs::not_a_matrix && target_matches(spec.targets[t], path)) {
-                    kept = cat(": ", path, " is ", std::string(h == HeldAs::embedding ? "an " : "the "),
+                    kept = cat(": ", path, " is ", std::string(h == HeldAs::output_head ? "the " : "an "),
                                held_as_name(h), ", which the clients keep in 16-bit");
                     break;
                 }
