@@ -14,12 +14,16 @@
 # With more layers (second argument) the results go to memory_70b_l<layers>.{json,log,jsonl}: the
 # peak per rank should not grow with the model, only with the largest matrix a rank holds.
 #   usage: bench/memory_70b.sh [ranks] [layers]        (default 2 1)
+# LOFTQ_MEMORY_PRESET picks another 70B-class synth preset (llama3-70b, qwen2.5-72b, mixtral-8x22b;
+# default llama2-70b); its results go to memory_70b_<preset>[...] instead.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${LOFTQ_BINARY:-$root/build/loftq}
 np=${1:-2}
 layers=${2:-1}
-suffix=; [[ "$layers" == 1 ]] || suffix=_l$layers
+preset=${LOFTQ_MEMORY_PRESET:-llama2-70b}
+suffix=; [[ "$preset" == llama2-70b ]] || suffix=_$preset
+[[ "$layers" == 1 ]] || suffix=${suffix}_l$layers
 rank=64 iters=1
 results=$root/bench/results
 [[ -x "$bin" ]] || { echo "memory_70b.sh: $bin not built; run: bash launch/setup.sh" >&2; exit 2; }
@@ -28,8 +32,9 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$results" "$tmp/time"
 log=$results/memory_70b$suffix.log
 
-"$bin" synth --preset llama2-70b --layers "$layers" --output "$tmp/model" >"$log" 2>&1
+"$bin" synth --preset "$preset" --layers "$layers" --output "$tmp/model" >"$log" 2>&1
 t0=$(date +%s.%N)
+export LOFTQ_MEMORY_PRESET=$preset
 LOFTQ_RANK_TIME_DIR=$tmp/time LOFTQ_RANK_WRAPPER=$root/bench/rank_time.sh \
   bash "$root/launch/mpirun.sh" -np "$np" quantize --model "$tmp/model" --work "$tmp/run.h5" \
   --rank $rank --iters $iters --svd randomized --log-json "$tmp/log.jsonl" >>"$log" 2>&1
@@ -48,8 +53,11 @@ ckpt = sum(os.path.getsize(p) for p in glob.glob(os.path.join(tmp, "model", "*.s
 h, i, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
 q = cfg["num_attention_heads"] * cfg.get("head_dim", h // cfg["num_attention_heads"])
 kv = cfg["num_key_value_heads"] * cfg.get("head_dim", h // cfg["num_attention_heads"])
-per_layer = 2 * h * q + 2 * kv * h + 3 * h * i  # the 7 linear weights of one decoder layer
-full_bf16 = 2 * (2 * v * h + h + 80 * (per_layer + 2 * h))
+preset = os.environ.get("LOFTQ_MEMORY_PRESET", "llama2-70b")
+full_layers = {"mixtral-8x22b": 56}.get(preset, 80)
+experts = cfg.get("num_local_experts", 1)  # mixtral: gate/up/down per expert, plus the router
+per_layer = 2 * h * q + 2 * kv * h + 3 * h * i * experts + (h * experts if experts > 1 else 0)
+full_bf16 = 2 * (2 * v * h + h + full_layers * (per_layer + 2 * h))
 ranks = []
 for r in range(int(np_)):
     text = open(os.path.join(tmp, "time", f"time.rank{r}")).read()
@@ -72,9 +80,9 @@ for r in range(int(np_)):
         "peak_rss_over_70b_model_bf16": round(rss / full_bf16, 4),
     })
 result = {
-    "benchmark": "loftq quantize peak memory per rank, Llama-2-70B-shaped layer",
+    "benchmark": f"loftq quantize peak memory per rank, {preset}-shaped layer",
     "command": f"LOFTQ_RANK_WRAPPER=bench/rank_time.sh launch/mpirun.sh -np {np_} quantize --model "
-               f"<synth llama2-70b --layers {layers}> --rank {rank} --iters {iters} --svd randomized --log-json ...",
+               f"<synth {preset} --layers {layers}> --rank {rank} --iters {iters} --svd randomized --log-json ...",
     "note": "memory does not depend on --iters (the same buffers every iteration); peak_rss is "
             "/usr/bin/time -v's maximum resident set of each rank process; peak_anon and "
             "peak_file_backed are maxima of RssAnon and RssFile sampled every 0.2 s from "
@@ -82,8 +90,8 @@ result = {
             "of the memory-mapped checkpoint, which the reader releases after each matrix is read)",
     "machine": cpu, "cores": int(cores), "git_commit": commit, "wall_s": float(wall),
     "layers": int(layers), "checkpoint_bytes": ckpt,
-    "llama2_70b_model_bytes_bf16": full_bf16,
-    "llama2_70b_matrices_bytes_f32": 4 * 80 * per_layer,
+    "llama2_70b_model_bytes_bf16" if preset == "llama2-70b" else "model_bytes_bf16": full_bf16,
+    "llama2_70b_matrices_bytes_f32" if preset == "llama2-70b" else "matrices_bytes_f32": 4 * full_layers * per_layer,
     "ranks": ranks,
 }
 tmpf = dest + ".tmp"

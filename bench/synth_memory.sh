@@ -42,8 +42,10 @@ wall_s = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
 h, i, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
 kv = cfg["num_key_value_heads"] * cfg["head_dim"]
 q = cfg["num_attention_heads"] * cfg["head_dim"]
-per_layer = 2 * h * q + 2 * kv * h + 3 * h * i + 2 * h
-full_layers = {"llama2-7b": 32, "llama2-13b": 40, "llama2-70b": 80, "codellama-70b": 80, "tiny": 4}[preset]
+e = cfg.get("num_local_experts", 1)  # mixtral: every expert holds gate/up/down, plus the router
+per_layer = 2 * h * q + 2 * kv * h + 3 * h * i * e + (h * e if e > 1 else 0) + 2 * h
+full_layers = {"llama2-7b": 32, "llama2-13b": 40, "llama2-70b": 80, "codellama-70b": 80, "tiny": 4,
+               "llama3-70b": 80, "qwen2.5-72b": 80, "mixtral-8x22b": 56}[preset]
 full_bytes = 2 * (2 * v * h + h + full_layers * per_layer)
 largest = max(sizes.values())
 result = {

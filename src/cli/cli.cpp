@@ -27,7 +27,7 @@ constexpr Command kCommands[] = {
     {"run", "loftq run --model DIR --output DIR [options]             quantize + export in one job"},
     {"verify", "loftq verify --model DIR --output DIR [--json F]        error of the output as loaded"},
     {"inspect", "loftq inspect PATH                                     tensors of a file or folder"},
-    {"synth", "loftq synth --output DIR [--preset P] [--layers N]       a synthetic Llama checkpoint"},
+    {"synth", "loftq synth --output DIR [--preset P] [--layers N]       a synthetic checkpoint of a preset"},
 };
 
 // "5GB", "512MiB", "1e9", "4096": bytes.
@@ -166,7 +166,7 @@ po::options_description command_options(const std::string& cmd, Config& c, RawSt
         SynthOptions& y = c.synth;
         po::options_description s("Synth options");
         s.add_options()
-            ("preset", po::value(&y.preset)->default_value(y.preset), "tiny | llama2-7b | llama2-13b | llama2-70b | codellama-70b")
+            ("preset", po::value(&y.preset)->default_value(y.preset), "tiny | llama2-7b | llama2-13b | llama2-70b | codellama-70b | llama3-70b | qwen2.5-72b | mixtral-8x22b")
             ("layers", po::value(&y.layers)->default_value(y.layers), "decoder layers (0 = the preset's)")
             ("seed", po::value(&raw.seed)->default_value(raw.seed), "seed of the weights (0..2^64-1)")
             ("dtype", po::value(&raw.synth_dtype)->default_value(raw.synth_dtype), "bf16 | fp16 | fp32")

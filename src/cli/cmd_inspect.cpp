@@ -15,6 +15,8 @@
 #include "io/checkpoint.hpp"
 #include "io/export_format.hpp"
 #include "io/json_strict.hpp"
+#include "plan/checkpoint_layout.hpp"
+#include "plan/plan.hpp"
 
 namespace loftq {
 namespace {
@@ -55,6 +57,9 @@ std::string inspect_listing(const Checkpoint& ck) {
     const size_t shards = ck.shard_paths().size();
     os << ck.names().size() << " tensors, " << params << " parameters, " << bytes << " bytes, " << shards
        << (shards == 1 ? " shard" : " shards") << "\n";
+    // What the real clients keep in 16-bit (the rest of the 2-D weights become Linear4bit).
+    const KeptSummary kept = kept_in_16bit(read_catalogue(ck));
+    if (!kept.groups.empty()) os << "kept in 16-bit by transformers + bitsandbytes: " << kept.text() << "\n";
     return os.str();
 }
 

@@ -1,4 +1,4 @@
-// `loftq synth`: write a synthetic Llama-shaped checkpoint (runtime/synth.hpp) from a preset.
+// `loftq synth`: write a synthetic checkpoint (runtime/synth.hpp) from a preset.
 // Rank 0 writes; other ranks of a launcher have nothing to do and return at once.
 #include <cstdio>
 

@@ -3,6 +3,7 @@
 #include <initializer_list>
 
 #include "core/error.hpp"
+#include "plan/model_config.hpp"
 
 namespace loftq {
 
@@ -46,7 +47,7 @@ void Config::validate() const {
             LOFTQ_THROW(ConfigError, "option --max-shard-size: must be at least 1024 bytes");
     }
     if (command == "synth") {
-        require_one_of("preset", synth.preset, {"tiny", "llama2-7b", "llama2-13b", "llama2-70b", "codellama-70b"});
+        preset_model_config(synth.preset);  // ConfigError (--preset) naming the presets for any other name
         if (synth.layers < 0) LOFTQ_THROW(ConfigError, "option --layers: must be >= 0");
         if (synth.max_shard_size < 1024)
             LOFTQ_THROW(ConfigError, "option --max-shard-size: must be at least 1024 bytes");

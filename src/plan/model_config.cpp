@@ -96,9 +96,9 @@ ModelConfig parse_model_config(const json& doc, const std::string& file) {
     if (!doc.is_object()) LOFTQ_THROW(InputError, file, ": not a JSON object");
     const FieldReader f{doc, file};
     ModelConfig c;
+    // Any model_type: the plan takes the layout from the checkpoint (plan/checkpoint_layout.hpp).
     c.model_type = f.string("model_type", std::nullopt);
-    if (c.model_type != "llama" && c.model_type != "mistral")
-        f.bad("model_type", cat("is \"", c.model_type, "\"; supported: llama, mistral"));
+    if (c.model_type.empty()) f.bad("model_type", "is empty");
     if (const json* a = f.find("architectures"); a && !a->is_null()) {
         if (!a->is_array()) f.bad("architectures", "must be a list of strings");
         for (const auto& s : *a) {
@@ -107,7 +107,7 @@ ModelConfig parse_model_config(const json& doc, const std::string& file) {
         }
     }
     c.hidden_size = f.dimension("hidden_size", std::nullopt);
-    c.intermediate_size = f.dimension("intermediate_size", std::nullopt);
+    c.intermediate_size = f.dimension("intermediate_size", 0);  // 0: absent (checked where a module needs it)
     c.num_hidden_layers = f.dimension("num_hidden_layers", std::nullopt);
     c.num_attention_heads = f.dimension("num_attention_heads", std::nullopt);
     c.num_key_value_heads = f.dimension("num_key_value_heads", c.num_attention_heads);
@@ -127,6 +127,11 @@ ModelConfig parse_model_config(const json& doc, const std::string& file) {
         f.bad("head_dim", cat("times num_attention_heads is ", c.q_rows(), ", above the supported maximum ",
                               kMaxModelDimension));
     c.vocab_size = f.positive_int("vocab_size", std::nullopt, kMaxVocabSize);
+    for (const char* key : {"num_local_experts", "num_experts", "n_routed_experts"})
+        if (const json* e = f.find(key); e && !e->is_null() && c.num_experts == 0)
+            c.num_experts = f.dimension(key, std::nullopt);
+    if (const json* e = f.find("num_experts_per_tok"); e && !e->is_null())
+        c.num_experts_per_tok = f.dimension("num_experts_per_tok", std::nullopt);
     c.max_position_embeddings = f.positive_int("max_position_embeddings", c.max_position_embeddings);
     c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
     c.attention_bias = f.boolean("attention_bias", false);
@@ -136,8 +141,11 @@ ModelConfig parse_model_config(const json& doc, const std::string& file) {
         f.bad("torch_dtype", cat("is \"", c.torch_dtype, "\"; supported: float32, float16, bfloat16"));
     c.rope_theta = f.positive_number("rope_theta", c.rope_theta);
     c.rms_norm_eps = f.positive_number("rms_norm_eps", c.rms_norm_eps);
-    if (const json* s = f.find("sliding_window"); s && !s->is_null())
-        c.sliding_window = f.positive_int("sliding_window", std::nullopt);
+    // Qwen2-family configs write 0 (or a window with use_sliding_window false): no window.
+    if (const json* s = f.find("sliding_window"); s && !s->is_null()) {
+        if (!s->is_number_integer()) f.bad("sliding_window", cat("must be an integer or null, got ", kind_of(*s)));
+        if (s->get<int64_t>() > 0) c.sliding_window = s->get<int64_t>();
+    }
     c.bos_token_id = f.token_id("bos_token_id", c.bos_token_id);
     c.eos_token_id = f.token_id("eos_token_id", c.eos_token_id);
     c.source = doc;
@@ -163,8 +171,8 @@ ModelConfig read_model_config(const std::string& path) {
 }
 
 const std::vector<std::string>& preset_names() {
-    static const std::vector<std::string> names{"tiny", "llama2-7b", "llama2-13b", "llama2-70b",
-                                                "codellama-70b"};
+    static const std::vector<std::string> names{"tiny",          "llama2-7b",  "llama2-13b",  "llama2-70b",
+                                                "codellama-70b", "llama3-70b", "qwen2.5-72b", "mixtral-8x22b"};
     return names;
 }
 
@@ -203,6 +211,38 @@ ModelConfig preset_model_config(const std::string& name) {
         c.rope_theta = 1e6;
         c.max_position_embeddings = 16384;
         c.torch_dtype = "bfloat16";
+    } else if (name == "llama3-70b") {  // meta-llama/Llama-3.1-70B
+        dims(8192, 28672, 80, 64, 8);
+        c.vocab_size = 128256;
+        c.rope_theta = 500000.0;
+        c.max_position_embeddings = 131072;
+        c.torch_dtype = "bfloat16";
+        c.bos_token_id = 128000;
+        c.eos_token_id = 128001;
+        c.source = {{"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                                      {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}}}};
+    } else if (name == "qwen2.5-72b") {  // Qwen/Qwen2.5-72B: q/k/v carry biases
+        dims(8192, 29568, 80, 64, 8);
+        c.model_type = "qwen2";
+        c.architectures = {"Qwen2ForCausalLM"};
+        c.vocab_size = 152064;
+        c.rope_theta = 1e6;
+        c.rms_norm_eps = 1e-6;
+        c.max_position_embeddings = 131072;
+        c.torch_dtype = "bfloat16";
+        c.bos_token_id = 151643;
+        c.eos_token_id = 151643;
+        c.source = {{"use_sliding_window", false}, {"sliding_window", 131072}, {"hidden_act", "silu"}};
+    } else if (name == "mixtral-8x22b") {  // mistralai/Mixtral-8x22B-v0.1: intermediate_size is per expert
+        dims(6144, 16384, 56, 48, 8);
+        c.model_type = "mixtral";
+        c.architectures = {"MixtralForCausalLM"};
+        c.vocab_size = 32768;
+        c.num_experts = 8;
+        c.num_experts_per_tok = 2;
+        c.rope_theta = 1e6;
+        c.max_position_embeddings = 65536;
+        c.torch_dtype = "bfloat16";
     } else {
         std::string list;
         for (const auto& n : preset_names()) list += (list.empty() ? "" : "|") + n;
@@ -219,7 +259,7 @@ json model_config_to_json(const ModelConfig& c) {
         j["architectures"] = c.architectures;
     j["model_type"] = c.model_type;
     j["hidden_size"] = c.hidden_size;
-    j["intermediate_size"] = c.intermediate_size;
+    if (c.intermediate_size > 0) j["intermediate_size"] = c.intermediate_size;  // 0: config.json had none
     j["num_hidden_layers"] = c.num_hidden_layers;
     j["num_attention_heads"] = c.num_attention_heads;
     j["num_key_value_heads"] = c.num_key_value_heads;
@@ -232,9 +272,13 @@ json model_config_to_json(const ModelConfig& c) {
     j["torch_dtype"] = c.torch_dtype;
     j["rope_theta"] = c.rope_theta;
     j["rms_norm_eps"] = c.rms_norm_eps;
-    if (c.model_type == "mistral") {
+    if (c.model_type == "mistral" || c.model_type == "mixtral") {
         if (c.sliding_window) j["sliding_window"] = *c.sliding_window;
         else j["sliding_window"] = nullptr;
+    }
+    if (c.num_experts > 0) {
+        j[c.model_type == "mixtral" ? "num_local_experts" : "num_experts"] = c.num_experts;
+        j["num_experts_per_tok"] = c.num_experts_per_tok;
     }
     // Fields transformers expects of a Llama config; kept when the source has them.
     auto fill = [&j](const char* key, json value) {
@@ -274,6 +318,8 @@ std::vector<int64_t> linear_module_shape(const ModelConfig& c, const std::string
 }
 
 std::vector<ModelTensor> expected_tensors(const ModelConfig& c) {
+    const bool qkv_bias = c.model_type == "qwen2";  // Qwen2 biases q/k/v, never o_proj
+    const bool moe = c.model_type == "mixtral";      // block_sparse_moe replaces the MLP
     std::vector<ModelTensor> out;
     out.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}});
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
@@ -284,9 +330,18 @@ std::vector<ModelTensor> expected_tensors(const ModelConfig& c) {
             const auto shape = linear_module_shape(c, m);
             if (parent == "mlp" && m == "gate_proj")
                 out.push_back({p + "post_attention_layernorm.weight", {c.hidden_size}});
+            if (parent == "mlp" && moe) continue;
             out.push_back({p + parent + "." + m + ".weight", shape});
-            const bool bias = parent == "mlp" ? c.mlp_bias : c.attention_bias;
+            const bool bias = parent == "mlp" ? c.mlp_bias : c.attention_bias || (qkv_bias && m != "o_proj");
             if (bias) out.push_back({p + parent + "." + m + ".bias", {shape[0]}});
+        }
+        if (!moe) continue;
+        out.push_back({p + "block_sparse_moe.gate.weight", {c.num_experts, c.hidden_size}});
+        for (int64_t e = 0; e < c.num_experts; ++e) {
+            const std::string x = cat(p, "block_sparse_moe.experts.", e, ".");
+            out.push_back({x + "w1.weight", {c.intermediate_size, c.hidden_size}});
+            out.push_back({x + "w2.weight", {c.hidden_size, c.intermediate_size}});
+            out.push_back({x + "w3.weight", {c.intermediate_size, c.hidden_size}});
         }
     }
     out.push_back({"model.norm.weight", {c.hidden_size}});

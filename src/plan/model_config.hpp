@@ -1,6 +1,8 @@
-// The architecture of a Llama-family checkpoint (Llama, Llama-2, CodeLlama, Mistral), read from
-// its config.json, or taken from a named preset with the published values; and the list of
-// tensors such a model holds, with their shapes, which the plan checks a checkpoint against.
+// The architecture of a Hugging Face decoder checkpoint, read from its config.json (any
+// model_type: the plan finds the targets from the checkpoint itself, plan/checkpoint_layout.hpp,
+// and uses these fields to cross-check what they state), or taken from a named preset with the
+// published values; and, for the presets' families (llama, mistral, qwen2, mixtral), the list of
+// tensors such a model holds, which `synth` writes.
 //
 // Guarantees: a ModelConfig returned by parse/read/preset is consistent (every size positive,
 // num_attention_heads a multiple of num_key_value_heads, head_dim given or hidden divisible by
@@ -17,15 +19,17 @@
 namespace loftq {
 
 struct ModelConfig {
-    std::string model_type = "llama";  // llama | mistral (CodeLlama is llama)
+    std::string model_type = "llama";  // any; the presets: llama (CodeLlama too), qwen2, mixtral
     std::vector<std::string> architectures;  // e.g. {"LlamaForCausalLM"}
     int64_t hidden_size = 0;
-    int64_t intermediate_size = 0;
+    int64_t intermediate_size = 0;    // 0 when config.json has none
     int64_t num_hidden_layers = 0;
     int64_t num_attention_heads = 0;
     int64_t num_key_value_heads = 0;  // = num_attention_heads when config.json omits it
     int64_t head_dim = 0;             // = hidden_size / num_attention_heads when omitted
     int64_t vocab_size = 0;
+    int64_t num_experts = 0;          // MoE: num_local_experts | num_experts | n_routed_experts; 0 = dense
+    int64_t num_experts_per_tok = 0;  // MoE: experts each token uses (presets write it)
     int64_t max_position_embeddings = 2048;
     bool tie_word_embeddings = false;
     bool attention_bias = false;  // q/k/v/o carry a .bias tensor
@@ -57,13 +61,15 @@ ModelConfig read_model_config(const std::string& path);
 // folder, never as one of its files (a weights file would be read as config.json).
 void require_model_folder(const std::string& path);
 
-// The presets of `loftq synth`: tiny, llama2-7b, llama2-13b, llama2-70b, codellama-70b.
+// The presets of `loftq synth`: tiny, llama2-7b, llama2-13b, llama2-70b, codellama-70b,
+// llama3-70b, qwen2.5-72b, mixtral-8x22b.
 // ConfigError naming --preset for any other name.
 ModelConfig preset_model_config(const std::string& name);
 const std::vector<std::string>& preset_names();
 
-// A config.json transformers loads (AutoConfig / LlamaForCausalLM / MistralForCausalLM): the
-// source document's fields, with every field of ModelConfig written over them.
+// A config.json transformers loads (AutoConfig / LlamaForCausalLM / MistralForCausalLM /
+// Qwen2ForCausalLM / MixtralForCausalLM): the source document's fields, with every field of
+// ModelConfig written over them.
 nlohmann::json model_config_to_json(const ModelConfig& cfg);
 
 // One tensor a model of this architecture holds.
@@ -72,9 +78,10 @@ struct ModelTensor {
     std::vector<int64_t> shape;  // PyTorch order: Linear weights are [out, in]
 };
 
-// Every tensor of a Llama-family model, in the order transformers creates them: embed_tokens,
-// per layer input_layernorm, q/k/v/o_proj, post_attention_layernorm, gate/up/down_proj (and
-// their biases when configured), model.norm, lm_head unless tie_word_embeddings.
+// Every tensor of a model of a preset family, in the order transformers creates them:
+// embed_tokens, per layer input_layernorm, q/k/v/o_proj (qwen2: q/k/v with biases),
+// post_attention_layernorm, gate/up/down_proj (mixtral: block_sparse_moe.gate and
+// experts.E.w1/w2/w3), their biases when configured, model.norm, lm_head unless tied.
 std::vector<ModelTensor> expected_tensors(const ModelConfig& cfg);
 
 // The decoder linear modules in plan order, and their [out, in] shape under `cfg`.

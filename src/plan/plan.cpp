@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <set>
 
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
+#include "plan/checkpoint_layout.hpp"
 #include "plan/distribution.hpp"
 #include "io/json_strict.hpp"
 
@@ -19,23 +22,6 @@ std::string shape_text(const std::vector<int64_t>& s) {
     return out + "]";
 }
 
-// "model.layers.<N>.<rest>" -> N and rest; false for any other name. N is written as PyTorch
-// writes a module index: "0", "12", never "00" or "012" (transformers would not load such a
-// tensor into layer 0 or 12; InputError naming the tensor rather than quantizing it as that layer).
-bool split_layer_name(const std::string& name, int64_t& layer, std::string& rest) {
-    static const std::string prefix = "model.layers.";
-    if (name.compare(0, prefix.size(), prefix) != 0) return false;
-    size_t pos = prefix.size(), end = pos;
-    while (end < name.size() && name[end] >= '0' && name[end] <= '9') ++end;
-    if (end == pos || end - pos > 9 || end >= name.size() || name[end] != '.') return false;
-    if (name[pos] == '0' && end - pos > 1)
-        LOFTQ_THROW(InputError, "checkpoint: tensor ", name, " has a layer index with a leading zero ('",
-                    name.substr(pos, end - pos), "'); a module index is written without one");
-    layer = std::stoll(name.substr(pos, end - pos));
-    rest = name.substr(end + 1);
-    return true;
-}
-
 bool ends_with(const std::string& s, const std::string& tail) {
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
@@ -45,9 +31,23 @@ bool target_matches(const std::string& target, const std::string& module_path) {
     return module_path == target || ends_with(module_path, "." + target);
 }
 
+// Plan order within a layer: attention before the MLP, as the modules run (Llama's q, k, v, o,
+// gate, up, down keep their order: stories260K and Llama plans are unchanged); others after, by name.
 int module_order(const std::string& module) {
-    const auto& names = linear_module_names();
-    return static_cast<int>(std::find(names.begin(), names.end(), module) - names.begin());
+    static const char* const order[] = {"q_proj",  "k_proj",    "v_proj",       "qkv_proj",      "query_key_value",
+                                        "o_proj",  "dense",     "gate_proj",    "up_proj",       "gate_up_proj",
+                                        "c_fc",    "dense_h_to_4h", "down_proj", "dense_4h_to_h", "c_proj"};
+    for (size_t i = 0; i < std::size(order); ++i)
+        if (module == order[i]) return static_cast<int>(i);
+    return static_cast<int>(std::size(order));
+}
+
+// Modules that come together: a layer holding one of a group holds all of it (o_proj and
+// down_proj also sit beside fused qkv_proj / gate_up_proj, as in Phi-3).
+const std::vector<std::vector<std::string>>& module_groups() {
+    static const std::vector<std::vector<std::string>> groups{
+        {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, {"mlp.gate_proj", "mlp.up_proj"}};
+    return groups;
 }
 
 }  // namespace
@@ -90,51 +90,102 @@ double estimate_cost(int64_t rows, int64_t cols, SvdMethod svd_method, const Run
     return spec.loftq.iters * per_iter;
 }
 
-Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const RunSpec& spec) {
+namespace {
+
+// The checks config.json allows on the targets found: layer indices within num_hidden_layers and
+// every layer holding targets; Llama-layout modules (layer.self_attn.q_proj, layer.mlp.up_proj, ...)
+// complete per layer (module_groups) and of the shape config.json implies; a stored output head
+// unless the embeddings are tied; the expert count of every MoE block.
+void cross_check(const ModelConfig& model, const TensorCatalogue& tensors, const std::vector<MatrixPlan>& found) {
     const std::string config_file = "config.json";
     const auto L = model.num_hidden_layers;
-
-    // Every decoder linear weight the config implies must be there, float, and of its shape.
-    for (int64_t l = 0; l < L; ++l)
-        for (const auto& m : linear_module_names()) {
-            const std::string name = cat("model.layers.", l, ".", *linear_module_parent(m), ".", m, ".weight");
-            if (!tensors.count(name))
-                LOFTQ_THROW(InputError, "checkpoint: tensor ", name, " is missing (", config_file,
+    std::map<int64_t, std::set<std::string>> per_layer;  // layer -> module paths after "<layer>."
+    std::map<int64_t, std::string> prefix;               // layer -> "model.layers.<layer>."
+    for (const auto& mp : found) {
+        if (mp.layer >= L)
+            LOFTQ_THROW(InputError, "checkpoint: tensor ", mp.tensor, " is in layer ", mp.layer, " but ",
+                        config_file, " has num_hidden_layers ", L);
+        const std::string key = cat(".", mp.layer, ".");
+        const size_t at = mp.tensor.find(key);
+        if (at == std::string::npos) continue;  // outside the layers
+        const std::string rest = mp.tensor.substr(at + key.size());
+        per_layer[mp.layer].insert(rest.substr(0, rest.size() - 7));
+        prefix[mp.layer] = mp.tensor.substr(0, at + key.size());
+        const bool llama_layout = linear_module_parent(mp.module) &&
+                                  rest == *linear_module_parent(mp.module) + "." + mp.module + ".weight";
+        const bool mlp = linear_module_parent(mp.module) == std::optional<std::string>("mlp");
+        if (!llama_layout || (mlp && model.intermediate_size == 0)) continue;
+        const auto want = linear_module_shape(model, mp.module);
+        if (std::vector<int64_t>{mp.rows, mp.cols} != want)
+            LOFTQ_THROW(InputError, "checkpoint: tensor ", mp.tensor, " has shape ", shape_text({mp.rows, mp.cols}),
+                        " but ", config_file, " implies ", shape_text(want));
+    }
+    if (found.empty()) LOFTQ_THROW(InputError, "checkpoint: no linear weight found (2-D float <module>.weight)");
+    if (!per_layer.empty())
+        for (int64_t l = 0; l < L; ++l) {
+            const auto it = per_layer.find(l);
+            if (it == per_layer.end())
+                LOFTQ_THROW(InputError, "checkpoint: layer ", l, " holds no linear weight (", config_file,
                             " has num_hidden_layers ", L, ")");
+            for (const auto& group : module_groups()) {
+                bool any = false;
+                for (const auto& m : group) any = any || it->second.count(m);
+                for (const auto& m : group)
+                    if (any && !it->second.count(m))
+                        LOFTQ_THROW(InputError, "checkpoint: tensor ", prefix[l], m, ".weight is missing (layer ", l,
+                                    " holds other modules of its group)");
+            }
         }
+    // Untied embeddings need a stored output head (transformers would start it from random values).
+    bool embedding = false, head = false;
+    for (const auto& [name, info] : tensors) {
+        const HeldAs h = classify_tensor(name, info.shape, tensors);
+        embedding = embedding || h == HeldAs::embedding;
+        head = head || h == HeldAs::output_head;
+    }
+    const bool untied = model.source.is_object() && model.source.value("tie_word_embeddings", nlohmann::json(true)) == false;
+    if (embedding && !head && untied)
+        LOFTQ_THROW(InputError, "checkpoint: no output head tensor (lm_head.weight or embed_out.weight) but ",
+                    config_file, " has tie_word_embeddings false");
+    if (model.num_experts > 0) {
+        std::map<std::string, std::set<int64_t>> experts;  // the module holding "experts." -> indices
+        for (const auto& [name, info] : tensors)
+            if (const auto e = expert_index(name)) experts[name.substr(0, name.find(".experts."))].insert(*e);
+        for (const auto& [parent, set] : experts)
+            if (static_cast<int64_t>(set.size()) != model.num_experts || *set.rbegin() != model.num_experts - 1)
+                LOFTQ_THROW(InputError, "checkpoint: ", parent, ".experts holds ", set.size(), " experts (0..",
+                            *set.rbegin(), ") but ", config_file, " states ", model.num_experts);
+    }
+}
 
+}  // namespace
+
+Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const RunSpec& spec) {
+    const auto L = model.num_hidden_layers;
+    if (holds_conv1d_projections(model.model_type))
+        LOFTQ_THROW(InputError, "config.json: model_type ", model.model_type, " holds its projections as Conv1D "
+                    "(weights stored [in, out], transposed by bitsandbytes at load); not supported");
+    // The targets: what the clients hold as Linear4bit (checkpoint_layout.hpp), float, 2-D.
     std::vector<MatrixPlan> found;
     for (const auto& [name, info] : tensors) {
-        int64_t layer = 0;
-        std::string rest;
-        if (!split_layer_name(name, layer, rest) || !ends_with(rest, ".weight")) continue;
-        const std::string path = name.substr(0, name.size() - 7);
-        const std::string module = path.substr(path.rfind('.') + 1);
-        const auto parent = linear_module_parent(module);
-        const bool known = parent && rest == *parent + "." + module + ".weight";
-        if (info.shape.size() != 2 && !known) continue;  // norms and other vectors
-        if (layer >= L)
-            LOFTQ_THROW(InputError, "checkpoint: tensor ", name, " is in layer ", layer, " but ",
-                        config_file, " has num_hidden_layers ", L);
-        if (!known)
-            LOFTQ_THROW(InputError, "checkpoint: tensor ", name, " is not a linear layer of a ",
-                        model.model_type, " model (", config_file, ")");
-        const auto want = linear_module_shape(model, module);
-        if (info.shape != want)
-            LOFTQ_THROW(InputError, "checkpoint: tensor ", name, " has shape ", shape_text(info.shape),
-                        " but ", config_file, " implies ", shape_text(want));
+        if (classify_tensor(name, info.shape, tensors) != HeldAs::linear4bit) {
+            layer_index(name);  // a leading-zero index is refused wherever it is
+            continue;
+        }
         if (!is_float_weight_dtype(info.dtype))
             LOFTQ_THROW(InputError, "checkpoint: tensor ", name, " has dtype ", dtype_name(info.dtype),
                         "; a weight must be F32, F16 or BF16");
         MatrixPlan mp;
         mp.tensor = name;
-        mp.module = module;
-        mp.layer = static_cast<int>(layer);
-        mp.rows = want[0];
-        mp.cols = want[1];
+        const std::string path = mp.module_path();
+        mp.module = path.substr(path.rfind('.') == std::string::npos ? 0 : path.rfind('.') + 1);
+        mp.layer = static_cast<int>(layer_index(name).value_or(0));
+        mp.rows = info.shape[0];
+        mp.cols = info.shape[1];
         mp.dtype = info.dtype;
         found.push_back(std::move(mp));
     }
+    cross_check(model, tensors, found);
 
     std::vector<MatrixPlan> chosen;
     if (spec.targets.empty()) {
@@ -147,15 +198,27 @@ Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const 
                 if (target_matches(spec.targets[t], mp.module_path())) take = used[t] = true;
             if (take) chosen.push_back(mp);
         }
-        for (size_t t = 0; t < spec.targets.size(); ++t)
-            if (!used[t])
-                LOFTQ_THROW_SETTING("targets", "'", spec.targets[t],
-                                    "' matches no linear weight of the decoder layers (embeddings and "
-                                    "lm_head are never targets)");
+        for (size_t t = 0; t < spec.targets.size(); ++t) {
+            if (used[t]) continue;
+            std::string kept;  // what it names instead, if anything
+            for (const auto& [name, info] : tensors) {
+                const std::string path = name.size() > 7 ? name.substr(0, name.size() - 7) : name;
+                const HeldAs h = classify_tensor(name, info.shape, tensors);
+                if (h != HeldAs::not_a_matrix && target_matches(spec.targets[t], path)) {
+                    kept = cat(": ", path, " is ", std::string(h == HeldAs::output_head ? "the " : "an "),
+                               held_as_name(h), ", which the clients keep in 16-bit");
+                    break;
+                }
+            }
+            LOFTQ_THROW_SETTING("targets", "'", spec.targets[t],
+                                "' matches no linear weight the clients quantize (embeddings, the output head, "
+                                "MoE routers and experts are never targets)", kept);
+        }
     }
     std::sort(chosen.begin(), chosen.end(), [](const MatrixPlan& a, const MatrixPlan& b) {
         if (a.layer != b.layer) return a.layer < b.layer;
-        return module_order(a.module) < module_order(b.module);
+        if (module_order(a.module) != module_order(b.module)) return module_order(a.module) < module_order(b.module);
+        return a.tensor < b.tensor;
     });
 
     Plan plan;
@@ -165,9 +228,12 @@ Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const 
     const int rank = spec.loftq.svd_options.rank;
     for (size_t i = 0; i < chosen.size(); ++i) {
         MatrixPlan& mp = chosen[i];
-        if (rank > std::min(mp.rows, mp.cols))
-            LOFTQ_THROW_SETTING("rank", "rank ", rank, " exceeds min(rows, cols) = ", std::min(mp.rows, mp.cols),
-                                " of ", mp.tensor, " [", mp.rows, ", ", mp.cols, "]");
+        // A rank above the smaller side cannot be factored (PEFT's loftq_init would silently store
+        // factors of that side's size under the global r): the matrix gets r = min(rows, cols),
+        // stated in adapter_config.json's rank_pattern, which PEFT applies with lora_alpha / r.
+        mp.rank = static_cast<int>(std::min<int64_t>(rank, std::min(mp.rows, mp.cols)));
+        SvdOptions svd_options = spec.loftq.svd_options;
+        svd_options.rank = mp.rank;
         mp.index = static_cast<int>(i);
         mp.bits = bits_for_layer(spec.bits, mp.layer, static_cast<int>(L));
         mp.f32_bytes = static_cast<uint64_t>(mp.rows) * static_cast<uint64_t>(mp.cols) * 4;
@@ -182,7 +248,7 @@ Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const 
                                 " shards by the split threshold (ask for the randomized SVD or raise the "
                                 "split threshold)");
         mp.svd = mp.shards > 1 ? SvdMethod::randomized
-                               : choose_svd_method(spec.loftq.svd, mp.rows, mp.cols, spec.loftq.svd_options);
+                               : choose_svd_method(spec.loftq.svd, mp.rows, mp.cols, svd_options);
         mp.cost = estimate_cost(mp.rows, mp.cols, mp.svd, spec);
     }
     plan.matrices = std::move(chosen);
@@ -201,7 +267,7 @@ std::string Plan::to_json() const {
         mats.push_back({{"index", mp.index}, {"tensor", mp.tensor}, {"module", mp.module},
                         {"layer", mp.layer}, {"rows", mp.rows}, {"cols", mp.cols},
                         {"dtype", dtype_name(mp.dtype)}, {"bits", mp.bits}, {"svd", svd_method_name(mp.svd)},
-                        {"shards", mp.shards}, {"cost", mp.cost}, {"f32_bytes", mp.f32_bytes}});
+                        {"shards", mp.shards}, {"cost", mp.cost}, {"f32_bytes", mp.f32_bytes}, {"rank", mp.rank}});
     j["matrices"] = std::move(mats);
     return j.dump();
 }
@@ -230,7 +296,9 @@ Plan Plan::from_json(const std::string& bytes, const std::string& what) {
             mp.shards = e.at("shards").get<int>();
             mp.cost = e.at("cost").get<double>();
             mp.f32_bytes = e.at("f32_bytes").get<uint64_t>();
-            if (mp.index != static_cast<int>(p.matrices.size()) || mp.rows <= 0 || mp.cols <= 0 || mp.shards < 1)
+            mp.rank = e.at("rank").get<int>();
+            if (mp.index != static_cast<int>(p.matrices.size()) || mp.rows <= 0 || mp.cols <= 0 || mp.shards < 1 ||
+                mp.rank < 1 || mp.rank > std::min(mp.rows, mp.cols))
                 LOFTQ_THROW(InputError, what, ": matrix ", mp.tensor, " is out of order or empty");
             p.matrices.push_back(std::move(mp));
         }

@@ -45,6 +45,7 @@ struct MatrixPlan {
     int64_t cols = 0;          // in features
     DType dtype = DType::F32;  // as stored in the checkpoint
     int bits = 4;              // 2, 4 or 8 for this matrix
+    int rank = 0;              // LoRA rank: min(--rank, rows, cols)
     int shards = 1;            // row shards (shard_count); > 1: split over a group of ranks
     SvdMethod svd = SvdMethod::exact;  // as the loop will run it (split matrices: randomized)
     double cost = 0;           // see the cost model above
@@ -56,18 +57,21 @@ struct MatrixPlan {
 struct Plan {
     ModelConfig model;  // model.source is not serialised
     RunSpec spec;
-    std::vector<MatrixPlan> matrices;  // (layer, q,k,v,o,gate,up,down) order; index = position
+    std::vector<MatrixPlan> matrices;  // (layer, attention, MLP, others by name) order; index = position
 
     std::string to_json() const;
     // InputError naming `what` if the bytes are not a plan this code wrote.
     static Plan from_json(const std::string& bytes, const std::string& what = "plan");
 };
 
-// Build the plan. Errors: a named target matching no decoder linear weight (ConfigError, setting
-// "targets"); a target tensor whose shape differs from config.json (InputError naming the tensor,
-// config.json and both shapes); a missing or non-float linear weight, a layer index past
-// num_hidden_layers (InputError); rank > min(rows, cols) (ConfigError, setting "rank", naming the
-// tensor).
+// Build the plan: the targets are the tensors classify_tensor calls linear4bit (any decoder with a
+// regular layout; plan/checkpoint_layout.hpp), narrowed by spec.targets (PEFT's suffix rule).
+// Errors: a named target matching no target (ConfigError, setting "targets", naming what it
+// matches instead); a Llama-layout tensor whose shape differs from config.json (InputError naming
+// the tensor, config.json and both shapes); a non-float target, a layer index past
+// num_hidden_layers, a layer without targets, a missing member of q/k/v/o or gate/up/down, an
+// expert count other than config.json's (InputError). A rank above min(rows, cols) is clipped
+// for that matrix (MatrixPlan::rank).
 Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const RunSpec& spec);
 
 // LoftQ's rule: integer bits apply everywhere; for mixed bits b the first

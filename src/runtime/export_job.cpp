@@ -19,7 +19,9 @@
 #include "io/output_folder.hpp"
 #include "io/runfile.hpp"
 #include "io/safetensors_writer.hpp"
+#include "plan/checkpoint_layout.hpp"
 #include "plan/model_config.hpp"
+#include "plan/plan.hpp"
 #include "quant/format_tables.hpp"
 #include "quant/quantize.hpp"
 #include "runtime/collective.hpp"
@@ -313,6 +315,13 @@ ExportOutcome export_run(const ExportRequest& req) {
                         {"adapter-dtype", req.options.adapter_dtype}, {"max-shard-size", req.options.max_shard_size},
                         {"shards", outcome.shards}};
     report["load"] = load_block(bb, layout, load_dtype, notes);
+    // MoE: what the clients keep in 16-bit (dense models: only embeddings and the head, as always).
+    const KeptSummary kept = kept_in_16bit(read_catalogue(ck));
+    if (kept.has_moe()) report["kept_16bit"] = kept.to_json();
+    if (kept.has_moe())
+        notes.push_back(cat("MoE: kept in 16-bit as transformers + bitsandbytes hold them (transformers 5 fuses the "
+                            "experts into 3-D parameters that bitsandbytes does not quantize and PEFT's all-linear "
+                            "does not target): ", kept.text()));
     report["matrices"] = matrices;
     report["totals"] = error_totals(matrices);
     report["notes"] = notes;

@@ -20,7 +20,7 @@ RunLayout make_run_layout(const Plan& plan) {
         l.codes_bytes = packed_bytes(f, m.rows * m.cols);
         l.nblocks = block_count(m.rows * m.cols, o.quant.blocksize);
         l.double_quant = o.quant.double_quant;
-        l.rank = o.svd_options.rank;
+        l.rank = m.rank;  // min(--rank, rows, cols)
         l.iters = o.iters;
         layout.push_back(std::move(l));
     }

@@ -16,6 +16,7 @@
 #include "io/fingerprint.hpp"
 #include "io/runfile.hpp"
 #include "linalg/backend.hpp"
+#include "plan/checkpoint_layout.hpp"
 #include "plan/distribution.hpp"
 #include "plan/model_config.hpp"
 #include "runtime/collective.hpp"
@@ -189,8 +190,9 @@ struct Worker {
         for (int s = item.shard_begin; s < item.shard_end; ++s)
             inputs.push_back({a.bounds[static_cast<size_t>(s)], a.bounds[static_cast<size_t>(s) + 1],
                               w.data() + (a.bounds[static_cast<size_t>(s)] - item.row_begin) * m.cols});
-        LoftqResult r = run_loftq_sharded(be, group.communicator(), shards, m.tensor, inputs, m.rows, m.cols,
-                                          plan.spec.for_matrix(m.tensor, m.bits));
+        LoftqOptions options = plan.spec.for_matrix(m.tensor, m.bits);
+        options.svd_options.rank = m.rank;  // the plan's: min(--rank, rows, cols)
+        LoftqResult r = run_loftq_sharded(be, group.communicator(), shards, m.tensor, inputs, m.rows, m.cols, options);
         t.quantize = r.times.quantize;
         t.svd = r.times.svd;
         t.comm = r.times.comm;
@@ -283,10 +285,14 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
     MPI_CHECK(MPI_Comm_size(world, &size));
 
     // Rank 0 reads config.json and the tensor index, validates and plans; everyone gets the plan.
+    std::string kept_line;  // rank 0: what stays 16-bit, as the clients hold it
     const Plan plan = Plan::from_json(root_computes(world, 0, [&] {
         Checkpoint ck(model_dir);
         const ModelConfig mc = read_model_config(model_dir);
-        return build_plan(mc, read_catalogue(ck), spec).to_json();
+        const TensorCatalogue catalogue = read_catalogue(ck);
+        const KeptSummary kept = kept_in_16bit(catalogue);
+        if (kept.has_moe()) kept_line = kept.text();
+        return build_plan(mc, catalogue, spec).to_json();
     }));
     const bool scatter = opt.io == IoMode::scatter && size > 1;
     const int workers = scatter ? size - 1 : size;
@@ -352,6 +358,13 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
             spec.loftq.svd_options.rank, spec.loftq.iters, svd_choice_name(spec.loftq.svd), size,
             scatter ? " (rank 0 reads, --io scatter)" : "", be ? be->name().c_str() : "none on rank 0",
             static_cast<long long>(split));
+        if (!kept_line.empty())
+            std::printf("[loftq] kept in 16-bit, as transformers + bitsandbytes hold them: %s\n", kept_line.c_str());
+        int64_t clipped = 0;
+        for (const auto& m : plan.matrices) clipped += m.rank < spec.loftq.svd_options.rank ? 1 : 0;
+        if (clipped > 0)
+            std::printf("[loftq] %lld matrices have a side below r=%d: their rank is min(rows, cols) "
+                        "(adapter_config.json rank_pattern)\n", static_cast<long long>(clipped), spec.loftq.svd_options.rank);
         if (exists)
             std::printf("[loftq] resuming %s: %lld of %zu matrices already complete\n", work_path.c_str(),
                         static_cast<long long>(skipped), plan.matrices.size());

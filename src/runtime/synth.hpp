@@ -1,4 +1,5 @@
-// Synthetic Llama-shaped checkpoints (`loftq synth`): the tensors of a preset architecture,
+// Synthetic checkpoints (`loftq synth`; presets of Llama 2/3, CodeLlama, Qwen2.5, Mixtral shapes):
+// the tensors of a preset architecture,
 // filled with weights that look like trained LLM weights to LoftQ, written streaming.
 //
 // Every element is a pure function of (seed, tensor name, row, column) through a counter-based
