@@ -15,6 +15,9 @@ namespace loftq {
 namespace {
 
 QuantKernelArgs kernel_args(const QuantFormat& f, int blocksize) {
+    if (f.is_row_wise())
+        LOFTQ_THROW(NotImplemented, "CUDA kernel for the row-wise ", f.name, " format (the backend stages it "
+                    "through the host)");
     check_blocksize(blocksize);
     QuantKernelArgs a{};
     a.family = static_cast<int>(f.family);
@@ -166,6 +169,9 @@ void quantize_cuda_device(const QuantFormat& f, int blocksize, const float* x_de
 
 bool cuda_quant_kernel_supports(const QuantParams& p, Backbone backbone) {
     if (p.format == nullptr || backbone == Backbone::FP16 || p.double_quant) return false;
+    // LLM.int8 (and its int8 backbone) is staged through the host: its CPU rule is bitsandbytes'
+    // CPU one, exactly (quant/int8_rowwise.hpp); a kernel would need IEEE division to match it.
+    if (p.format->is_row_wise() || backbone == Backbone::INT8) return false;
     return backbone != Backbone::BNB4 || p.format->is_bnb();
 }
 

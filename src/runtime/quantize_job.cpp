@@ -190,7 +190,7 @@ struct Worker {
             inputs.push_back({a.bounds[static_cast<size_t>(s)], a.bounds[static_cast<size_t>(s) + 1],
                               w.data() + (a.bounds[static_cast<size_t>(s)] - item.row_begin) * m.cols});
         LoftqResult r = run_loftq_sharded(be, group.communicator(), shards, m.tensor, inputs, m.rows, m.cols,
-                                          plan.spec.for_matrix(m.tensor, m.bits));
+                                          plan.spec.for_matrix(m.tensor, m.bits, m.cols));
         t.quantize = r.times.quantize;
         t.svd = r.times.svd;
         t.comm = r.times.comm;
