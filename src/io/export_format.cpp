@@ -77,9 +77,10 @@ DType backbone_dtype(Backbone b) {
         case Backbone::BF16: return DType::BF16;
         case Backbone::FP16: return DType::F16;
         case Backbone::FP32: return DType::F32;
-        case Backbone::BNB4: break;
+        case Backbone::BNB4:
+        case Backbone::INT8: break;
     }
-    LOFTQ_THROW(Error, "backbone bnb4 has no single float dtype");
+    LOFTQ_THROW(Error, "backbone ", backbone_name(b), " has no single float dtype");
 }
 
 nlohmann::json adapter_config_json(const AdapterSettings& s) {
@@ -161,6 +162,31 @@ nlohmann::json bnb4_quantization_config(const std::string& quant_type, bool doub
             {"_load_in_8bit", false}};
 }
 
+std::string int8_scb_key(const std::string& tensor) { return module_path(tensor) + ".SCB"; }
+std::string int8_weight_format_key(const std::string& tensor) { return module_path(tensor) + ".weight_format"; }
+
+std::vector<TensorSpec> int8_tensor_specs(const MatrixLayout& m) {
+    return {{m.name, DType::I8, {m.rows, m.cols}},
+            {int8_scb_key(m.name), DType::F32, {m.rows}},
+            {int8_weight_format_key(m.name), DType::U8, {}}};
+}
+
+nlohmann::json int8_quantization_config() {
+    return {{"quant_method", "bitsandbytes"},
+            {"load_in_4bit", false},
+            {"load_in_8bit", true},
+            {"llm_int8_threshold", 6.0},
+            {"llm_int8_skip_modules", nullptr},
+            {"llm_int8_has_fp16_weight", false},
+            {"llm_int8_enable_fp32_cpu_offload", false},
+            {"bnb_4bit_quant_type", "fp4"},
+            {"bnb_4bit_use_double_quant", false},
+            {"bnb_4bit_compute_dtype", "float32"},
+            {"bnb_4bit_quant_storage", "uint8"},
+            {"_load_in_4bit", false},
+            {"_load_in_8bit", true}};
+}
+
 Backbone resolve_export_backbone(std::optional<Backbone> requested, Backbone run_bb,
                                  const RunLayout& layout, const std::string& work_path) {
     const Backbone bb = requested.value_or(run_bb);
@@ -173,6 +199,9 @@ Backbone resolve_export_backbone(std::optional<Backbone> requested, Backbone run
             LOFTQ_THROW_SETTING("backbone", "bitsandbytes cannot hold ", m.format, " (matrix ", m.name,
                                 ") pre-quantized in a bnb4 backbone; export a bf16, fp16 or fp32 backbone "
                                 "(dequantized values)");
+        if (bb == Backbone::INT8 && !f->is_row_wise())
+            LOFTQ_THROW_SETTING("backbone", "an int8 backbone holds only LLM.int8 matrices (--quant int8), not ",
+                                m.format, " (matrix ", m.name, ")");
         if (bb != Backbone::BNB4 && f->is_bnb() && m.blocksize != 64)
             LOFTQ_THROW_SETTING("backbone", backbone_name(bb), " backbone: the run used blocksize ", m.blocksize,
                                 " but transformers re-quantizes a ", backbone_name(bb),
@@ -184,6 +213,8 @@ Backbone resolve_export_backbone(std::optional<Backbone> requested, Backbone run
     }
     if (bb == run_bb) return bb;
     if (bb == Backbone::BNB4) return bb;  // every format is nf4/fp4 here (checked above)
+    // Every format is int8 here; the run's codes and SCB are what its backbone loads as.
+    if (bb == Backbone::INT8) return bb;
     LOFTQ_THROW_SETTING("backbone", backbone_name(bb), " backbone: run file '", work_path, "' was optimised for a ",
                         backbone_name(run_bb), " backbone, and a ", backbone_name(bb), " backbone loads a different Q",
                         rerun);

@@ -145,6 +145,21 @@ nlohmann::json load_block(Backbone bb, const RunLayout& layout, const std::strin
                             " serialization with quantization_config in config.json; loads with no re-quantization"));
         return load;
     }
+    if (find_format(m0.format)->is_row_wise()) {  // int8 runs hold int8 only (RunSpec)
+        if (bb == Backbone::INT8) {
+            load["requantize"] = false;
+            notes.push_back("int8 backbone: bitsandbytes' LLM.int8 serialization (int8 weight + SCB, as transformers "
+                            "saves load_in_8bit models) with quantization_config in config.json; "
+                            "from_pretrained(out) loads it with no re-quantization");
+        } else {
+            load["requantize"] = true;
+            load["load_in_8bit"] = true;
+            notes.push_back(cat(backbone_name(bb), " backbone: load with BitsAndBytesConfig(load_in_8bit=True)",
+                                ": the stored values re-quantize (LLM.int8, one scale per row) to exactly the Q "
+                                "LoftQ optimised"));
+        }
+        return load;
+    }
     if (any_bnb) {
         load["requantize"] = true;
         load["bnb_4bit_quant_type"] = "nf4";
@@ -166,7 +181,11 @@ nlohmann::json load_block(Backbone bb, const RunLayout& layout, const std::strin
             if (!find_format(m.format)->is_bnb()) formats[m.format] = m.bits;
         for (const auto& [f, bits] : formats)
             notes.push_back(cat(f, " matrices stored dequantized in ", backbone_name(bb), ": bitsandbytes cannot hold ",
-                                bits, "-bit pre-quantized; they are as optimised only when loaded without re-quantization"));
+                                bits, "-bit pre-quantized; they are as optimised only when loaded without re-quantization",
+                                bits == 8 ? " (no quantization_config: no memory saved; load_in_8bit would re-quantize "
+                                            "them with LLM.int8 and load a worse Q than load_in_8bit of the original: "
+                                            "for load_in_8bit run with --quant int8)"
+                                          : ""));
         if (any_bnb)
             notes.push_back("mixed precision: no single BitsAndBytesConfig loads both kinds as optimised "
                             "(skip the dequantized modules with llm_int8_skip_modules)");
@@ -205,6 +224,8 @@ ExportOutcome export_run(const ExportRequest& req) {
     std::string load_dtype = model_dtype;
     if (bb == Backbone::BNB4) {
         config["quantization_config"] = bnb4_quantization_config(layout.front().format, layout.front().double_quant, model_dtype);
+    } else if (bb == Backbone::INT8) {
+        config["quantization_config"] = int8_quantization_config();
     } else if (const DType d = backbone_dtype(bb); !(d == model_d || model_d == DType::F32)) {
         load_dtype = dtype_to_torch_name(d);
         config[new_key ? "dtype" : "torch_dtype"] = load_dtype;
@@ -232,8 +253,8 @@ ExportOutcome export_run(const ExportRequest& req) {
             continue;
         }
         const MatrixLayout& m = layout[it->second];
-        if (bb == Backbone::BNB4) {
-            for (auto& s : bnb4_tensor_specs(m, state_of(m, 0.0f).size())) {
+        if (bb == Backbone::BNB4 || bb == Backbone::INT8) {
+            for (auto& s : bb == Backbone::BNB4 ? bnb4_tensor_specs(m, state_of(m, 0.0f).size()) : int8_tensor_specs(m)) {
                 keep_with_previous.resize(specs.size() + 1, false);
                 keep_with_previous.back() = s.name != name;  // components share the weight's shard
                 specs.push_back(std::move(s));
@@ -274,6 +295,11 @@ ExportOutcome export_run(const ExportRequest& req) {
             }
             const std::string state = state_of(m, rec.nested_offset);
             backbone.write(name + ".quant_state.bitsandbytes__" + m.format, state.data(), state.size());
+        } else if (bb == Backbone::INT8) {
+            write_vector(backbone, name, rec.codes);  // int8 bit patterns
+            write_vector(backbone, int8_scb_key(name), rec.absmax);
+            const uint8_t row_major = 0;
+            backbone.write(int8_weight_format_key(name), &row_major, 1);
         } else {
             QuantizedTensor q;
             q.format = &f;
