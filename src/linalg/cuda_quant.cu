@@ -172,6 +172,8 @@ bool cuda_quant_kernel_supports(const QuantParams& p, Backbone backbone) {
     // LLM.int8 (and its int8 backbone) is staged through the host: its CPU rule is bitsandbytes'
     // CPU one, exactly (quant/int8_rowwise.hpp); a kernel would need IEEE division to match it.
     if (p.format->is_row_wise() || backbone == Backbone::INT8) return false;
+    // NF2 through NF4 rounds its absmax to the backbone and checks every block: staged too.
+    if (p.format->loads_through_nf4()) return false;
     return backbone != Backbone::BNB4 || p.format->is_bnb();
 }
 

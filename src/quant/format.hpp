@@ -48,6 +48,10 @@ struct QuantFormat {
     int table_size() const { return 1 << bits; }
     // bitsandbytes' 4-bit formats (load_in_4bit, the bnb4 backbone).
     bool is_bnb() const { return family == FormatFamily::BnbNF4 || family == FormatFamily::BnbFP4; }
+    // LoftQ's NF2: its table is a subset of NF4's and its scale the absmax, so bitsandbytes'
+    // load_in_4bit nf4 holds it exactly (format_tables.hpp kNF4CodeOfNF2): a float backbone is
+    // re-quantized at load like nf4's, and a bnb4 backbone stores its codes as NF4 codes.
+    bool loads_through_nf4() const { return family == FormatFamily::LoftqNormal && bits == 2; }
     // One block per row: the blocksize is the matrix's row length, not --blocksize.
     bool is_row_wise() const { return family == FormatFamily::BnbInt8Row; }
     // LoftQ's quantize_block rejects a numel that is not a multiple of the blocksize; int8's

@@ -30,6 +30,7 @@
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "quant/format_tables.hpp"
 #include "quant/int8_rowwise.hpp"
 #include "quant/quantize_fast.hpp"
 
@@ -163,6 +164,67 @@ void quantize_bnb_as_loaded(const QuantParams& p, Backbone bb, const float* x, i
     pack_codes(f, codes.data(), n, bnb_pad_code(f, q.absmax.back()), q.packed.data());
 }
 
+// NF2 as loaded through load_in_4bit nf4 (format.hpp loads_through_nf4). bnb4: the plain codes,
+// exported as NF4 codes. bf16 / fp16 / fp32: as for nf4, each block's absmax is rounded UP to the
+// dtype and the NF2 codes use it; the block maximum (y >= 0.992, nearest 1) stores +-A' exactly,
+// every other stored value is within 2^-9 (bf16) of -1, 0, 0.3379 or 1 times A', far inside
+// NF4's intervals of codes 0, 7, 11, 15, so bitsandbytes re-quantizes to the same values. Each
+// block is checked by that re-quantization; a block that comes back with other values (fp16
+// subnormal range) takes them when they are NF2 values, else is refused.
+void quantize_nf2_as_loaded(const QuantParams& p, Backbone bb, const float* x, int64_t n, QuantizedTensor& q,
+                            const std::string& tensor_name) {
+    const QuantFormat& f = *p.format;
+    if (bb == Backbone::BNB4) {
+        quantize_fast(f, p.blocksize, x, n, q.packed.data(), q.absmax.data(), nullptr);
+        return;
+    }
+    if (p.blocksize != 64)
+        LOFTQ_THROW_SETTING("blocksize", "tensor ", tensor_name, ": a ", backbone_name(bb), " backbone of nf2 loads "
+                            "through load_in_4bit nf4, which re-quantizes at blocksize 64, not ", p.blocksize,
+                            "; use --blocksize 64 or --backbone bnb4");
+    const QuantFormat& nf4 = *find_format("nf4");
+    const int64_t blocks = block_count(n, p.blocksize);
+    block_absmax_fast(p.blocksize, x, n, q.absmax.data());
+    for (int64_t b = 0; b < blocks; ++b) q.absmax[b] = round_up_to_backbone(bb, q.absmax[b], tensor_name, b);
+    quantize_fast_with_scales(f, p.blocksize, x, n, q.absmax.data(), q.packed.data(), nullptr);
+    std::vector<uint8_t> codes(n);
+    unpack_codes(f, q.packed.data(), n, codes.data());
+    int64_t replaced = 0, foreign = -1;
+#pragma omp parallel reduction(+ : replaced) reduction(max : foreign) if (n >= kParallelMinElements)
+    {
+        std::vector<float> stored(p.blocksize);
+        std::vector<uint8_t> again(p.blocksize), back(p.blocksize);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t begin = b * p.blocksize, len = std::min<int64_t>(p.blocksize, n - begin);
+            for (int64_t i = 0; i < len; ++i) stored[i] = round_to_backbone(bb, f.table[codes[begin + i]] * q.absmax[b]);
+            float again_absmax = 0.0f;
+            quantize_ref(nf4, static_cast<int>(len), stored.data(), len, again.data(), &again_absmax);
+            bool same = again_absmax == q.absmax[b], nf2_values = true;
+            for (int64_t i = 0; i < len; ++i) {
+                same = same && again[i] == tables::kNF4CodeOfNF2[codes[begin + i]];
+                const uint8_t* hit = std::find(tables::kNF4CodeOfNF2, tables::kNF4CodeOfNF2 + 4, again[i]);
+                nf2_values = nf2_values && hit != tables::kNF4CodeOfNF2 + 4;
+                back[i] = static_cast<uint8_t>(hit - tables::kNF4CodeOfNF2);
+            }
+            if (same) continue;
+            if (!nf2_values) {
+                foreign = std::max(foreign, b);
+                continue;
+            }
+            std::copy(back.begin(), back.begin() + len, codes.begin() + begin);
+            q.absmax[b] = again_absmax;
+            ++replaced;
+        }
+    }
+    if (foreign >= 0)
+        LOFTQ_THROW(InputError, "tensor ", tensor_name, ": block ", foreign, " does not load back as NF2 values "
+                    "through load_in_4bit nf4 in ", backbone_name(bb), " (values too small for the dtype); use "
+                    "--backbone bf16 or bnb4");
+    q.requantized_blocks = replaced;
+    pack_codes(f, codes.data(), n, 0, q.packed.data());
+}
+
 float store_bf16(float v) { return round_to_bf16(v); }
 float store_f16(float v) { return round_to_f16(v); }
 float store_f32(float v) { return v; }
@@ -215,7 +277,7 @@ void backbone_values(const QuantizedTensor& q, float* out) {
 }
 
 void loaded_values(const QuantizedTensor& q, Backbone backbone, float* out) {
-    if (q.format != nullptr && (q.format->is_bnb() || q.format->is_row_wise())) {
+    if (q.format != nullptr && (q.format->is_bnb() || q.format->is_row_wise() || q.format->loads_through_nf4())) {
         dequantize(q, out);  // bitsandbytes holds exactly these codes and (decoded) scales
         return;
     }
@@ -226,17 +288,18 @@ void loaded_values(const QuantizedTensor& q, Backbone backbone, float* out) {
 void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x, int64_t n,
                         QuantizedTensor& q, float* q_loaded, const std::string& tensor_name) {
     check_params(p, tensor_name);
-    if (backbone == Backbone::BNB4 && !p.format->is_bnb())
+    if (backbone == Backbone::BNB4 && !p.format->is_bnb() && !p.format->loads_through_nf4())
         LOFTQ_THROW_SETTING("backbone", "a bnb4 backbone holds only nf4/fp4, not format ", p.format->name,
-                            " (tensor ", tensor_name, "); use bf16, fp16 or fp32",
+                            " (tensor ", tensor_name, ", nf2 loads as nf4); use bf16, fp16 or fp32",
                             p.format->is_row_wise() ? " or int8" : "");
     if (backbone == Backbone::INT8 && !p.format->is_row_wise())
         LOFTQ_THROW_SETTING("backbone", "an int8 backbone holds only the int8 format (--quant int8), not ",
                             p.format->name, " (tensor ", tensor_name, ")");
     check_quant_input(*p.format, p.blocksize, x, n, tensor_name);
     start(p, n, q);
-    if (p.format->is_row_wise()) {
-        quantize_int8_as_loaded(p, backbone, x, n, q, tensor_name);
+    if (p.format->is_row_wise() || p.format->loads_through_nf4()) {
+        if (p.format->is_row_wise()) quantize_int8_as_loaded(p, backbone, x, n, q, tensor_name);
+        else quantize_nf2_as_loaded(p, backbone, x, n, q, tensor_name);
         dequantize(q, q_loaded);
         return;
     }

@@ -61,12 +61,16 @@ void dequantize(const QuantizedTensor& q, float* out);
 //   use that absmax; the stored values table[c] * absmax re-quantize (bitsandbytes at load) to
 //   the same codes and absmax; q_loaded = table[c] * absmax (decoded when double_quant, which
 //   then describes the load-time double quantization). See quantize.cpp for the proof.
-// - bf16 / fp16 / fp32 with a LoftQ format: q_loaded = the dtype's rounding of Q.
+// - nf2 loads through load_in_4bit nf4 (format.hpp loads_through_nf4): bnb4 exports its codes as
+//   NF4 codes (q_loaded = Q); bf16 / fp16 / fp32 (blocksize 64) round each block's absmax UP to
+//   the dtype as for nf4, so that NF4's re-quantization at load gives back the NF2 values.
+// - bf16 / fp16 / fp32 with another LoftQ format (nf8, uniform): q_loaded = the dtype's rounding
+//   of Q (they load as stored, with no quantization_config).
 // - int8 (LLM.int8, int8_rowwise.hpp): with the int8 backbone q_loaded = the plain quantization;
 //   with bf16 / fp16 / fp32 (load_in_8bit re-quantizes the stored values) each row's SCB is rounded
 //   UP to the dtype, codes use it, and rows whose stored values would re-quantize differently are
 //   replaced by that re-quantization (requantized_blocks counts them): q_loaded is what loads.
-// Throws ConfigError for bnb4 with a format other than nf4/fp4, int8 with another format, or
+// Throws ConfigError for bnb4 with a format other than nf4/fp4/nf2, int8 with another format, or
 // double_quant with a format other than nf4/fp4.
 void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x, int64_t n,
                         QuantizedTensor& q, float* q_loaded, const std::string& tensor_name);

@@ -286,6 +286,13 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
             const QuantFormat* f = find_format(qt);
             if (f == nullptr || !f->is_bnb()) LOFTQ_THROW(InputError, output_dir, ": tensor ", name, " quant_type ", qt);
             vm.loaded_as = cat("bnb4 ", qt, "/", bs, nested ? " dq" : "");
+            // An nf2 matrix is stored as NF4 codes of NF2 values; its QLoRA is NF2 of W (2 bits).
+            const auto rf = report_format.find(name);
+            const QuantFormat* run_f = rf == report_format.end() ? nullptr : find_format(rf->second.first);
+            if (run_f != nullptr && run_f->loads_through_nf4()) {
+                vm.loaded_as += " (nf2 values)";
+                f = run_f;
+            }
             qlora = quantized(*f, static_cast<int>(bs), nested, w, name);
         } else if (int8) {
             q = load_int8(out, name, vm.rows, vm.cols);
@@ -310,11 +317,13 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
                 vm.loaded_as = cat(dtype_name(si.dtype), " -> int8 (LLM.int8)");
                 q = quantized(*f, static_cast<int>(vm.cols), false, stored, name);
                 qlora = quantized(*f, static_cast<int>(vm.cols), false, w, name);
-            } else if (f->is_bnb()) {
+            } else if (f->is_bnb() || f->loads_through_nf4()) {
                 requantized = true;
-                vm.loaded_as = cat(dtype_name(si.dtype), " -> ", fmt, "/64", load_dq ? " dq" : "");
-                q = quantized(*f, 64, load_dq, stored, name);
-                qlora = quantized(*f, 64, load_dq, w, name);
+                const QuantFormat& held = f->is_bnb() ? *f : select_format("nf", 4);  // nf2 loads as nf4
+                vm.loaded_as = cat(dtype_name(si.dtype), " -> ", held.name, "/64", load_dq ? " dq" : "",
+                                   f->is_bnb() ? "" : " (nf2 values)");
+                q = quantized(held, 64, load_dq, stored, name);
+                qlora = quantized(*f, 64, f->is_bnb() && load_dq, w, name);
             } else {
                 stored_as_is = true;
                 const int bs = rf == report_format.end() ? 64 : static_cast<int>(rf->second.second);
@@ -332,8 +341,8 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
     }
     if (rep.matrices.empty()) LOFTQ_THROW(InputError, afile_path, ": no LoRA modules");
     if (requantized)
-        rep.notes.push_back(cat("nf4/fp4 matrices re-quantized from the stored values cast to ", torch_dtype,
-                                " at blocksize 64, as BitsAndBytesConfig(load_in_4bit=True) does"));
+        rep.notes.push_back(cat("nf4/fp4 (and nf2, as nf4) matrices re-quantized from the stored values cast to ",
+                                torch_dtype, " at blocksize 64, as BitsAndBytesConfig(load_in_4bit=True) does"));
     if (requantized_int8)
         rep.notes.push_back(cat("int8 matrices re-quantized from the stored values cast to ", torch_dtype,
                                 " and then float16, one scale per row, as BitsAndBytesConfig(load_in_8bit=True) does"));
@@ -341,7 +350,7 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
         rep.notes.push_back("int8 backbone: codes and SCB loaded as stored (code * SCB / 127), as "
                             "from_pretrained(out) does with its quantization_config; QLoRA there is load_in_8bit of W");
     if (stored_as_is)
-        rep.notes.push_back("nf2/nf8/uniform matrices are loaded as stored, with no re-quantization "
+        rep.notes.push_back("nf8/uniform matrices are loaded as stored, with no re-quantization "
                             "(bitsandbytes cannot hold them); QLoRA there is the same LoftQ quantizer applied to W");
     return rep;
 }

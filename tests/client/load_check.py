@@ -20,7 +20,7 @@ Checks (exit status 1 when any fails, 2 for a bad argument or an unloadable fold
   (a) per target module, the base weight transformers holds (Params4bit / Int8Params dequantized
       by bitsandbytes in float32, or the plain weight) reproduces `loftq verify --json`:
       ||W - Q - s B A|| / ||W|| = loftq_error, and bitsandbytes' own quantization of W gives
-      qlora_error (relative 1e-5). For a bnb4 folder the held codes must also decode
+      qlora_error (relative 1e-5; an nf2 matrix, held as nf4: LoftQ's NF2 of W). For a bnb4 folder the held codes must also decode
       (spec: first element in the high nibble) to exactly the values stored in the file; for
       an int8 folder the held weight must equal the file's weight * SCB / 127.
       Without --verify-json: held Q + s B A no worse than bitsandbytes' QLoRA of W, per matrix.
@@ -96,6 +96,20 @@ def held_weight(layer):
     st32 = copy.copy(state)
     st32.dtype = torch.float32  # bnb casts to quant_state.dtype after table * absmax; keep float32
     return bnbf.dequantize_4bit(w.data, st32).float(), f"Params4bit {state.quant_type}/{state.blocksize}"
+
+
+NF2 = [-1.0, 0.0, 0.33791524171829224, 1.0]
+
+
+def loftq_nf2(W, blocksize):
+    """LoftQ's NF2 quantize + dequantize of W (FORMATS section 3): y = x / absmax per block of the
+    flattened W, nearest NF2 value (ties to the lower code). QLoRA at 2 bits: bitsandbytes has no
+    2-bit quantizer, and an nf2 matrix loads through load_in_4bit nf4 holding exactly these values."""
+    table = torch.tensor(NF2, dtype=torch.float32)
+    blocks = W.float().reshape(-1, blocksize)
+    absmax = blocks.abs().amax(1, keepdim=True)
+    codes = (blocks / absmax).unsqueeze(-1).sub(table).abs().argmin(-1)
+    return (table[codes] * absmax).reshape(W.shape)
 
 
 def stored_tensor_reader(out_dir):
@@ -197,10 +211,12 @@ def main():
     compute = getattr(torch, args.compute_dtype)
 
     report_path = os.path.join(args.output, "report.json")
-    load = {}
+    load, formats = {}, {}
     if os.path.exists(report_path):
         with open(report_path) as f:
-            load = json.load(f).get("load", {})
+            report = json.load(f)
+        load = report.get("load", {})
+        formats = {m["name"].removesuffix(".weight"): (m["format"], m["blocksize"]) for m in report.get("matrices", [])}
     qc = out_cfg.get("quantization_config") or {}
     orig = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
     if qc.get("load_in_8bit"):
@@ -272,13 +288,12 @@ def main():
             for mrow in json.load(f)["matrices"]:
                 verify[mrow["name"].removesuffix(".weight")] = mrow
     orig_sd = orig.state_dict()
-    rows, worst_l, worst_q, decode_bad, held_kinds = [], 0.0, 0.0, [], set()
+    rows, worst_l, worst_q, decode_bad = [], 0.0, 0.0, []
     import bitsandbytes.functional as bnbf
     for name, m in lora_modules.items():
         short = name.split("base_model.model.", 1)[-1]
         W = orig_sd[short + ".weight"].float()
         Q, kind = held_weight(m.base_layer)
-        held_kinds.add(kind)
         A = m.lora_A["default"].weight.detach().float()
         B = m.lora_B["default"].weight.detach().float()
         s = m.scaling["default"]
@@ -301,6 +316,10 @@ def main():
                                        compress_statistics=st.nested)
             qs.dtype = torch.float32
             row["qlora_error"] = rel(W - bnbf.dequantize_4bit(q, qs), wn)
+            fmt, bs = formats.get(short, ("nf4", 64))
+            if fmt == "nf2":  # NF2 values held as nf4: QLoRA at 2 bits is NF2 of W
+                row["qlora_error"] = rel(W - loftq_nf2(W, bs), wn)
+                row["held"] = kind + " (nf2 values)"
         v = verify.get(short)
         if v is not None:
             row["verify_loftq_error"] = v["loftq_error"]
@@ -312,6 +331,7 @@ def main():
                 worst_q = max(worst_q, abs(row["qlora_error"] - v["qlora_error"]) / max(v["qlora_error"], 1e-30) / tol)
         rows.append(row)
     result["matrices"] = rows
+    held_kinds = {r_["held"] for r_ in rows}
     print(f"base weights held: {', '.join(sorted(held_kinds))}")
     for r_ in rows:
         print(f"  {r_['name']:<40} {'x'.join(map(str, r_['shape'])):>7} ||W-Q||/||W|| {r_['q_error']:.6f}"
