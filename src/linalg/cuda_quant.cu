@@ -42,6 +42,9 @@ void launch(const QuantKernelArgs& a, const float* x_dev, int64_t n, uint8_t* pa
 
 QuantKernelArgs as_loaded_args(const QuantParams& p, Backbone backbone) {
     if (p.format == nullptr) LOFTQ_THROW(ConfigError, "no quantization format");
+    if (p.format->loads_through_nf4() || p.format->is_row_wise() || backbone == Backbone::INT8)
+        LOFTQ_THROW(NotImplemented, "CUDA quantize-as-loaded kernel for ", p.format->name, " with a ",
+                    backbone_name(backbone), " backbone (the backend stages it through the host)");
     if (backbone == Backbone::FP16 || p.double_quant)
         LOFTQ_THROW(NotImplemented, "CUDA quantize-as-loaded kernel for a ", backbone_name(backbone), " backbone",
                     p.double_quant ? " with double quantization" : "", " (the backend stages it through the host)");
