@@ -4,7 +4,8 @@
 #   1. stories260K bf16 run -> export in its own bf16 form and in bnb4 form (sharded, and with a
 #      bfloat16 adapter); a double-quantized bnb4 run; a --blocksize 128 run (bnb4 only); an
 #      fp16 backbone; fp4 as bnb4; a 2-bit run (bf16 re-quantized as nf4, and bnb4 with NF2 as NF4
-#      codes); uniform2 refused as bnb4.
+#      codes); uniform2 refused as bnb4; an LLM.int8 run exported bf16 and int8 (nf4 as int8,
+#      int8 as bnb4 refused).
 #      Every folder passes tests/check_export.py (FORMATS.md 2, 4, 5 written from the spec, run
 #      file contents, non-targets byte-identical) and `loftq verify` reports the run file's
 #      errors (1e-6 relative) with every matrix below QLoRA.
@@ -124,6 +125,20 @@ $check --output "$tmp/n2b" --model "$stories" --work "$tmp/n2.h5" --backbone bnb
 same_as_run "$tmp/v6b.json" "$tmp/n2.h5"
 "$binary" quantize --model "$stories" --work "$tmp/u2.h5" --rank 8 --iters 1 --bits 2 --quant uniform >/dev/null
 refused "'$binary' export --work '$tmp/u2.h5' --model '$stories' --output '$tmp/u2b' --backbone bnb4" "cannot hold uniform2" "$tmp/u2b"
+
+step "stories260K: LLM.int8 run: bf16 backbone (load_in_8bit) and pre-quantized int8 backbone"
+"$binary" quantize --model "$stories" --work "$tmp/i8.h5" --rank 8 --iters 2 --quant int8 >/dev/null
+"$binary" export --work "$tmp/i8.h5" --model "$stories" --output "$tmp/i8" >/dev/null
+$check --output "$tmp/i8" --model "$stories" --work "$tmp/i8.h5" --backbone bf16
+grep -q "load_in_8bit=True" "$tmp/i8/report.json" || fail "report.json does not say load_in_8bit"
+"$binary" verify --model "$stories" --output "$tmp/i8" --json "$tmp/v9.json" >/dev/null
+same_as_run "$tmp/v9.json" "$tmp/i8.h5"
+"$binary" export --work "$tmp/i8.h5" --model "$stories" --output "$tmp/i8b" --backbone int8 >/dev/null
+"$binary" inspect "$tmp/i8b" | grep -q "backbone: int8 (bitsandbytes LLM.int8" || fail "inspect does not describe the int8 folder"
+"$binary" verify --model "$stories" --output "$tmp/i8b" --json "$tmp/v10.json" >/dev/null
+same_as_run "$tmp/v10.json" "$tmp/i8.h5"
+refused "'$binary' export --work '$tmp/i8.h5' --model '$stories' --output '$tmp/i8c' --backbone bnb4" "cannot hold int8" "$tmp/i8c"
+refused "'$binary' export --work '$tmp/s.h5' --model '$stories' --output '$tmp/i8d' --backbone int8" "int8 backbone holds only" "$tmp/i8d"
 
 # --- 2. verify can fail -----------------------------------------------------------------------
 step "verify fails on a mismatched adapter"
