@@ -13,7 +13,8 @@ Checks (any failure: one line on stderr, exit 1):
   section 4: adapter keys, shapes [r, in] / [out, r], adapter dtype, adapter_config.json fields
     exactly as listed with the run's r, lora_alpha, rslora, bits and iterations.
   section 2: bnb4 tensors (names, dtypes, shapes, quant_map = the NF4/FP4 table, quant_state JSON
-    text, nested tensors) and config.json's quantization_config, field for field.
+    text, nested tensors) and config.json's quantization_config, field for field; section 7: an
+    nf2 matrix in a bnb4 backbone is the NF4 codes of its NF2 values.
   content: non-target tensors byte-identical to the input's; target codes / absmax / adapter A, B
     equal to the run file's; a float backbone holds dtype(table[code] * absmax) of the run's codes.
 """
@@ -36,6 +37,7 @@ NF4 = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.
        0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
        0.7229568362236023, 1.0]
 FP4 = [v / 12 for v in [0, 0.0625, 8, 12, 4, 6, 2, 3, -0.0, -0.0625, -8, -12, -4, -6, -2, -3]]
+NF4_OF_NF2 = np.array([0, 7, 11, 15], np.uint8)  # section 7: NF2's values are NF4's codes 0, 7, 11, 15
 ADAPTER_FIELDS = {"peft_type", "task_type", "base_model_name_or_path", "r", "lora_alpha", "lora_dropout",
                   "target_modules", "init_lora_weights", "bias", "fan_in_fan_out", "inference_mode",
                   "modules_to_save", "use_rslora", "rank_pattern", "alpha_pattern", "loftq_config"}
@@ -206,6 +208,12 @@ def main():
         dq = bool(grp.attrs["double_quant"])
         if a.backbone == "bnb4":
             p = name
+            want_codes = codes.tobytes()
+            if fmt == "nf2":  # section 7: stored as the NF4 codes of the same values, high nibble first
+                c2 = np.stack([(codes >> (2 * j)) & 3 for j in range(4)], axis=1).reshape(-1)[:n]
+                c4 = NF4_OF_NF2[c2]
+                want_codes = ((c4[0::2] << 4) | c4[1::2]).astype(np.uint8).tobytes()
+                fmt = "nf4"
             names = [p, p + ".absmax", p + ".quant_map", p + ".quant_state.bitsandbytes__" + fmt]
             if dq:
                 names += [p + ".nested_absmax", p + ".nested_quant_map"]
@@ -216,7 +224,7 @@ def main():
                     fail(f"bnb4: {k} is not in the shard of {p} (transformers collects the components per shard)")
                 expected.add(k)
             info, get = out[p]
-            if info["dtype"] != "U8" or info["shape"] != [(n + 1) // 2, 1] or get(p) != codes.tobytes():
+            if info["dtype"] != "U8" or info["shape"] != [(n + 1) // 2, 1] or get(p) != want_codes:
                 fail(f"bnb4: {p} is not the run's packed codes as U8 [{(n + 1) // 2}, 1]")
             info, get = out[p + ".absmax"]
             want_abs = grp["absmax"][()]

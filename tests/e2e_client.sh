@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The real client (issue #6): build stories260K outputs with `loftq run` in bf16, bnb4 and
-# bnb4 double-quantized form (rank 8, 5 iterations), `loftq verify --json` them, then load each
+# The real client (issue #6): build stories260K outputs with `loftq run` in bf16, bnb4,
+# bnb4 double-quantized, LLM.int8 (bf16 and int8 backbones), 2-bit (bf16) and 2.5-bit (bnb4)
+# form (rank 8, 5 iterations), `loftq verify --json` them, then load each
 # with the pinned PyPI transformers + PEFT + bitsandbytes exactly as a user does
 # (tests/client/load_check.py: held base weights reproduce verify's errors, PEFT's scaling and
 # adapter tensors, logits closer to the original with the adapter than without). A folder
@@ -23,10 +24,20 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1); commit: $(git 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-for form in bf16 bnb4 bnb4-dq; do
+# int8-bf16: LLM.int8 run, bf16 backbone re-quantized by load_in_8bit; int8: the same run's
+# pre-quantized int8 backbone (weight + SCB) loaded as is.
+# bits2: NF2 in a bf16 backbone, re-quantized by load_in_4bit nf4 (NF2's values are NF4's);
+# bits2.5-bnb4: mixed NF4 / NF2 stored as NF4 codes, one quantization_config.
+for form in bf16 bnb4 bnb4-dq int8-bf16 int8 bits2 bits2.5-bnb4; do
   echo "== $form =="
-  extra=(--backbone "${form%-dq}")
-  [[ $form == *-dq ]] && extra+=(--double-quant)
+  case $form in
+    bf16 | bnb4) extra=(--backbone "$form") ;;
+    bnb4-dq) extra=(--backbone bnb4 --double-quant) ;;
+    int8-bf16) extra=(--quant int8 --backbone bf16) ;;
+    int8) extra=(--quant int8 --backbone int8) ;;
+    bits2) extra=(--bits 2 --backbone bf16) ;;
+    bits2.5-bnb4) extra=(--bits 2.5 --backbone bnb4) ;;
+  esac
   "$bin" run --model "$model" --output "$tmp/$form" --rank 8 --iters 5 "${extra[@]}"
   "$bin" verify --model "$model" --output "$tmp/$form" --json "$tmp/$form.verify.json"
   "$py" "$src/tests/client/load_check.py" --model "$model" --output "$tmp/$form" \

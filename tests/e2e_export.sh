@@ -3,7 +3,9 @@
 # a synthetic llama2-7b with 2 layers:
 #   1. stories260K bf16 run -> export in its own bf16 form and in bnb4 form (sharded, and with a
 #      bfloat16 adapter); a double-quantized bnb4 run; a --blocksize 128 run (bnb4 only); an
-#      fp16 backbone; fp4 as bnb4; a 2-bit run (dequantized bf16 only, loads as stored).
+#      fp16 backbone; fp4 as bnb4; a 2-bit run (bf16 re-quantized as nf4, and bnb4 with NF2 as NF4
+#      codes); uniform2 refused as bnb4; an LLM.int8 run exported bf16 and int8 (nf4 as int8,
+#      int8 as bnb4 refused).
 #      Every folder passes tests/check_export.py (FORMATS.md 2, 4, 5 written from the spec, run
 #      file contents, non-targets byte-identical) and `loftq verify` reports the run file's
 #      errors (1e-6 relative) with every matrix below QLoRA.
@@ -109,15 +111,34 @@ $check --output "$tmp/fp4" --model "$stories" --work "$tmp/fp4.h5" --backbone bn
 "$binary" verify --model "$stories" --output "$tmp/fp4" --json "$tmp/v8.json" >/dev/null
 same_as_run "$tmp/v8.json" "$tmp/fp4.h5"
 
-step "stories260K: 2-bit (nf2) run: dequantized backbone only"
+step "stories260K: 2-bit (nf2) run: loads through NF4, bf16 or bnb4 (NF2 as NF4 codes)"
 "$binary" quantize --model "$stories" --work "$tmp/n2.h5" --rank 8 --iters 2 --bits 2 >/dev/null
 "$binary" export --work "$tmp/n2.h5" --model "$stories" --output "$tmp/n2" >/dev/null
 $check --output "$tmp/n2" --model "$stories" --work "$tmp/n2.h5" --backbone bf16
-grep -q "bitsandbytes cannot hold 2-bit" "$tmp/n2/report.json" || fail "report.json does not say nf2 is stored dequantized"
+grep -q "nf2 matrices load through bitsandbytes NF4" "$tmp/n2/report.json" || fail "report.json does not say nf2 loads through NF4"
 "$binary" verify --model "$stories" --output "$tmp/n2" --json "$tmp/v6.json" >"$tmp/n2.txt"
-grep -q "loaded as stored" "$tmp/n2.txt" || fail "verify does not say nf2 loads as stored"
+grep -q "nf4/64 (nf2 values)" "$tmp/n2.txt" || fail "verify does not load nf2 through load_in_4bit nf4"
 same_as_run "$tmp/v6.json" "$tmp/n2.h5"
-refused "'$binary' export --work '$tmp/n2.h5' --model '$stories' --output '$tmp/n2b' --backbone bnb4" "cannot hold nf2" "$tmp/n2b"
+"$binary" export --work "$tmp/n2.h5" --model "$stories" --output "$tmp/n2b" --backbone bnb4 >/dev/null
+$check --output "$tmp/n2b" --model "$stories" --work "$tmp/n2.h5" --backbone bnb4
+"$binary" verify --model "$stories" --output "$tmp/n2b" --json "$tmp/v6b.json" >/dev/null
+same_as_run "$tmp/v6b.json" "$tmp/n2.h5"
+"$binary" quantize --model "$stories" --work "$tmp/u2.h5" --rank 8 --iters 1 --bits 2 --quant uniform >/dev/null
+refused "'$binary' export --work '$tmp/u2.h5' --model '$stories' --output '$tmp/u2b' --backbone bnb4" "cannot hold uniform2" "$tmp/u2b"
+
+step "stories260K: LLM.int8 run: bf16 backbone (load_in_8bit) and pre-quantized int8 backbone"
+"$binary" quantize --model "$stories" --work "$tmp/i8.h5" --rank 8 --iters 2 --quant int8 >/dev/null
+"$binary" export --work "$tmp/i8.h5" --model "$stories" --output "$tmp/i8" >/dev/null
+$check --output "$tmp/i8" --model "$stories" --work "$tmp/i8.h5" --backbone bf16
+grep -q "load_in_8bit=True" "$tmp/i8/report.json" || fail "report.json does not say load_in_8bit"
+"$binary" verify --model "$stories" --output "$tmp/i8" --json "$tmp/v9.json" >/dev/null
+same_as_run "$tmp/v9.json" "$tmp/i8.h5"
+"$binary" export --work "$tmp/i8.h5" --model "$stories" --output "$tmp/i8b" --backbone int8 >/dev/null
+"$binary" inspect "$tmp/i8b" | grep -q "backbone: int8 (bitsandbytes LLM.int8" || fail "inspect does not describe the int8 folder"
+"$binary" verify --model "$stories" --output "$tmp/i8b" --json "$tmp/v10.json" >/dev/null
+same_as_run "$tmp/v10.json" "$tmp/i8.h5"
+refused "'$binary' export --work '$tmp/i8.h5' --model '$stories' --output '$tmp/i8c' --backbone bnb4" "cannot hold int8" "$tmp/i8c"
+refused "'$binary' export --work '$tmp/s.h5' --model '$stories' --output '$tmp/i8d' --backbone int8" "int8 backbone holds only" "$tmp/i8d"
 
 # --- 2. verify can fail -----------------------------------------------------------------------
 step "verify fails on a mismatched adapter"

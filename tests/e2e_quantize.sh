@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End to end of `loftq quantize` (issue #5), through the real binary under mpirun:
 #  1. PEFT semantics (--svd exact --no-keep-best --no-scale-compensation --backbone bnb4) agree
-#     with an independent numpy reference of PEFT's algorithm within 1e-5 (tests/loftq_reference.py)
+#     with an independent numpy reference of PEFT's algorithm within 1e-5 (tests/loftq_reference.py),
+#     for nf4 (--backbone bnb4) and LLM.int8 (--quant int8 --backbone int8: num_bits=8)
 #  2. with our defaults, the as-loaded error of every matrix is <= QLoRA's
 #  3. -np 1, 2, 4 give byte-identical run-file datasets, with and without split matrices, and
 #     --io scatter gives the same bytes as --io direct
@@ -21,6 +22,12 @@ mpi 1 quantize --model "$model" --work "$tmp/peft.h5" --rank 8 --iters 5 --svd e
 "$py" "$src/tests/loftq_reference.py" --model "$model" --run "$tmp/peft.h5" --tol 1e-5 > "$tmp/peft.cmp" \
   || { cat "$tmp/peft.cmp"; fail "run file disagrees with the PEFT reference"; }
 ok "PEFT semantics match the numpy reference: $(tail -1 "$tmp/peft.cmp")"
+# PEFT's loftq_init(num_bits=8): LLM.int8 with the same flags and the int8 backbone (held as is).
+mpi 1 quantize --model "$model" --work "$tmp/peft8.h5" --rank 8 --iters 5 --svd exact --quant int8 \
+  --no-keep-best --no-scale-compensation --backbone int8 > "$tmp/peft8.log" 2>&1 || { cat "$tmp/peft8.log"; fail "quantize (PEFT semantics, int8)"; }
+"$py" "$src/tests/loftq_reference.py" --model "$model" --run "$tmp/peft8.h5" --tol 1e-5 > "$tmp/peft8.cmp" \
+  || { cat "$tmp/peft8.cmp"; fail "int8 run file disagrees with the PEFT reference"; }
+ok "PEFT num_bits=8 semantics match the numpy reference: $(tail -1 "$tmp/peft8.cmp")"
 
 # 2. Our defaults never lose to QLoRA as loaded.
 mpi 2 quantize --model "$model" --work "$tmp/ours.h5" --rank 8 --iters 5 --log-json "$tmp/ours.jsonl" > "$tmp/ours.log" 2>&1 || { cat "$tmp/ours.log"; fail "quantize (defaults)"; }

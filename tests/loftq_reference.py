@@ -5,7 +5,8 @@ shared/spec/FORMATS.md sections 1 and 2 (not from our C++), and the comparison w
     loftq_reference.py --model DIR --run RUN.h5 --rank R --iters T [--blocksize 64] [--tol 1e-5]
 
 For every matrix in the run file it recomputes PEFT's algorithm on the original weight
-(NF4 bit-exact with bitsandbytes, exact float32 SVD via LAPACK, Q of the last iteration,
+(NF4 bit-exact with bitsandbytes, or its LLM.int8 for an int8 run (PEFT's num_bits=8), exact
+float32 SVD via LAPACK, Q of the last iteration,
 sqrt(S) split evenly, no LoRA-scaling compensation) and checks that the run file's Q, B@A and
 per-iteration errors agree within --tol (relative Frobenius). Exit 1 on any disagreement.
 Needs Debian's python3-numpy and python3-h5py.
@@ -73,17 +74,44 @@ def nf4_dequantize(codes, absmax, blocksize, shape):
     return (TABLE[codes] * absmax[block]).astype(np.float32).reshape(shape)
 
 
+# --- bitsandbytes LLM.int8 (FORMATS.md section 6; PEFT loftq_init num_bits=8) ---------------
+
+INT8_DEQUANT = np.float32(7.874015718698502e-3)
+
+
+def int8_quantize(x):
+    """Int8Params(x): float16 cast, row absmax SCB, code = round(h * ((1 / SCB) * 127)), half to
+    even (torch evaluates 127.0 / SCB as SCB.reciprocal() * 127); a zero row gives code 0."""
+    h = np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float32)
+    scb = np.abs(h).max(axis=1).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = ((np.float32(1.0) / scb).astype(np.float32) * np.float32(127)).astype(np.float32)
+        y = (h * scale[:, None]).astype(np.float32)
+    codes = np.where(np.isnan(y), 0, np.rint(y)).astype(np.int8)
+    return codes, scb
+
+
+def int8_dequantize(codes, scb):
+    return ((codes.astype(np.float32) * scb[:, None]).astype(np.float32) * INT8_DEQUANT).astype(np.float32)
+
+
+def quantize_dequantize(fmt, x, blocksize):
+    if fmt == "int8":
+        return int8_dequantize(*int8_quantize(x))
+    codes, absmax = nf4_quantize(x, blocksize)
+    return nf4_dequantize(codes, absmax, blocksize, x.shape)
+
+
 # --- PEFT loftq_init (FORMATS.md section 1) -------------------------------------------------
 
-def peft_loftq(w, rank, iters, blocksize):
+def peft_loftq(w, rank, iters, blocksize, fmt="nf4"):
     """Q (last iteration), lora_A = R [r, in], lora_B = L [out, r], error per iteration."""
     w = w.astype(np.float32)
     wnorm = np.linalg.norm(w.astype(np.float64))
     res = w
     errors = []
     for _ in range(iters):
-        codes, absmax = nf4_quantize(res, blocksize)
-        q = nf4_dequantize(codes, absmax, blocksize, w.shape)
+        q = quantize_dequantize(fmt, res, blocksize)
         res = (w - q).astype(np.float32)
         u, s, vh = np.linalg.svd(res, full_matrices=False)
         root = np.sqrt(s[:rank]).astype(np.float32)
@@ -160,8 +188,8 @@ def main():
             i = int(g.attrs["index"])
             fmt = g.attrs["format"]
             fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
-            if fmt != "nf4" or bool(g.attrs["double_quant"]):
-                print(f"{name}: format {fmt} is not plain nf4; the reference covers PEFT's nf4 path only")
+            if fmt not in ("nf4", "int8") or bool(g.attrs["double_quant"]):
+                print(f"{name}: format {fmt} is not plain nf4 or int8; the reference covers PEFT's paths only")
                 return 2
             if not complete[i]:
                 print(f"{name}: not complete in {args.run}")
@@ -170,9 +198,13 @@ def main():
             rows, cols = int(g.attrs["rows"]), int(g.attrs["cols"])
             rank, iters, bs = int(g.attrs["rank"]), int(g.attrs["iters"]), int(g.attrs["blocksize"])
             w = weights[name]
-            q_ref, a_ref, b_ref, err_ref = peft_loftq(w, rank, iters, bs)
-            codes = unpack_nf4(g["codes"][...], rows * cols)
-            q = nf4_dequantize(codes, g["absmax"][...].astype(np.float32), bs, (rows, cols))
+            q_ref, a_ref, b_ref, err_ref = peft_loftq(w, rank, iters, bs, fmt)
+            if fmt == "int8":
+                codes = g["codes"][...].view(np.int8).reshape(rows, cols)
+                q = int8_dequantize(codes, g["absmax"][...].astype(np.float32))
+            else:
+                codes = unpack_nf4(g["codes"][...], rows * cols)
+                q = nf4_dequantize(codes, g["absmax"][...].astype(np.float32), bs, (rows, cols))
             ba = (g["B"][...] @ g["A"][...]).astype(np.float32)
             ba_ref = (b_ref @ a_ref).astype(np.float32)
             err = g["iteration_error"][...]

@@ -77,12 +77,24 @@ TEST(Cli, ParsesListsSizesAndSwitches) {
     EXPECT_EQ(i.inspect_path, "some/path");
 }
 
+TEST(Cli, Int8ImpliesEightBits) {
+    const Config c = parse({"quantize", "--model", "m", "--work", "w", "--quant", "int8", "--backbone", "int8"});
+    EXPECT_EQ(c.spec.bits, 8);
+    EXPECT_EQ(c.spec.loftq.backbone, Backbone::INT8);
+    EXPECT_EQ(c.spec.blocksize_for(8, 172), 172);  // one scale per row
+    EXPECT_EQ(RunSpec::from_json(c.spec.to_json(), "t").to_json(), c.spec.to_json());
+}
+
 TEST(Cli, RejectsBadOptionsNamingThem) {
     expect_rejected({"quantize", "--model", "m", "--work", "w", "--frobnicate"}, "frobnicate");
     expect_rejected({"quantize", "--model", "m", "--work", "w", "--rank", "abc"}, "rank");
     expect_rejected({"quantize", "--model", "m", "--work", "w", "--rank", "0"}, "--rank");
     expect_rejected({"quantize", "--model", "m", "--work", "w", "--bits", "3.7"}, "--bits");
     expect_rejected({"quantize", "--model", "m", "--work", "w", "--quant", "fp4", "--bits", "2"}, "--bits");
+    expect_rejected({"quantize", "--model", "m", "--work", "w", "--quant", "int8", "--bits", "4"}, "--bits");
+    expect_rejected({"quantize", "--model", "m", "--work", "w", "--quant", "int8", "--backbone", "bnb4"}, "--backbone");
+    expect_rejected({"quantize", "--model", "m", "--work", "w", "--quant", "int8", "--double-quant"}, "--double-quant");
+    expect_rejected({"quantize", "--model", "m", "--work", "w", "--backbone", "int8"}, "--backbone");
     expect_rejected({"quantize", "--model", "m", "--work", "w", "--blocksize", "48"}, "--blocksize");
     expect_rejected({"quantize", "--model", "m", "--work", "w", "--blocksize", "8192"}, "--blocksize");
     expect_rejected({"quantize", "--model", "m", "--work", "w", "--svd", "fast"}, "--svd");

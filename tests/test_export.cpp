@@ -185,11 +185,37 @@ TEST(ExportBackbone, ExactCombinationsOnly) {
 
     EXPECT_NE(refusal("bf16", "bnb4", nf4).find("re-run the quantization for a bf16 backbone"), std::string::npos);
     EXPECT_NE(refusal("fp16", "bf16", nf4).find("fp16 backbone: run file"), std::string::npos);
-    EXPECT_NE(refusal("bnb4", "bf16", layout_of("nf2", 64, false)).find("bitsandbytes cannot hold nf2"), std::string::npos);
+    // nf2 loads through NF4: a bnb4 backbone holds it (as NF4 codes), from a bf16 run too.
+    EXPECT_EQ(resolved("bnb4", "bf16", layout_of("nf2", 64, false)), Backbone::BNB4);
+    EXPECT_EQ(resolved("", "bnb4", layout_of("nf2", 128, false)), Backbone::BNB4);
+    EXPECT_NE(refusal("", "bf16", layout_of("nf2", 128, false)).find("blocksize 64"), std::string::npos);
+    EXPECT_NE(refusal("bnb4", "bf16", layout_of("nf8", 64, false)).find("bitsandbytes cannot hold nf8"), std::string::npos);
+    EXPECT_NE(refusal("bnb4", "bf16", layout_of("uniform2", 64, false)).find("cannot hold uniform2"), std::string::npos);
+    // LLM.int8: the int8 backbone from any int8 run; never for other formats, never bnb4.
+    EXPECT_EQ(resolved("int8", "bf16", layout_of("int8", 172, false)), Backbone::INT8);
+    EXPECT_EQ(resolved("", "fp16", layout_of("int8", 64, false)), Backbone::FP16);
+    EXPECT_NE(refusal("int8", "bf16", nf4).find("int8 backbone holds only LLM.int8"), std::string::npos);
+    EXPECT_NE(refusal("bnb4", "bf16", layout_of("int8", 64, false)).find("cannot hold int8"), std::string::npos);
+    EXPECT_NE(refusal("bf16", "int8", layout_of("int8", 64, false)).find("re-run the quantization"), std::string::npos);
     EXPECT_NE(refusal("", "bf16", layout_of("nf4", 128, false)).find("blocksize 64"), std::string::npos);
     EXPECT_NE(refusal("", "bf16", layout_of("nf4", 64, true)).find("export a bnb4 backbone"), std::string::npos);
     for (const auto& msg : {refusal("bf16", "bnb4", nf4), refusal("", "bf16", layout_of("nf4", 128, false))})
         EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+}
+
+TEST(ExportBnb4, Nf2CodesAreStoredAsNf4Codes) {
+    EXPECT_EQ(bnb4_quant_type(*find_format("nf2")), "nf4");
+    EXPECT_EQ(bnb4_quant_type(*find_format("fp4")), "fp4");
+    // NF2 codes 0..3 of 8 elements, LoftQ packing (element j of a byte at bits 2j).
+    const uint8_t nf2[2] = {static_cast<uint8_t>(0 | 1 << 2 | 2 << 4 | 3 << 6), static_cast<uint8_t>(3 | 2 << 2 | 1 << 4)};
+    uint8_t nf4[4] = {0xAA, 0xAA, 0xAA, 0xAA};
+    nf2_codes_as_nf4(nf2, 8, nf4);
+    EXPECT_EQ(nf4[0], 0x07);  // codes 0 (-1) and 7 (0): first element in the high nibble
+    EXPECT_EQ(nf4[1], 0xBF);  // 11 (0.3379), 15 (1)
+    EXPECT_EQ(nf4[2], 0xFB);
+    EXPECT_EQ(nf4[3], 0x70);  // 7, then code 0 (-1)
+    const MatrixLayout m = layout_of("nf2", 64, false).front();
+    EXPECT_EQ(bnb4_tensor_specs(m, 70).back().name, m.name + ".quant_state.bitsandbytes__nf4");
 }
 
 TEST(OutputFolder, AllOrNothing) {

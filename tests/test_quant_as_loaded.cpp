@@ -8,6 +8,7 @@
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "quant/format_tables.hpp"
 #include "quant/quantize.hpp"
 #include "support/weights.hpp"
 
@@ -33,12 +34,14 @@ Loaded load_backbone(const QuantizedTensor& q, Backbone bb) {
     widen_to_f32(dtype_of(bb), bytes.data(), n, stored.data());
     Loaded l{std::vector<uint8_t>(n), std::vector<float>(n)};
     std::vector<float> absmax(block_count(n, q.blocksize));
-    quantize_ref(*q.format, q.blocksize, stored.data(), n, l.codes.data(), absmax.data());
+    // bitsandbytes re-quantizes with its own format (nf2's values load as nf4's).
+    const QuantFormat& held = q.format->loads_through_nf4() ? *find_format("nf4") : *q.format;
+    quantize_ref(held, q.blocksize, stored.data(), n, l.codes.data(), absmax.data());
     if (q.double_quant) {
         const DoubleQuant dq = double_quantize_ref(absmax.data(), absmax.size());
         double_dequantize_ref(dq, absmax.size(), absmax.data());
     }
-    dequantize_ref(*q.format, q.blocksize, l.codes.data(), absmax.data(), n, l.q.data());
+    dequantize_ref(held, q.blocksize, l.codes.data(), absmax.data(), n, l.q.data());
     return l;
 }
 
@@ -61,7 +64,7 @@ int64_t check_round_trip(const QuantParams& p, Backbone bb, const std::vector<fl
     quantize_as_loaded(p, bb, x.data(), n, q, q_loaded.data(), what);
     const std::string label = what + " " + p.format->name + " bs " + std::to_string(p.blocksize) + " " +
                               backbone_name(bb) + (p.double_quant ? " dq" : "");
-    if (!p.format->is_bnb()) {
+    if (!p.format->is_bnb() && !p.format->loads_through_nf4()) {
         std::vector<float> deq(n);
         dequantize(q, deq.data());
         for (int64_t i = 0; i < n; ++i) {
@@ -82,6 +85,8 @@ int64_t check_round_trip(const QuantParams& p, Backbone bb, const std::vector<fl
     const Loaded loaded = load_backbone(q, bb);
     std::vector<uint8_t> codes(n);
     unpack_codes(*p.format, q.packed.data(), n, codes.data());
+    if (p.format->loads_through_nf4())  // held as the NF4 codes of the same values
+        for (auto& c : codes) c = tables::kNF4CodeOfNF2[c];
     for (int64_t i = 0; i < n; ++i)
         if (testing::float_bits(loaded.q[i]) != testing::float_bits(q_loaded[i]) || loaded.codes[i] != codes[i]) {
             ADD_FAILURE() << label << " element " << i << ": loaded " << loaded.q[i] << " (code " << int(loaded.codes[i])
@@ -100,7 +105,9 @@ TEST(QuantAsLoaded, EveryStoriesTarget) {
         for (int bs : {32, 64, 128, 256, 1024, 4096})
             for (Backbone bb : kBackbones)
                 for (bool dq : {false, true}) {
-                    if (!f.is_bnb() && (dq || bb == Backbone::BNB4)) continue;
+                    if (!f.is_bnb() && (dq || (bb == Backbone::BNB4 && !f.loads_through_nf4()))) continue;
+                    if (f.is_row_wise()) continue;  // int8 loads differently: test_quant_int8.cpp
+                    if (f.loads_through_nf4() && bb != Backbone::BNB4 && bs != 64) continue;  // refused
                     for (const auto& w : weights) {
                         if (f.needs_full_blocks() && w.data.size() % bs) continue;
                         // normal-range weights: the proof in quantize.cpp holds for every block
@@ -130,7 +137,8 @@ TEST(QuantAsLoaded, TinyAndHugeMagnitudes) {
     for (const auto& f : all_formats())
         for (Backbone bb : kBackbones)
             for (bool dq : {false, true}) {
-                if (!f.is_bnb() && (dq || bb == Backbone::BNB4)) continue;
+                if (!f.is_bnb() && (dq || (bb == Backbone::BNB4 && !f.loads_through_nf4()))) continue;
+                if (f.is_row_wise()) continue;  // int8 loads differently: test_quant_int8.cpp
                 const int64_t redone = check_round_trip({&f, 64, dq}, bb, x, "tiny");
                 ASSERT_GE(redone, 0);
                 // bf16 and fp32 cover these exponents: the proof holds, nothing is re-quantized
@@ -168,11 +176,20 @@ TEST(QuantAsLoaded, TinyAndHugeMagnitudes) {
     EXPECT_THROW(quantize_as_loaded({find_format("nf4"), 64, false}, Backbone::BF16, top.data(), 64, q,
                                     out.data(), "t"),
                  InputError);
-    EXPECT_THROW(quantize_as_loaded({find_format("nf2"), 64, false}, Backbone::BNB4, over.data(), 64, q,
+    EXPECT_THROW(quantize_as_loaded({find_format("nf8"), 64, false}, Backbone::BNB4, over.data(), 64, q,
                                     out.data(), "t"),
                  ConfigError);
+    // nf2 loads through load_in_4bit nf4 (blocksize 64): a float backbone at another blocksize
+    // cannot load as optimised; bnb4 stores the blocksize.
+    std::vector<float> x128(128, 0.5f);
+    x128[3] = -2.0f;
+    EXPECT_THROW(quantize_as_loaded({find_format("nf2"), 128, false}, Backbone::BF16, x128.data(), 128, q,
+                                    out.data(), "t"),
+                 ConfigError);
+    EXPECT_EQ(check_round_trip({find_format("nf2"), 128, false}, Backbone::BNB4, x128, "nf2 bnb4 bs 128"), 0);
     EXPECT_EQ(parse_backbone("bnb4"), Backbone::BNB4);
-    EXPECT_THROW(parse_backbone("int8"), ConfigError);
+    EXPECT_EQ(parse_backbone("int8"), Backbone::INT8);
+    EXPECT_THROW(parse_backbone("int4"), ConfigError);
 }
 
 TEST(QuantAsLoaded, RoundedAbsmaxIsRepresentableAndCoversTheBlock) {

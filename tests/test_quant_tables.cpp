@@ -108,7 +108,9 @@ TEST(QuantRegistry, CliMapping) {
     EXPECT_THROW(select_format("fp4", 2), ConfigError);
     EXPECT_THROW(select_format("nf", 3), ConfigError);
     EXPECT_EQ(find_format("nf16"), nullptr);
-    EXPECT_EQ(all_formats().size(), 7u);
+    EXPECT_STREQ(select_format("int8", 8).name, "int8");
+    EXPECT_THROW(select_format("int8", 4), ConfigError);
+    EXPECT_EQ(all_formats().size(), 8u);
     for (int bs = 32; bs <= 4096; bs *= 2) EXPECT_NO_THROW(check_blocksize(bs));
     for (int bs : {0, 16, 48, 8192}) EXPECT_THROW(check_blocksize(bs), ConfigError);
 }

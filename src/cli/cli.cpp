@@ -23,7 +23,7 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"quantize", "loftq quantize --model DIR --work RUN.h5 [options]   LoftQ into the run file (resumable)"},
-    {"export", "loftq export --work RUN.h5 --model DIR --output DIR [--backbone bf16|fp16|fp32|bnb4]"},
+    {"export", "loftq export --work RUN.h5 --model DIR --output DIR [--backbone bf16|fp16|fp32|bnb4|int8]"},
     {"run", "loftq run --model DIR --output DIR [options]             quantize + export in one job"},
     {"verify", "loftq verify --model DIR --output DIR [--json F]        error of the output as loaded"},
     {"inspect", "loftq inspect PATH                                     tensors of a file or folder"},
@@ -105,8 +105,8 @@ po::options_description loftq_options(Config& c, RawStrings& raw) {
     po::options_description d("LoftQ options");
     d.add_options()
         ("bits", po::value(&s.bits)->default_value(s.bits), "bits per weight: 2, 4, 8, or mixed 2.25 / 2.5 / 3")
-        ("quant", po::value(&s.quant)->default_value(s.quant), "quantizer: nf | fp4 | uniform")
-        ("blocksize", po::value(&l.quant.blocksize)->default_value(l.quant.blocksize), "quantization block size (32..4096)")
+        ("quant", po::value(&s.quant)->default_value(s.quant), "quantizer: nf | fp4 | uniform | int8 (bitsandbytes LLM.int8, as load_in_8bit; implies --bits 8)")
+        ("blocksize", po::value(&l.quant.blocksize)->default_value(l.quant.blocksize), "quantization block size (32..4096; int8: one scale per row)")
         ("rank", po::value(&v.rank)->default_value(v.rank), "LoRA rank r (1..65536)")
         ("iters", po::value(&l.iters)->default_value(l.iters), "LoftQ alternating steps T (1..1000)")
         ("targets", po::value(&raw.targets)->default_value(raw.targets), "all-linear or a list: q_proj,k_proj,...")
@@ -121,7 +121,7 @@ po::options_description loftq_options(Config& c, RawStrings& raw) {
         ("double-quant", po::bool_switch(&l.quant.double_quant), "bitsandbytes double quantization of absmax")
         ("no-keep-best", "keep the last iterate as PEFT does, not the best")
         ("no-scale-compensation", "store A, B as PEFT does, ignoring the LoRA scaling")
-        ("backbone", po::value(&raw.backbone)->default_value(raw.backbone), "form the backbone is loaded in: bf16 | fp16 | fp32 | bnb4")
+        ("backbone", po::value(&raw.backbone)->default_value(raw.backbone), "form the backbone is loaded in: bf16 | fp16 | fp32 | bnb4 | int8")
         ("resume", po::bool_switch(&q.resume), "skip matrices complete in the run file")
         ("split-threshold", po::value(&raw.split_threshold)->default_value(raw.split_threshold),
          "matrices larger than this (float32 bytes) run on a group of ranks; 0 = never")
@@ -158,7 +158,7 @@ po::options_description command_options(const std::string& cmd, Config& c, RawSt
     if (cmd == "quantize" || cmd == "run") d.add(loftq_options(c, raw));
     if (cmd == "export") {
         po::options_description b("Backbone");
-        b.add_options()("backbone", po::value(&raw.backbone), "bf16 | fp16 | fp32 | bnb4 (default: the run file's)");
+        b.add_options()("backbone", po::value(&raw.backbone), "bf16 | fp16 | fp32 | bnb4 | int8 (default: the run file's)");
         d.add(b);
     }
     if (cmd == "export" || cmd == "run") d.add(export_options(c, raw));
@@ -193,6 +193,7 @@ void apply_raw(const std::string& cmd, const po::variables_map& vm, const RawStr
     if (vm.count("split-threshold")) cfg.spec.split_threshold = parse_size("split-threshold", raw.split_threshold);
     if (vm.count("max-shard-size"))
         cfg.exp.max_shard_size = cfg.synth.max_shard_size = parse_size("max-shard-size", raw.max_shard_size);
+    if (loftq_cmd && cfg.spec.quant == "int8" && vm["bits"].defaulted()) cfg.spec.bits = 8;  // LLM.int8 is 8-bit
     if (loftq_cmd) {
         require_one_of("svd", raw.svd, {"auto", "exact", "randomized"});
         cfg.spec.loftq.svd = parse_svd_choice(raw.svd);
@@ -200,7 +201,7 @@ void apply_raw(const std::string& cmd, const po::variables_map& vm, const RawStr
         cfg.quantize.io = raw.io == "scatter" ? IoMode::scatter : IoMode::direct;
     }
     if (loftq_cmd || (cmd == "export" && vm.count("backbone"))) {
-        require_one_of("backbone", raw.backbone, {"bf16", "fp16", "fp32", "bnb4"});
+        require_one_of("backbone", raw.backbone, {"bf16", "fp16", "fp32", "bnb4", "int8"});
         const Backbone b = parse_backbone(raw.backbone);
         if (loftq_cmd) cfg.spec.loftq.backbone = b;  // run: its export writes the run's own form
         else cfg.exp.backbone = b;

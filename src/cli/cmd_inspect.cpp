@@ -87,7 +87,10 @@ std::string output_summary(const Checkpoint& ck, const std::string& dir) {
     os << "\nloftq output " << dir << "\n  backbone: ";
     if (config.is_object() && config.contains("quantization_config")) {
         const auto& q = config["quantization_config"];
-        os << "bnb4 (bitsandbytes pre-quantized " << q.value("bnb_4bit_quant_type", std::string("?"))
+        if (q.value("load_in_8bit", false))
+            os << "int8 (bitsandbytes LLM.int8 pre-quantized: int8 weight + SCB per row)\n";
+        else
+            os << "bnb4 (bitsandbytes pre-quantized " << q.value("bnb_4bit_quant_type", std::string("?"))
            << ", double quant " << (q.value("bnb_4bit_use_double_quant", false) ? "yes" : "no") << ", compute dtype "
            << q.value("bnb_4bit_compute_dtype", std::string("?")) << ")\n";
     } else {

@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "quant/format.hpp"
+#include "quant/format_tables.hpp"
 #include "quant/quantize_ref.hpp"
 
 namespace loftq {
@@ -77,9 +78,10 @@ DType backbone_dtype(Backbone b) {
         case Backbone::BF16: return DType::BF16;
         case Backbone::FP16: return DType::F16;
         case Backbone::FP32: return DType::F32;
-        case Backbone::BNB4: break;
+        case Backbone::BNB4:
+        case Backbone::INT8: break;
     }
-    LOFTQ_THROW(Error, "backbone bnb4 has no single float dtype");
+    LOFTQ_THROW(Error, "backbone ", backbone_name(b), " has no single float dtype");
 }
 
 nlohmann::json adapter_config_json(const AdapterSettings& s) {
@@ -139,7 +141,7 @@ std::vector<TensorSpec> bnb4_tensor_specs(const MatrixLayout& m, size_t state_js
         specs.push_back({p + ".nested_absmax", DType::F32, {block_count(m.nblocks, DoubleQuant::kBlocksize)}});
         specs.push_back({p + ".nested_quant_map", DType::F32, {256}});
     }
-    specs.push_back({p + ".quant_state.bitsandbytes__" + m.format, DType::U8,
+    specs.push_back({p + ".quant_state.bitsandbytes__" + bnb4_quant_type(*find_format(m.format)), DType::U8,
                      {static_cast<int64_t>(state_json_bytes)}});
     return specs;
 }
@@ -161,6 +163,42 @@ nlohmann::json bnb4_quantization_config(const std::string& quant_type, bool doub
             {"_load_in_8bit", false}};
 }
 
+std::string bnb4_quant_type(const QuantFormat& f) { return f.loads_through_nf4() ? "nf4" : f.name; }
+
+void nf2_codes_as_nf4(const uint8_t* nf2_packed, int64_t n, uint8_t* nf4_packed) {
+    const QuantFormat& nf2 = *find_format("nf2");
+    const QuantFormat& nf4 = *find_format("nf4");
+    std::vector<uint8_t> codes(static_cast<size_t>(n));
+    unpack_codes(nf2, nf2_packed, n, codes.data());
+    for (auto& c : codes) c = tables::kNF4CodeOfNF2[c];
+    pack_codes(nf4, codes.data(), n, 0, nf4_packed);
+}
+
+std::string int8_scb_key(const std::string& tensor) { return module_path(tensor) + ".SCB"; }
+std::string int8_weight_format_key(const std::string& tensor) { return module_path(tensor) + ".weight_format"; }
+
+std::vector<TensorSpec> int8_tensor_specs(const MatrixLayout& m) {
+    return {{m.name, DType::I8, {m.rows, m.cols}},
+            {int8_scb_key(m.name), DType::F32, {m.rows}},
+            {int8_weight_format_key(m.name), DType::U8, {}}};
+}
+
+nlohmann::json int8_quantization_config() {
+    return {{"quant_method", "bitsandbytes"},
+            {"load_in_4bit", false},
+            {"load_in_8bit", true},
+            {"llm_int8_threshold", 6.0},
+            {"llm_int8_skip_modules", nullptr},
+            {"llm_int8_has_fp16_weight", false},
+            {"llm_int8_enable_fp32_cpu_offload", false},
+            {"bnb_4bit_quant_type", "fp4"},
+            {"bnb_4bit_use_double_quant", false},
+            {"bnb_4bit_compute_dtype", "float32"},
+            {"bnb_4bit_quant_storage", "uint8"},
+            {"_load_in_4bit", false},
+            {"_load_in_8bit", true}};
+}
+
 Backbone resolve_export_backbone(std::optional<Backbone> requested, Backbone run_bb,
                                  const RunLayout& layout, const std::string& work_path) {
     const Backbone bb = requested.value_or(run_bb);
@@ -169,11 +207,14 @@ Backbone resolve_export_backbone(std::optional<Backbone> requested, Backbone run
     for (const auto& m : layout) {
         const QuantFormat* f = find_format(m.format);
         if (f == nullptr) LOFTQ_THROW(InputError, "run file '", work_path, "': matrix ", m.name, " has unknown format '", m.format, "'");
-        if (bb == Backbone::BNB4 && !f->is_bnb())
+        if (bb == Backbone::BNB4 && !f->is_bnb() && !f->loads_through_nf4())
             LOFTQ_THROW_SETTING("backbone", "bitsandbytes cannot hold ", m.format, " (matrix ", m.name,
                                 ") pre-quantized in a bnb4 backbone; export a bf16, fp16 or fp32 backbone "
                                 "(dequantized values)");
-        if (bb != Backbone::BNB4 && f->is_bnb() && m.blocksize != 64)
+        if (bb == Backbone::INT8 && !f->is_row_wise())
+            LOFTQ_THROW_SETTING("backbone", "an int8 backbone holds only LLM.int8 matrices (--quant int8), not ",
+                                m.format, " (matrix ", m.name, ")");
+        if (bb != Backbone::BNB4 && (f->is_bnb() || f->loads_through_nf4()) && m.blocksize != 64)
             LOFTQ_THROW_SETTING("backbone", backbone_name(bb), " backbone: the run used blocksize ", m.blocksize,
                                 " but transformers re-quantizes a ", backbone_name(bb),
                                 " backbone at blocksize 64; export a bnb4 backbone (stores the blocksize)");
@@ -183,7 +224,9 @@ Backbone resolve_export_backbone(std::optional<Backbone> requested, Backbone run
                                 " backbone stores; export a bnb4 backbone (exact)");
     }
     if (bb == run_bb) return bb;
-    if (bb == Backbone::BNB4) return bb;  // every format is nf4/fp4 here (checked above)
+    if (bb == Backbone::BNB4) return bb;  // every format is nf4/fp4/nf2 here (checked above)
+    // Every format is int8 here; the run's codes and SCB are what its backbone loads as.
+    if (bb == Backbone::INT8) return bb;
     LOFTQ_THROW_SETTING("backbone", backbone_name(bb), " backbone: run file '", work_path, "' was optimised for a ",
                         backbone_name(run_bb), " backbone, and a ", backbone_name(bb), " backbone loads a different Q",
                         rerun);

@@ -34,7 +34,7 @@ std::string tensor_of_lora_key(const std::string& key, char& which);
 // "float32"), and the safetensors dtype of each. InputError/ConfigError naming `what` otherwise.
 DType torch_dtype_to_dtype(const std::string& torch_name, const std::string& what);
 std::string dtype_to_torch_name(DType t);
-DType backbone_dtype(Backbone b);  // BF16 / F16 / F32; BNB4 is not a float dtype (Error)
+DType backbone_dtype(Backbone b);  // BF16 / F16 / F32; BNB4 and INT8 are not a float dtype (Error)
 
 // Everything adapter_config.json says (FORMATS.md 4).
 struct AdapterSettings {
@@ -79,6 +79,23 @@ std::vector<TensorSpec> bnb4_tensor_specs(const MatrixLayout& m, size_t state_js
 nlohmann::json bnb4_quantization_config(const std::string& quant_type, bool double_quant,
                                         const std::string& compute_dtype);
 
+// The bnb_4bit_quant_type a bnb4 backbone stores format f as: its name, or "nf4" for nf2 (NF2
+// codes are written as the NF4 codes of the same values: 2-bit information in 4-bit storage, as
+// LoftQ's released 2-bit models hold it).
+std::string bnb4_quant_type(const QuantFormat& f);
+// n NF2 codes (LoftQ packing, low bits first) -> the same values' NF4 codes (bitsandbytes packing,
+// (n + 1) / 2 bytes, high nibble first; n is a multiple of the blocksize, so even).
+void nf2_codes_as_nf4(const uint8_t* nf2_packed, int64_t n, uint8_t* nf4_packed);
+
+// One serialized LLM.int8 Linear weight `tensor` (= "P.weight", module path M), as bitsandbytes'
+// Linear8bitLt saves it and transformers loads it pre-quantized: M.weight I8 [rows, cols] (the
+// codes), M.SCB F32 [rows], M.weight_format U8 [] (0 = row-major). In this order.
+std::vector<TensorSpec> int8_tensor_specs(const MatrixLayout& m);
+std::string int8_scb_key(const std::string& tensor);            // "M.SCB"
+std::string int8_weight_format_key(const std::string& tensor);  // "M.weight_format"
+// config.json's "quantization_config" for load_in_8bit (BitsAndBytesConfig(load_in_8bit=True)).
+nlohmann::json int8_quantization_config();
+
 // The backbone form an export writes, checked against what the run optimised. Exact combinations
 // only:
 // - the run's own backbone, or bnb4 for a bf16/fp16/fp32 run of nf4/fp4 (the run's absmax was
@@ -86,7 +103,10 @@ nlohmann::json bnb4_quantization_config(const std::string& quant_type, bool doub
 // - bf16/fp16/fp32 with nf4/fp4 needs blocksize 64 (transformers re-quantizes at 64 and has no
 //   blocksize option) and no double quantization (the run file keeps only the double-quantized
 //   absmax, not the values a float backbone must store);
-// - bnb4 needs nf4/fp4 (bitsandbytes cannot hold nf2/nf8/uniform pre-quantized).
+// - bnb4 needs nf4/fp4/nf2 (nf2 as NF4 codes; bitsandbytes cannot hold nf8/uniform pre-quantized);
+// - a float backbone of nf2 also needs blocksize 64 (it loads through load_in_4bit nf4);
+// - int8 needs the int8 format, and is exact for an int8 run of any backbone (the run's codes and
+//   SCB are those its backbone loads as).
 // Anything else is one ConfigError (setting "backbone") saying what to do. `requested`: the
 // export's own choice, or none for the run's `run_backbone`.
 Backbone resolve_export_backbone(std::optional<Backbone> requested, Backbone run_backbone,

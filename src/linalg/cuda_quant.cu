@@ -15,6 +15,9 @@ namespace loftq {
 namespace {
 
 QuantKernelArgs kernel_args(const QuantFormat& f, int blocksize) {
+    if (f.is_row_wise())
+        LOFTQ_THROW(NotImplemented, "CUDA kernel for the row-wise ", f.name, " format (the backend stages it "
+                    "through the host)");
     check_blocksize(blocksize);
     QuantKernelArgs a{};
     a.family = static_cast<int>(f.family);
@@ -39,6 +42,9 @@ void launch(const QuantKernelArgs& a, const float* x_dev, int64_t n, uint8_t* pa
 
 QuantKernelArgs as_loaded_args(const QuantParams& p, Backbone backbone) {
     if (p.format == nullptr) LOFTQ_THROW(ConfigError, "no quantization format");
+    if (p.format->loads_through_nf4() || p.format->is_row_wise() || backbone == Backbone::INT8)
+        LOFTQ_THROW(NotImplemented, "CUDA quantize-as-loaded kernel for ", p.format->name, " with a ",
+                    backbone_name(backbone), " backbone (the backend stages it through the host)");
     if (backbone == Backbone::FP16 || p.double_quant)
         LOFTQ_THROW(NotImplemented, "CUDA quantize-as-loaded kernel for a ", backbone_name(backbone), " backbone",
                     p.double_quant ? " with double quantization" : "", " (the backend stages it through the host)");
@@ -166,6 +172,11 @@ void quantize_cuda_device(const QuantFormat& f, int blocksize, const float* x_de
 
 bool cuda_quant_kernel_supports(const QuantParams& p, Backbone backbone) {
     if (p.format == nullptr || backbone == Backbone::FP16 || p.double_quant) return false;
+    // LLM.int8 (and its int8 backbone) is staged through the host: its CPU rule is bitsandbytes'
+    // CPU one, exactly (quant/int8_rowwise.hpp); a kernel would need IEEE division to match it.
+    if (p.format->is_row_wise() || backbone == Backbone::INT8) return false;
+    // NF2 through NF4 rounds its absmax to the backbone and checks every block: staged too.
+    if (p.format->loads_through_nf4()) return false;
     return backbone != Backbone::BNB4 || p.format->is_bnb();
 }
 

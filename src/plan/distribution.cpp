@@ -63,7 +63,7 @@ Distribution distribute(const Plan& plan, int ranks) {
         MatrixAssignment& a = d.matrices[i];
         a.matrix = i;
         a.shards = mp.shards;
-        a.bounds = shard_row_bounds(mp.rows, mp.cols, a.shards, plan.spec.loftq.quant.blocksize);
+        a.bounds = shard_row_bounds(mp.rows, mp.cols, a.shards, plan.spec.blocksize_for(mp.bits, mp.cols));
 
         std::iota(by_load.begin(), by_load.end(), 0);
         std::stable_sort(by_load.begin(), by_load.end(), [&](int x, int y) {

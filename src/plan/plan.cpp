@@ -238,7 +238,7 @@ Plan build_plan(const ModelConfig& model, const TensorCatalogue& tensors, const 
         mp.bits = bits_for_layer(spec.bits, mp.layer, static_cast<int>(L));
         mp.f32_bytes = static_cast<uint64_t>(mp.rows) * static_cast<uint64_t>(mp.cols) * 4;
         // The one decision of "split": the distribution and the loop follow mp.shards.
-        mp.shards = shard_count(mp.rows, mp.cols, spec.split_threshold, spec.loftq.quant.blocksize,
+        mp.shards = shard_count(mp.rows, mp.cols, spec.split_threshold, spec.blocksize_for(mp.bits, mp.cols),
                                 min_shard_rows(mp.rows, mp.cols, spec));
         // The low-rank engine's own rule, so the cost model and the run agree.
         // The loop refuses the exact SVD on a split matrix; refused here, on rank 0 before the run

@@ -35,11 +35,19 @@ const std::set<std::string>& spec_keys() {
 }  // namespace
 
 void RunSpec::validate() const {
-    require_one_of("quant", quant, {"nf", "fp4", "uniform"});
+    require_one_of("quant", quant, {"nf", "fp4", "uniform", "int8"});
     const bool mixed_ok = bits == 2.25 || bits == 2.5 || bits == 3;
     if (!(bits == 2 || bits == 4 || bits == 8 || mixed_ok))
         LOFTQ_THROW_SETTING("bits", bits, " is not one of 2, 4, 8, 2.25, 2.5, 3");
     if (quant == "fp4" && bits != 4) LOFTQ_THROW_SETTING("bits", "the fp4 quantizer needs 4 bits, got ", bits);
+    if (quant == "int8" && bits != 8) LOFTQ_THROW_SETTING("bits", "the int8 quantizer needs 8 bits, got ", bits);
+    if (loftq.backbone == Backbone::INT8 && quant != "int8")
+        LOFTQ_THROW_SETTING("backbone", "an int8 backbone holds LLM.int8 matrices only; use it with --quant int8");
+    if (loftq.backbone == Backbone::BNB4 && quant == "int8")
+        LOFTQ_THROW_SETTING("backbone", "a bnb4 backbone holds 4-bit matrices; with --quant int8 use int8, bf16, "
+                            "fp16 or fp32");
+    if (quant == "int8" && loftq.quant.double_quant)
+        LOFTQ_THROW_SETTING("double-quant", "double quantization is a 4-bit option; --quant int8 has none");
     if (mixed_ok && quant != "nf") LOFTQ_THROW_SETTING("bits", "mixed precision ", bits, " needs the nf quantizer");
     check_blocksize(loftq.quant.blocksize);
     const SvdOptions& s = loftq.svd_options;
@@ -66,9 +74,14 @@ void RunSpec::validate() const {
             LOFTQ_THROW_SETTING("targets", "bad module name '", t, "'");
 }
 
-LoftqOptions RunSpec::for_matrix(const std::string& tensor, int matrix_bits) const {
+int RunSpec::blocksize_for(int matrix_bits, int64_t cols) const {
+    return matrix_blocksize(select_format(quant, matrix_bits), loftq.quant.blocksize, cols);
+}
+
+LoftqOptions RunSpec::for_matrix(const std::string& tensor, int matrix_bits, int64_t cols) const {
     LoftqOptions o = loftq;
     o.quant.format = &select_format(quant, matrix_bits);
+    o.quant.blocksize = blocksize_for(matrix_bits, cols);
     o.svd_options.name = tensor;
     return o;
 }

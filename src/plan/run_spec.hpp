@@ -27,7 +27,7 @@ constexpr double kMaxLoraScaling = 1e6;
 
 struct RunSpec {
     double bits = 4;                   // 2, 4, 8, or mixed 2.25 / 2.5 / 3 (per layer: bits_for_layer)
-    std::string quant = "nf";          // quantizer family: nf | fp4 | uniform
+    std::string quant = "nf";          // quantizer family: nf | fp4 | uniform | int8 (LLM.int8, 8 bits)
     std::vector<std::string> targets;  // empty = all-linear; else module names (q_proj, mlp.up_proj, ...)
     uint64_t split_threshold = 0;      // float32 bytes above which a matrix is row-sharded; 0 = never
     LoftqOptions loftq;                // quant.format unset here (for_matrix sets it from the bits)
@@ -35,8 +35,11 @@ struct RunSpec {
     bool mixed_bits() const { return bits != 2 && bits != 4 && bits != 8; }
     // Throws ConfigError tagged with the first bad setting's key (the keys of to_json).
     void validate() const;
-    // The LoftQ options of one matrix: its format from (quant, bits), its name keys the sketch.
-    LoftqOptions for_matrix(const std::string& tensor, int bits) const;
+    // The LoftQ options of one matrix: its format from (quant, bits), its blocksize (blocksize_for),
+    // its name keys the sketch.
+    LoftqOptions for_matrix(const std::string& tensor, int bits, int64_t cols) const;
+    // The quantization blocksize of a matrix: --blocksize, or its row length for int8.
+    int blocksize_for(int bits, int64_t cols) const;
 
     // A flat JSON object; keys: bits quant blocksize rank iters targets svd oversample
     // power-iters seed lora-alpha rslora double-quant keep-best scale-compensation backbone

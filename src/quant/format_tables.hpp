@@ -56,6 +56,13 @@ inline constexpr uint8_t kFP4CodeOfRank[8] = {0, 1, 6, 7, 4, 5, 2, 3};
 inline constexpr float kNF2[4] = {
     -1.0f, 0.0f, 0.33791524171829224f, 1.0f,
 };
+// NF2 inside NF4 (FORMATS.md 7): every NF2 value is an NF4 value, bit for bit; NF2 code c is NF4
+// code kNF4CodeOfNF2[c]. An NF2 block keeps its absmax (its maximum maps to +-1), so stored NF2
+// values re-quantize exactly under bitsandbytes' NF4: load_in_4bit nf4 holds NF2 as it is.
+inline constexpr uint8_t kNF4CodeOfNF2[4] = {0, 7, 11, 15};
+static_assert(kNF2[0] == kNF4[0] && kNF2[1] == kNF4[7] && kNF2[2] == kNF4[11] && kNF2[3] == kNF4[15],
+              "NF2's table is a subset of NF4's");
+
 inline constexpr float kNF8[256] = {
     -1.0f, -0.9736548066139221f, -0.9494339823722839f, -0.9269787073135376f,
     -0.9060146808624268f, -0.886328935623169f, -0.8677511215209961f, -0.8501432538032532f,

@@ -30,6 +30,8 @@
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "quant/format_tables.hpp"
+#include "quant/int8_rowwise.hpp"
 #include "quant/quantize_fast.hpp"
 
 namespace loftq {
@@ -39,7 +41,8 @@ Backbone parse_backbone(const std::string& s) {
     if (s == "fp16") return Backbone::FP16;
     if (s == "fp32") return Backbone::FP32;
     if (s == "bnb4") return Backbone::BNB4;
-    LOFTQ_THROW_SETTING("backbone", "unknown backbone '", s, "' (expected bf16, fp16, fp32 or bnb4)");
+    if (s == "int8") return Backbone::INT8;
+    LOFTQ_THROW_SETTING("backbone", "unknown backbone '", s, "' (expected bf16, fp16, fp32, bnb4 or int8)");
 }
 
 const char* backbone_name(Backbone b) {
@@ -48,6 +51,7 @@ const char* backbone_name(Backbone b) {
         case Backbone::FP16: return "fp16";
         case Backbone::FP32: return "fp32";
         case Backbone::BNB4: return "bnb4";
+        case Backbone::INT8: return "int8";
     }
     return "?";
 }
@@ -61,6 +65,7 @@ float round_to_backbone(Backbone b, float v) {
 namespace {
 
 constexpr float kFp16Max = 65504.0f;
+constexpr float kBf16BelowFp16Max = 65280.0f;
 
 // The smallest value of the backbone dtype that is >= a (a >= 0, finite).
 float round_up_to_backbone(Backbone b, float a, const std::string& tensor_name, int64_t block) {
@@ -85,7 +90,7 @@ float round_up_to_backbone(Backbone b, float a, const std::string& tensor_name, 
 
 void check_params(const QuantParams& p, const std::string& tensor_name) {
     if (p.format == nullptr) LOFTQ_THROW(ConfigError, "tensor ", tensor_name, ": no quantization format");
-    check_blocksize(p.blocksize);
+    check_format_blocksize(*p.format, p.blocksize);
     if (p.double_quant && !p.format->is_bnb())
         LOFTQ_THROW_SETTING("double-quant", "double quantization needs a bitsandbytes format (nf4/fp4), not ",
                             p.format->name);
@@ -159,6 +164,96 @@ void quantize_bnb_as_loaded(const QuantParams& p, Backbone bb, const float* x, i
     pack_codes(f, codes.data(), n, bnb_pad_code(f, q.absmax.back()), q.packed.data());
 }
 
+// NF2 as loaded through load_in_4bit nf4 (format.hpp loads_through_nf4). bnb4: the plain codes,
+// exported as NF4 codes. bf16 / fp16 / fp32: as for nf4, each block's absmax is rounded UP to the
+// dtype and the NF2 codes use it; the block maximum (y >= 0.992, nearest 1) stores +-A' exactly,
+// every other stored value is within 2^-9 (bf16) of -1, 0, 0.3379 or 1 times A', far inside
+// NF4's intervals of codes 0, 7, 11, 15, so bitsandbytes re-quantizes to the same values. Each
+// block is checked by that re-quantization; a block that comes back with other values (fp16
+// subnormal range) takes them when they are NF2 values, else is refused.
+void quantize_nf2_as_loaded(const QuantParams& p, Backbone bb, const float* x, int64_t n, QuantizedTensor& q,
+                            const std::string& tensor_name) {
+    const QuantFormat& f = *p.format;
+    if (bb == Backbone::BNB4) {
+        quantize_fast(f, p.blocksize, x, n, q.packed.data(), q.absmax.data(), nullptr);
+        return;
+    }
+    if (p.blocksize != 64)
+        LOFTQ_THROW_SETTING("blocksize", "tensor ", tensor_name, ": a ", backbone_name(bb), " backbone of nf2 loads "
+                            "through load_in_4bit nf4, which re-quantizes at blocksize 64, not ", p.blocksize,
+                            "; use --blocksize 64 or --backbone bnb4");
+    const QuantFormat& nf4 = *find_format("nf4");
+    const int64_t blocks = block_count(n, p.blocksize);
+    block_absmax_fast(p.blocksize, x, n, q.absmax.data());
+    for (int64_t b = 0; b < blocks; ++b) q.absmax[b] = round_up_to_backbone(bb, q.absmax[b], tensor_name, b);
+    quantize_fast_with_scales(f, p.blocksize, x, n, q.absmax.data(), q.packed.data(), nullptr);
+    std::vector<uint8_t> codes(n);
+    unpack_codes(f, q.packed.data(), n, codes.data());
+    int64_t replaced = 0, foreign = -1;
+#pragma omp parallel reduction(+ : replaced) reduction(max : foreign) if (n >= kParallelMinElements)
+    {
+        std::vector<float> stored(p.blocksize);
+        std::vector<uint8_t> again(p.blocksize), back(p.blocksize);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t begin = b * p.blocksize, len = std::min<int64_t>(p.blocksize, n - begin);
+            for (int64_t i = 0; i < len; ++i) stored[i] = round_to_backbone(bb, f.table[codes[begin + i]] * q.absmax[b]);
+            float again_absmax = 0.0f;
+            quantize_ref(nf4, static_cast<int>(len), stored.data(), len, again.data(), &again_absmax);
+            bool same = again_absmax == q.absmax[b], nf2_values = true;
+            for (int64_t i = 0; i < len; ++i) {
+                same = same && again[i] == tables::kNF4CodeOfNF2[codes[begin + i]];
+                const uint8_t* hit = std::find(tables::kNF4CodeOfNF2, tables::kNF4CodeOfNF2 + 4, again[i]);
+                nf2_values = nf2_values && hit != tables::kNF4CodeOfNF2 + 4;
+                back[i] = static_cast<uint8_t>(hit - tables::kNF4CodeOfNF2);
+            }
+            if (same) continue;
+            if (!nf2_values) {
+                foreign = std::max(foreign, b);
+                continue;
+            }
+            std::copy(back.begin(), back.begin() + len, codes.begin() + begin);
+            q.absmax[b] = again_absmax;
+            ++replaced;
+        }
+    }
+    if (foreign >= 0)
+        LOFTQ_THROW(InputError, "tensor ", tensor_name, ": block ", foreign, " does not load back as NF2 values "
+                    "through load_in_4bit nf4 in ", backbone_name(bb), " (values too small for the dtype); use "
+                    "--backbone bf16 or bnb4");
+    q.requantized_blocks = replaced;
+    pack_codes(f, codes.data(), n, 0, q.packed.data());
+}
+
+float store_bf16(float v) { return round_to_bf16(v); }
+float store_f16(float v) { return round_to_f16(v); }
+float store_f32(float v) { return v; }
+
+// LLM.int8 as loaded (quantize.hpp). The row maximum gets code +-127 (pinned: with SCB' rounded up
+// by up to 2^-7 its own code could be 126) and stores +-SCB' exactly (SCB' is a value of the
+// dtype), so the re-quantized SCB is SCB'; every other stored value is
+// code * SCB' / 127 within the dtype's relative rounding (bf16 2^-9), at most 127 * 2^-9 = 0.25
+// code steps away: it re-quantizes to its code. int8_settle_rows checks this row by row and
+// takes bitsandbytes' result where it fails (fp16 subnormal range).
+void quantize_int8_as_loaded(const QuantParams& p, Backbone bb, const float* x, int64_t n, QuantizedTensor& q,
+                             const std::string& tensor_name) {
+    const int row = p.blocksize;
+    int8_quantize_fast(row, x, n, q.packed.data(), q.absmax.data(), nullptr);
+    if (bb == Backbone::INT8) return;  // stored as is
+    if (bb == Backbone::BF16) {
+        // Above 65280 (the largest bf16 value float16 can hold) bf16 rounds up to 65536, which the
+        // float16 cast at load makes Inf: 65280 then; the row maximum still gets code 127
+        // (65504 / 65280 * 127 = 127.44).
+        for (size_t r = 0; r < q.absmax.size(); ++r)
+            q.absmax[r] = std::min(kBf16BelowFp16Max,
+                                   round_up_to_backbone(bb, q.absmax[r], tensor_name, static_cast<int64_t>(r)));
+        int8_codes_with_scales(row, x, n, q.absmax.data(), q.packed.data());
+        int8_pin_row_maxima(row, x, n, q.packed.data());  // a rounded-up SCB can give them 126
+    }
+    float (*store)(float) = bb == Backbone::BF16 ? store_bf16 : bb == Backbone::FP16 ? store_f16 : store_f32;
+    q.requantized_blocks = int8_settle_rows(row, n, store, q.packed.data(), q.absmax.data(), tensor_name);
+}
+
 }  // namespace
 
 void quantize(const QuantParams& p, const float* x, int64_t n, QuantizedTensor& q,
@@ -182,7 +277,7 @@ void backbone_values(const QuantizedTensor& q, float* out) {
 }
 
 void loaded_values(const QuantizedTensor& q, Backbone backbone, float* out) {
-    if (q.format != nullptr && q.format->is_bnb()) {
+    if (q.format != nullptr && (q.format->is_bnb() || q.format->is_row_wise() || q.format->loads_through_nf4())) {
         dequantize(q, out);  // bitsandbytes holds exactly these codes and (decoded) scales
         return;
     }
@@ -193,11 +288,21 @@ void loaded_values(const QuantizedTensor& q, Backbone backbone, float* out) {
 void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x, int64_t n,
                         QuantizedTensor& q, float* q_loaded, const std::string& tensor_name) {
     check_params(p, tensor_name);
-    if (backbone == Backbone::BNB4 && !p.format->is_bnb())
+    if (backbone == Backbone::BNB4 && !p.format->is_bnb() && !p.format->loads_through_nf4())
         LOFTQ_THROW_SETTING("backbone", "a bnb4 backbone holds only nf4/fp4, not format ", p.format->name,
-                            " (tensor ", tensor_name, "); use bf16, fp16 or fp32");
+                            " (tensor ", tensor_name, ", nf2 loads as nf4); use bf16, fp16 or fp32",
+                            p.format->is_row_wise() ? " or int8" : "");
+    if (backbone == Backbone::INT8 && !p.format->is_row_wise())
+        LOFTQ_THROW_SETTING("backbone", "an int8 backbone holds only the int8 format (--quant int8), not ",
+                            p.format->name, " (tensor ", tensor_name, ")");
     check_quant_input(*p.format, p.blocksize, x, n, tensor_name);
     start(p, n, q);
+    if (p.format->is_row_wise() || p.format->loads_through_nf4()) {
+        if (p.format->is_row_wise()) quantize_int8_as_loaded(p, backbone, x, n, q, tensor_name);
+        else quantize_nf2_as_loaded(p, backbone, x, n, q, tensor_name);
+        dequantize(q, q_loaded);
+        return;
+    }
     if (!p.format->is_bnb()) {
         quantize_fast(*p.format, p.blocksize, x, n, q.packed.data(), q.absmax.data(), q_loaded);
         for (int64_t i = 0; i < n; ++i) {

@@ -22,9 +22,11 @@ struct QuantParams {
     bool double_quant = false;  // bnb_4bit_use_double_quant (nf4 / fp4 only)
 };
 
-// How the exported backbone stores the quantized matrices (--backbone).
-enum class Backbone { BF16, FP16, FP32, BNB4 };
-Backbone parse_backbone(const std::string& s);  // "bf16" | "fp16" | "fp32" | "bnb4"; ConfigError
+// How the exported backbone stores the quantized matrices (--backbone): a 16/32-bit tensor that
+// bitsandbytes quantizes at load, or pre-quantized as bitsandbytes saves it (bnb4: 4-bit codes,
+// int8: LLM.int8 codes + SCB), loaded as is.
+enum class Backbone { BF16, FP16, FP32, BNB4, INT8 };
+Backbone parse_backbone(const std::string& s);  // "bf16" | "fp16" | "fp32" | "bnb4" | "int8"; ConfigError
 const char* backbone_name(Backbone b);
 
 struct QuantizedTensor {
@@ -39,7 +41,7 @@ struct QuantizedTensor {
     DoubleQuant nested;           // double_quant only: absmax codes (U8), nested_absmax, offset
     // quantize_as_loaded with a bf16/fp16 backbone: blocks whose stored values the dtype cannot
     // reproduce exactly (fp16 subnormal range) and that were replaced by bitsandbytes'
-    // re-quantization of the stored values. 0 for every block of normal magnitude.
+    // re-quantization of the stored values. 0 for every block of normal magnitude. (int8: rows.)
     int64_t requantized_blocks = 0;
 
     const char* name() const { return format ? format->name : ""; }
@@ -59,8 +61,17 @@ void dequantize(const QuantizedTensor& q, float* out);
 //   use that absmax; the stored values table[c] * absmax re-quantize (bitsandbytes at load) to
 //   the same codes and absmax; q_loaded = table[c] * absmax (decoded when double_quant, which
 //   then describes the load-time double quantization). See quantize.cpp for the proof.
-// - bf16 / fp16 / fp32 with a LoftQ format: q_loaded = the dtype's rounding of Q.
-// Throws ConfigError for bnb4 with a LoftQ format or double_quant with a LoftQ format.
+// - nf2 loads through load_in_4bit nf4 (format.hpp loads_through_nf4): bnb4 exports its codes as
+//   NF4 codes (q_loaded = Q); bf16 / fp16 / fp32 (blocksize 64) round each block's absmax UP to
+//   the dtype as for nf4, so that NF4's re-quantization at load gives back the NF2 values.
+// - bf16 / fp16 / fp32 with another LoftQ format (nf8, uniform): q_loaded = the dtype's rounding
+//   of Q (they load as stored, with no quantization_config).
+// - int8 (LLM.int8, int8_rowwise.hpp): with the int8 backbone q_loaded = the plain quantization;
+//   with bf16 / fp16 / fp32 (load_in_8bit re-quantizes the stored values) each row's SCB is rounded
+//   UP to the dtype, codes use it, and rows whose stored values would re-quantize differently are
+//   replaced by that re-quantization (requantized_blocks counts them): q_loaded is what loads.
+// Throws ConfigError for bnb4 with a format other than nf4/fp4/nf2, int8 with another format, or
+// double_quant with a format other than nf4/fp4.
 void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x, int64_t n,
                         QuantizedTensor& q, float* q_loaded, const std::string& tensor_name);
 

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "quant/format_tables.hpp"
+#include "quant/int8_rowwise.hpp"
 #include "quant/quantize_ref.hpp"
 
 namespace loftq {
@@ -144,6 +145,7 @@ void quantize_blocks(const QuantFormat& f, int blocksize, const float* x, int64_
 
 void quantize_fast(const QuantFormat& f, int blocksize, const float* x, int64_t n, uint8_t* packed,
                    float* scales, float* q) {
+    if (f.is_row_wise()) return int8_quantize_fast(blocksize, x, n, packed, scales, q);  // one code per byte
     quantize_blocks(f, blocksize, x, n, nullptr, packed, scales, q);
 }
 
@@ -161,6 +163,7 @@ void block_absmax_fast(int blocksize, const float* x, int64_t n, float* absmax) 
 
 void dequantize_fast(const QuantFormat& f, int blocksize, const uint8_t* packed, const float* scales,
                      int64_t n, float* out) {
+    if (f.is_row_wise()) return int8_dequantize_fast(blocksize, packed, scales, n, out);
     const int per_byte = 8 / f.bits;
     for_each_block(n, blocksize, [&](int64_t b, int64_t begin, int64_t len, uint8_t* codes) {
         unpack_codes(f, packed + begin / per_byte, len, codes);

@@ -13,7 +13,8 @@ namespace loftq {
 // nullptr. Same contract and validation assumptions as quantize_ref + pack_codes.
 void quantize_fast(const QuantFormat& f, int blocksize, const float* x, int64_t n, uint8_t* packed,
                    float* scales, float* q);
-// The same with the block scales given (bnb formats only: codes use 1.0f / scales[b]); used to
+// The same with the block scales given (bnb formats: codes use 1.0f / scales[b]; LoftQ's: x /
+// scales[b]; not int8); used to
 // quantize against an absmax that the backbone dtype can represent (quantize.hpp).
 void quantize_fast_with_scales(const QuantFormat& f, int blocksize, const float* x, int64_t n,
                                const float* scales, uint8_t* packed, float* q);

@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "quant/format_tables.hpp"
+#include "quant/int8_rowwise.hpp"
 
 namespace loftq {
 namespace {
@@ -42,6 +43,7 @@ uint8_t element_code(const QuantFormat& f, float x, float scale, float recip) {
 
 void quantize_ref(const QuantFormat& f, int blocksize, const float* x, int64_t n, uint8_t* codes,
                   float* scales) {
+    if (f.is_row_wise()) return int8_quantize_ref(f, blocksize, x, n, codes, scales);
     for (int64_t b = 0; b * blocksize < n; ++b) {
         const int64_t begin = b * blocksize;
         const int64_t len = std::min<int64_t>(blocksize, n - begin);
@@ -54,6 +56,7 @@ void quantize_ref(const QuantFormat& f, int blocksize, const float* x, int64_t n
 
 void dequantize_ref(const QuantFormat& f, int blocksize, const uint8_t* codes, const float* scales,
                     int64_t n, float* out) {
+    if (f.is_row_wise()) return int8_dequantize_ref(f, blocksize, codes, scales, n, out);
     for (int64_t i = 0; i < n; ++i) out[i] = f.table[codes[i]] * scales[i / blocksize];
 }
 
@@ -121,7 +124,7 @@ void double_dequantize_ref(const DoubleQuant& dq, int64_t count, float* absmax) 
 
 void check_quant_input(const QuantFormat& f, int blocksize, const float* x, int64_t n,
                        const std::string& tensor_name) {
-    check_blocksize(blocksize);
+    check_format_blocksize(f, blocksize);
     if (n <= 0) LOFTQ_THROW(InputError, "tensor ", tensor_name, ": nothing to quantize (", n, " elements)");
     if (f.needs_full_blocks() && n % blocksize != 0)
         LOFTQ_THROW(InputError, "tensor ", tensor_name, ": ", n, " elements is not a multiple of blocksize ",
@@ -135,6 +138,7 @@ void check_quant_input(const QuantFormat& f, int blocksize, const float* x, int6
             if (!std::isfinite(x[i]))
                 LOFTQ_THROW(InputError, "tensor ", tensor_name, ": element ", i, " is ", x[i],
                         "; weights must be finite to quantize");
+    if (f.is_row_wise()) check_int8_input(x, n, blocksize, tensor_name);
 }
 
 }  // namespace loftq

@@ -22,7 +22,8 @@ void quantize_ref(const QuantFormat& f, int blocksize, const float* x, int64_t n
                   float* scales);
 // The scale of one block of len elements (the rule quantize_ref uses).
 float block_scale_ref(const QuantFormat& f, const float* x, int64_t len);
-// out[i] = table[codes[i]] * scales[block of i], in float32.
+// out[i] = table[codes[i]] * scales[block of i], in float32. (int8: both dispatch to
+// int8_rowwise.hpp, so that every format goes through these two.)
 void dequantize_ref(const QuantFormat& f, int blocksize, const uint8_t* codes, const float* scales,
                     int64_t n, float* out);
 
@@ -48,8 +49,8 @@ DoubleQuant double_quantize_ref(const float* absmax, int64_t count);
 void double_dequantize_ref(const DoubleQuant& dq, int64_t count, float* absmax);
 
 // Rejects what no format accepts, with one line naming the tensor: a bad blocksize
-// (ConfigError), n <= 0, NaN or Inf, n not a multiple of the blocksize for LoftQ formats
-// (InputError).
+// (ConfigError), n <= 0, NaN or Inf, n not a multiple of the blocksize for LoftQ formats and
+// int8, an element float16 cannot hold for int8 (InputError).
 void check_quant_input(const QuantFormat& f, int blocksize, const float* x, int64_t n,
                        const std::string& tensor_name);
 

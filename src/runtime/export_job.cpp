@@ -137,21 +137,44 @@ namespace {
 // How to load the backbone so that it holds the optimised Q, and what the exporter says about it.
 nlohmann::json load_block(Backbone bb, const RunLayout& layout, const std::string& compute_dtype,
                           nlohmann::json& notes) {
-    bool any_bnb = false, any_loftq = false;
-    for (const auto& m : layout) (find_format(m.format)->is_bnb() ? any_bnb : any_loftq) = true;
+    bool any_bnb = false, any_loftq = false, any_nf2 = false;
+    for (const auto& m : layout) {
+        const QuantFormat& f = *find_format(m.format);
+        (f.is_bnb() || f.loads_through_nf4() ? any_bnb : any_loftq) = true;
+        any_nf2 = any_nf2 || f.loads_through_nf4();
+    }
     const MatrixLayout& m0 = layout.front();
     nlohmann::json load{{"backbone", backbone_name(bb)}, {"torch_dtype", compute_dtype}};
+    if (any_nf2)
+        notes.push_back("nf2 matrices load through bitsandbytes NF4: NF2's values are NF4 values and a block keeps "
+                        "its absmax, so load_in_4bit nf4 holds them exactly (2-bit information in 4-bit storage, "
+                        "as LoftQ's released 2-bit models); one BitsAndBytesConfig serves every matrix");
     if (bb == Backbone::BNB4) {
         load["requantize"] = false;
-        notes.push_back(cat("bnb4 backbone: bitsandbytes' pre-quantized ", m0.format,
+        notes.push_back(cat("bnb4 backbone: bitsandbytes' pre-quantized ", bnb4_quant_type(*find_format(m0.format)),
                             " serialization with quantization_config in config.json; loads with no re-quantization"));
+        return load;
+    }
+    if (find_format(m0.format)->is_row_wise()) {  // int8 runs hold int8 only (RunSpec)
+        if (bb == Backbone::INT8) {
+            load["requantize"] = false;
+            notes.push_back("int8 backbone: bitsandbytes' LLM.int8 serialization (int8 weight + SCB, as transformers "
+                            "saves load_in_8bit models) with quantization_config in config.json; "
+                            "from_pretrained(out) loads it with no re-quantization");
+        } else {
+            load["requantize"] = true;
+            load["load_in_8bit"] = true;
+            notes.push_back(cat(backbone_name(bb), " backbone: load with BitsAndBytesConfig(load_in_8bit=True)",
+                                ": the stored values re-quantize (LLM.int8, one scale per row) to exactly the Q "
+                                "LoftQ optimised"));
+        }
         return load;
     }
     if (any_bnb) {
         load["requantize"] = true;
         load["bnb_4bit_quant_type"] = "nf4";
         for (const auto& m : layout)
-            if (find_format(m.format)->is_bnb()) load["bnb_4bit_quant_type"] = m.format;
+            if (find_format(m.format)->is_bnb()) load["bnb_4bit_quant_type"] = m.format;  // nf2 loads as nf4
         load["bnb_4bit_use_double_quant"] = false;
         load["bnb_4bit_compute_dtype"] = compute_dtype;
         notes.push_back(cat(backbone_name(bb), " backbone: load with BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"",
@@ -165,10 +188,14 @@ nlohmann::json load_block(Backbone bb, const RunLayout& layout, const std::strin
     if (any_loftq) {
         std::map<std::string, int> formats;
         for (const auto& m : layout)
-            if (!find_format(m.format)->is_bnb()) formats[m.format] = m.bits;
+            if (!find_format(m.format)->is_bnb() && !find_format(m.format)->loads_through_nf4()) formats[m.format] = m.bits;
         for (const auto& [f, bits] : formats)
             notes.push_back(cat(f, " matrices stored dequantized in ", backbone_name(bb), ": bitsandbytes cannot hold ",
-                                bits, "-bit pre-quantized; they are as optimised only when loaded without re-quantization"));
+                                bits, "-bit pre-quantized; they are as optimised only when loaded without re-quantization",
+                                bits == 8 ? " (no quantization_config: no memory saved; load_in_8bit would re-quantize "
+                                            "them with LLM.int8 and load a worse Q than load_in_8bit of the original: "
+                                            "for load_in_8bit run with --quant int8)"
+                                          : ""));
         if (any_bnb)
             notes.push_back("mixed precision: no single BitsAndBytesConfig loads both kinds as optimised "
                             "(skip the dequantized modules with llm_int8_skip_modules)");
@@ -206,7 +233,10 @@ ExportOutcome export_run(const ExportRequest& req) {
     const DType model_d = torch_dtype_to_dtype(model_dtype, cat(req.model_dir, "/config.json torch_dtype"));
     std::string load_dtype = model_dtype;
     if (bb == Backbone::BNB4) {
-        config["quantization_config"] = bnb4_quantization_config(layout.front().format, layout.front().double_quant, model_dtype);
+        config["quantization_config"] = bnb4_quantization_config(bnb4_quant_type(*find_format(layout.front().format)),
+                                                                 layout.front().double_quant, model_dtype);
+    } else if (bb == Backbone::INT8) {
+        config["quantization_config"] = int8_quantization_config();
     } else if (const DType d = backbone_dtype(bb); !(d == model_d || model_d == DType::F32)) {
         load_dtype = dtype_to_torch_name(d);
         config[new_key ? "dtype" : "torch_dtype"] = load_dtype;
@@ -216,7 +246,8 @@ ExportOutcome export_run(const ExportRequest& req) {
     std::map<std::string, size_t> target;
     for (size_t i = 0; i < layout.size(); ++i) target[layout[i].name] = i;
     auto state_of = [&](const MatrixLayout& m, float offset) {
-        return bnb4_quant_state_json({m.format, m.blocksize, model_dtype, m.rows, m.cols, m.double_quant, offset});
+        return bnb4_quant_state_json({bnb4_quant_type(*find_format(m.format)), m.blocksize, model_dtype, m.rows, m.cols,
+                                      m.double_quant, offset});
     };
     std::vector<TensorSpec> specs, adapter_specs;
     std::vector<bool> keep_with_previous;
@@ -234,8 +265,8 @@ ExportOutcome export_run(const ExportRequest& req) {
             continue;
         }
         const MatrixLayout& m = layout[it->second];
-        if (bb == Backbone::BNB4) {
-            for (auto& s : bnb4_tensor_specs(m, state_of(m, 0.0f).size())) {
+        if (bb == Backbone::BNB4 || bb == Backbone::INT8) {
+            for (auto& s : bb == Backbone::BNB4 ? bnb4_tensor_specs(m, state_of(m, 0.0f).size()) : int8_tensor_specs(m)) {
                 keep_with_previous.resize(specs.size() + 1, false);
                 keep_with_previous.back() = s.name != name;  // components share the weight's shard
                 specs.push_back(std::move(s));
@@ -266,16 +297,27 @@ ExportOutcome export_run(const ExportRequest& req) {
         verify_record(rec, ck, req.work_path);
         const QuantFormat& f = *find_format(m.format);
         if (bb == Backbone::BNB4) {
-            write_vector(backbone, name, rec.codes);
+            if (f.loads_through_nf4()) {
+                std::vector<uint8_t> nf4_codes(static_cast<size_t>((m.rows * m.cols + 1) / 2));
+                nf2_codes_as_nf4(rec.codes.data(), m.rows * m.cols, nf4_codes.data());
+                write_vector(backbone, name, nf4_codes);
+            } else {
+                write_vector(backbone, name, rec.codes);
+            }
             if (m.double_quant) write_vector(backbone, name + ".absmax", rec.absmax_codes);
             else write_vector(backbone, name + ".absmax", rec.absmax);
-            backbone.write(name + ".quant_map", f.table, 16 * sizeof(float));
+            backbone.write(name + ".quant_map", find_format(bnb4_quant_type(f))->table, 16 * sizeof(float));
             if (m.double_quant) {
                 write_vector(backbone, name + ".nested_absmax", rec.nested_absmax);
                 backbone.write(name + ".nested_quant_map", tables::kDynamicSigned8, 256 * sizeof(float));
             }
             const std::string state = state_of(m, rec.nested_offset);
-            backbone.write(name + ".quant_state.bitsandbytes__" + m.format, state.data(), state.size());
+            backbone.write(name + ".quant_state.bitsandbytes__" + bnb4_quant_type(f), state.data(), state.size());
+        } else if (bb == Backbone::INT8) {
+            write_vector(backbone, name, rec.codes);  // int8 bit patterns
+            write_vector(backbone, int8_scb_key(name), rec.absmax);
+            const uint8_t row_major = 0;
+            backbone.write(int8_weight_format_key(name), &row_major, 1);
         } else {
             QuantizedTensor q;
             q.format = &f;

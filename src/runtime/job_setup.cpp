@@ -16,9 +16,9 @@ RunLayout make_run_layout(const Plan& plan) {
         l.cols = m.cols;
         l.bits = m.bits;
         l.format = f.name;
-        l.blocksize = o.quant.blocksize;
+        l.blocksize = plan.spec.blocksize_for(m.bits, m.cols);
         l.codes_bytes = packed_bytes(f, m.rows * m.cols);
-        l.nblocks = block_count(m.rows * m.cols, o.quant.blocksize);
+        l.nblocks = block_count(m.rows * m.cols, static_cast<int>(l.blocksize));
         l.double_quant = o.quant.double_quant;
         l.rank = m.rank;  // min(--rank, rows, cols)
         l.iters = o.iters;

@@ -190,7 +190,7 @@ struct Worker {
         for (int s = item.shard_begin; s < item.shard_end; ++s)
             inputs.push_back({a.bounds[static_cast<size_t>(s)], a.bounds[static_cast<size_t>(s) + 1],
                               w.data() + (a.bounds[static_cast<size_t>(s)] - item.row_begin) * m.cols});
-        LoftqOptions options = plan.spec.for_matrix(m.tensor, m.bits);
+        LoftqOptions options = plan.spec.for_matrix(m.tensor, m.bits, m.cols);
         options.svd_options.rank = m.rank;  // the plan's: min(--rank, rows, cols)
         LoftqResult r = run_loftq_sharded(be, group.communicator(), shards, m.tensor, inputs, m.rows, m.cols, options);
         t.quantize = r.times.quantize;

@@ -1,14 +1,43 @@
 // The summary table a quantize run ends with, read back from the run file (so a resumed run
 // reports every matrix, including those finished by an earlier job).
 #include <cstdio>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.hpp"
 #include "io/runfile.hpp"
+#include "plan/run_spec.hpp"
+#include "quant/format.hpp"
 #include "runtime/export_job.hpp"
 #include "runtime/quantize_job.hpp"
 
 namespace loftq {
+namespace {
+
+// One line per kind of matrix: how the exported folder (in the run's own backbone) loads.
+void print_how_it_loads(const RunLayout& layout, Backbone bb) {
+    std::set<std::string> lines;
+    for (const auto& m : layout) {
+        const QuantFormat& f = *find_format(m.format);
+        if (f.is_row_wise())
+            lines.insert(bb == Backbone::INT8 ? "int8: from_pretrained(out) as is (int8 weight + SCB, load_in_8bit config)"
+                                              : "int8: load with BitsAndBytesConfig(load_in_8bit=True)");
+        else if (f.is_bnb() || f.loads_through_nf4())
+            lines.insert(cat(f.name, bb == Backbone::BNB4 ? ": from_pretrained(out) as is (bnb4)"
+                                                          : ": load with BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"",
+                             bb == Backbone::BNB4 ? "" : (f.is_bnb() ? f.name : "nf4"), bb == Backbone::BNB4 ? "" : "\")",
+                             f.loads_through_nf4() ? " (NF2 values are NF4 values)" : ""));
+        else
+            lines.insert(cat(f.name, ": loads only as stored (dequantized, no quantization_config: no memory saved)",
+                             f.bits == 8 ? "; load_in_8bit would re-quantize it worse than plain load_in_8bit: "
+                                           "use --quant int8 for that"
+                                         : ""));
+    }
+    for (const auto& l : lines) std::printf("loads as optimised: %s\n", l.c_str());
+}
+
+}  // namespace
 
 void print_run_summary(const std::string& work_path) {
     RunFile run = RunFile::open_read(work_path);
@@ -39,6 +68,7 @@ void print_run_summary(const std::string& work_path) {
     std::printf("%-52s %13s %4s %10.6f %10.6f %6.1f%%\n", "RMS weighted by size", "", "", qr, lr, 100.0 * (1.0 - lr / qr));
     std::printf("%zu of %zu matrices complete; LoftQ (as loaded) is worse than QLoRA on %d\n", done.size(), layout.size(),
                 t["worse_than_qlora"].get<int>());
+    print_how_it_loads(layout, RunSpec::from_json(run.options_json(), work_path).loftq.backbone);
     std::fflush(stdout);
 }
 

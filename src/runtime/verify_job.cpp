@@ -130,6 +130,23 @@ std::vector<float> load_bnb4(const Checkpoint& out, const std::string& name, int
     return q;
 }
 
+// The LLM.int8 tensors of `name` (M.weight int8, M.SCB) dequantized as bitsandbytes does.
+std::vector<float> load_int8(const Checkpoint& out, const std::string& name, int64_t rows, int64_t cols) {
+    const std::string where = cat(out.path(), " tensor ", name);
+    const std::string scb_key = int8_scb_key(name);
+    if (!out.contains(scb_key)) LOFTQ_THROW(InputError, where, ": no ", scb_key, " tensor (an int8 backbone needs it)");
+    const std::vector<int8_t> codes = out.file_of(name).read_as<int8_t>(name);
+    const std::vector<float> scb = out.file_of(scb_key).read_as<float>(scb_key);
+    if (static_cast<int64_t>(codes.size()) != rows * cols || static_cast<int64_t>(scb.size()) != rows)
+        LOFTQ_THROW(InputError, where, ": int8 weight or SCB of the wrong size (expected ", rows, "x", cols, " and ",
+                    rows, ")");
+    const QuantFormat& f = select_format("int8", 8);
+    std::vector<float> q(codes.size());
+    f.dequantize(f, static_cast<int>(cols), reinterpret_cast<const uint8_t*>(codes.data()), scb.data(),
+                 rows * cols, q.data());
+    return q;
+}
+
 std::vector<float> quantized(const QuantFormat& f, int blocksize, bool dq, const std::vector<float>& x,
                              const std::string& name) {
     QuantizedTensor q;
@@ -196,12 +213,15 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
     const nlohmann::json acfg = read_json_file(acfg_path, "file");
     const nlohmann::json report = read_optional_json_file(output_dir + "/report.json");
 
-    const bool bnb4 = config.is_object() && config.contains("quantization_config");
-    bool load_dq = false;
-    if (bnb4) {
+    const bool prequantized = config.is_object() && config.contains("quantization_config");
+    bool bnb4 = false, int8 = false, load_dq = false;
+    if (prequantized) {
         const auto& qc = config["quantization_config"];
-        if (field<std::string>(qc, "quant_method", config_path) != "bitsandbytes" || !field<bool>(qc, "load_in_4bit", config_path))
-            LOFTQ_THROW(InputError, config_path, ": quantization_config is not bitsandbytes 4-bit");
+        if (field<std::string>(qc, "quant_method", config_path) != "bitsandbytes")
+            LOFTQ_THROW(InputError, config_path, ": quantization_config is not bitsandbytes");
+        bnb4 = field<bool>(qc, "load_in_4bit", config_path);
+        int8 = field<bool>(qc, "load_in_8bit", config_path);
+        if (bnb4 == int8) LOFTQ_THROW(InputError, config_path, ": quantization_config is neither 4-bit nor 8-bit");
     } else if (report.is_object() && report.contains("load")) {
         load_dq = report["load"].value("bnb_4bit_use_double_quant", false);
     }
@@ -231,8 +251,9 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
         lora[name] |= which == 'A' ? 1 : 2;
     }
     const Checkpoint model(model_dir), out(output_dir);
-    bool stored_as_is = false, requantized = false;
-    rep.backbone = bnb4 ? "bnb4" : "";
+    bool stored_as_is = false, requantized = false, requantized_int8 = false;
+    rep.backbone = bnb4 ? "bnb4" : int8 ? "int8" : "";
+    const QuantFormat& int8_format = select_format("int8", 8);
     for (const auto& [name, seen] : lora) {
         if (seen != 3) LOFTQ_THROW(InputError, afile_path, ": module of ", name, " lacks lora_A or lora_B");
         const TensorInfo& wi = model.info(name);
@@ -265,7 +286,18 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
             const QuantFormat* f = find_format(qt);
             if (f == nullptr || !f->is_bnb()) LOFTQ_THROW(InputError, output_dir, ": tensor ", name, " quant_type ", qt);
             vm.loaded_as = cat("bnb4 ", qt, "/", bs, nested ? " dq" : "");
+            // An nf2 matrix is stored as NF4 codes of NF2 values; its QLoRA is NF2 of W (2 bits).
+            const auto rf = report_format.find(name);
+            const QuantFormat* run_f = rf == report_format.end() ? nullptr : find_format(rf->second.first);
+            if (run_f != nullptr && run_f->loads_through_nf4()) {
+                vm.loaded_as += " (nf2 values)";
+                f = run_f;
+            }
             qlora = quantized(*f, static_cast<int>(bs), nested, w, name);
+        } else if (int8) {
+            q = load_int8(out, name, vm.rows, vm.cols);
+            vm.loaded_as = "int8 (weight + SCB)";
+            qlora = quantized(int8_format, static_cast<int>(vm.cols), false, w, name);
         } else {
             const TensorInfo& si = out.info(name);
             if (si.shape != wi.shape) LOFTQ_THROW(InputError, output_dir, ": tensor ", name, " has shape ", shape_string(si.shape));
@@ -280,11 +312,18 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
             const std::string fmt = rf == report_format.end() ? "nf4" : rf->second.first;
             const QuantFormat* f = find_format(fmt);
             if (f == nullptr) LOFTQ_THROW(InputError, output_dir, "/report.json: matrix ", name, " has format ", fmt);
-            if (f->is_bnb()) {
+            if (f->is_row_wise()) {
+                requantized_int8 = true;
+                vm.loaded_as = cat(dtype_name(si.dtype), " -> int8 (LLM.int8)");
+                q = quantized(*f, static_cast<int>(vm.cols), false, stored, name);
+                qlora = quantized(*f, static_cast<int>(vm.cols), false, w, name);
+            } else if (f->is_bnb() || f->loads_through_nf4()) {
                 requantized = true;
-                vm.loaded_as = cat(dtype_name(si.dtype), " -> ", fmt, "/64", load_dq ? " dq" : "");
-                q = quantized(*f, 64, load_dq, stored, name);
-                qlora = quantized(*f, 64, load_dq, w, name);
+                const QuantFormat& held = f->is_bnb() ? *f : select_format("nf", 4);  // nf2 loads as nf4
+                vm.loaded_as = cat(dtype_name(si.dtype), " -> ", held.name, "/64", load_dq ? " dq" : "",
+                                   f->is_bnb() ? "" : " (nf2 values)");
+                q = quantized(held, 64, load_dq, stored, name);
+                qlora = quantized(*f, 64, f->is_bnb() && load_dq, w, name);
             } else {
                 stored_as_is = true;
                 const int bs = rf == report_format.end() ? 64 : static_cast<int>(rf->second.second);
@@ -302,10 +341,16 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
     }
     if (rep.matrices.empty()) LOFTQ_THROW(InputError, afile_path, ": no LoRA modules");
     if (requantized)
-        rep.notes.push_back(cat("nf4/fp4 matrices re-quantized from the stored values cast to ", torch_dtype,
-                                " at blocksize 64, as BitsAndBytesConfig(load_in_4bit=True) does"));
+        rep.notes.push_back(cat("nf4/fp4 (and nf2, as nf4) matrices re-quantized from the stored values cast to ",
+                                torch_dtype, " at blocksize 64, as BitsAndBytesConfig(load_in_4bit=True) does"));
+    if (requantized_int8)
+        rep.notes.push_back(cat("int8 matrices re-quantized from the stored values cast to ", torch_dtype,
+                                " and then float16, one scale per row, as BitsAndBytesConfig(load_in_8bit=True) does"));
+    if (int8)
+        rep.notes.push_back("int8 backbone: codes and SCB loaded as stored (code * SCB / 127), as "
+                            "from_pretrained(out) does with its quantization_config; QLoRA there is load_in_8bit of W");
     if (stored_as_is)
-        rep.notes.push_back("nf2/nf8/uniform matrices are loaded as stored, with no re-quantization "
+        rep.notes.push_back("nf8/uniform matrices are loaded as stored, with no re-quantization "
                             "(bitsandbytes cannot hold them); QLoRA there is the same LoftQ quantizer applied to W");
     return rep;
 }

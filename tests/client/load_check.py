@@ -5,8 +5,10 @@ bitsandbytes (run inside the client venv, launch/client-venv.sh), and check it.
   python tests/client/load_check.py --model ORIG --output OUT [--verify-json F] [--json RESULT]
 
 Loading (printed as "load path: ..."):
-  - OUT/config.json has a quantization_config (bnb4 backbone):
+  - OUT/config.json has a quantization_config (bnb4 or int8 backbone):
         AutoModelForCausalLM.from_pretrained(OUT)                          as is
+  - otherwise, when OUT/report.json's "load" says load_in_8bit (an int8 run, float backbone):
+        from_pretrained(OUT, quantization_config=BitsAndBytesConfig(load_in_8bit=True))
   - otherwise (bf16/fp16/fp32 backbone), when bitsandbytes quantizes 4-bit on this CPU:
         from_pretrained(OUT, quantization_config=BitsAndBytesConfig(load_in_4bit=True,
             bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False,
@@ -15,11 +17,12 @@ Loading (printed as "load path: ..."):
   then PeftModel.from_pretrained(base, OUT, subfolder="loftq_init").
 
 Checks (exit status 1 when any fails, 2 for a bad argument or an unloadable folder):
-  (a) per target module, the base weight transformers holds (Params4bit dequantized by
-      bitsandbytes in float32, or the plain weight) reproduces `loftq verify --json`:
+  (a) per target module, the base weight transformers holds (Params4bit / Int8Params dequantized
+      by bitsandbytes in float32, or the plain weight) reproduces `loftq verify --json`:
       ||W - Q - s B A|| / ||W|| = loftq_error, and bitsandbytes' own quantization of W gives
-      qlora_error (relative 1e-5). For a bnb4 folder the held codes must also decode
-      (spec: first element in the high nibble) to exactly the values stored in the file.
+      qlora_error (relative 1e-5; an nf2 matrix, held as nf4: LoftQ's NF2 of W). For a bnb4 folder the held codes must also decode
+      (spec: first element in the high nibble) to exactly the values stored in the file; for
+      an int8 folder the held weight must equal the file's weight * SCB / 127.
       Without --verify-json: held Q + s B A no worse than bitsandbytes' QLoRA of W, per matrix.
   (b) PEFT's scaling = lora_alpha / r (sqrt(r) with use_rslora, rank/alpha_pattern applied)
       and the lora_A / lora_B it holds equal the adapter file's tensors bit for bit; every
@@ -86,19 +89,35 @@ def bnb_cpu_4bit():
 
 
 def held_weight(layer):
-    """float32 weight a (possibly 4-bit) linear layer holds, dequantized by bitsandbytes."""
+    """float32 weight a (possibly 4-bit or LLM.int8) linear layer holds, dequantized by bitsandbytes."""
     w = layer.weight
+    import bitsandbytes.functional as bnbf
+    if w.dtype == torch.int8:
+        return bnbf.int8_vectorwise_dequant(w.data, w.SCB).float(), "Int8Params (LLM.int8)"
     state = getattr(w, "quant_state", None)
     if state is None:
         return w.detach().float(), "plain " + str(w.dtype).replace("torch.", "")
-    import bitsandbytes.functional as bnbf
     st32 = copy.copy(state)
     st32.dtype = torch.float32  # bnb casts to quant_state.dtype after table * absmax; keep float32
     return bnbf.dequantize_4bit(w.data, st32).float(), f"Params4bit {state.quant_type}/{state.blocksize}"
 
 
-def decode_stored_bnb4(out_dir, key, shape):
-    """Q decoded straight from the output files by the spec (FORMATS section 2), not by bnb."""
+NF2 = [-1.0, 0.0, 0.33791524171829224, 1.0]
+
+
+def loftq_nf2(W, blocksize):
+    """LoftQ's NF2 quantize + dequantize of W (FORMATS section 3): y = x / absmax per block of the
+    flattened W, nearest NF2 value (ties to the lower code). QLoRA at 2 bits: bitsandbytes has no
+    2-bit quantizer, and an nf2 matrix loads through load_in_4bit nf4 holding exactly these values."""
+    table = torch.tensor(NF2, dtype=torch.float32)
+    blocks = W.float().reshape(-1, blocksize)
+    absmax = blocks.abs().amax(1, keepdim=True)
+    codes = (blocks / absmax).unsqueeze(-1).sub(table).abs().argmin(-1)
+    return (table[codes] * absmax).reshape(W.shape)
+
+
+def stored_tensor_reader(out_dir):
+    """get(name): a tensor of the output folder's backbone, straight from its files."""
     index = os.path.join(out_dir, "model.safetensors.index.json")
     if os.path.exists(index):
         with open(index) as f:
@@ -116,6 +135,22 @@ def decode_stored_bnb4(out_dir, key, shape):
         with safe_open(files[name], "pt") as f:
             return f.get_tensor(name)
 
+    return get, files
+
+
+def decode_stored_int8(out_dir, key):
+    """Q decoded straight from the output files by the spec (FORMATS section 6): weight * SCB / 127."""
+    get, _ = stored_tensor_reader(out_dir)
+    cb = get(key)
+    if cb.dtype != torch.int8:
+        raise CheckFailed(f"{out_dir}: {key} is {cb.dtype}, not int8")
+    scb = get(key.removesuffix(".weight") + ".SCB").float()
+    return cb.float() * scb[:, None] * torch.tensor(7.874015718698502e-3, dtype=torch.float32)
+
+
+def decode_stored_bnb4(out_dir, key, shape):
+    """Q decoded straight from the output files by the spec (FORMATS section 2), not by bnb."""
+    get, files = stored_tensor_reader(out_dir)
     state_key = next((k for k in files if k.startswith(key + ".quant_state.bitsandbytes__")), None)
     if state_key is None:
         raise CheckFailed(f"{out_dir}: no {key}.quant_state.bitsandbytes__* tensor")
@@ -180,10 +215,25 @@ def main(argv=None):
     print(f"bitsandbytes CPU 4-bit: {'yes' if cpu4 else 'no'} ({why})")
     compute = getattr(torch, args.compute_dtype)
 
+    report_path = os.path.join(args.output, "report.json")
+    load, formats = {}, {}
+    if os.path.exists(report_path):
+        with open(report_path) as f:
+            report = json.load(f)
+        load = report.get("load", {})
+        formats = {m["name"].removesuffix(".weight"): (m["format"], m["blocksize"]) for m in report.get("matrices", [])}
+    qc = out_cfg.get("quantization_config") or {}
     orig = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
-    if out_cfg.get("quantization_config"):
+    if qc.get("load_in_8bit"):
+        path = "int8 folder loaded as is (serialized LLM.int8 weight + SCB, no re-quantization)"
+        base = AutoModelForCausalLM.from_pretrained(args.output)
+    elif qc:
         path = "bnb4 folder loaded as is (serialized 4-bit weights, no re-quantization)"
         base = AutoModelForCausalLM.from_pretrained(args.output)
+    elif load.get("load_in_8bit"):
+        path = "float folder re-quantized by bitsandbytes at load (load_in_8bit: LLM.int8, one scale per row)"
+        base = AutoModelForCausalLM.from_pretrained(args.output,
+                                                    quantization_config=BitsAndBytesConfig(load_in_8bit=True))
     elif cpu4:
         path = (f"float folder re-quantized by bitsandbytes at load on the CPU (nf4, blocksize 64, "
                 f"no double quant)")
@@ -253,39 +303,50 @@ def main(argv=None):
             for mrow in json.load(f)["matrices"]:
                 verify[mrow["name"].removesuffix(".weight")] = mrow
     orig_sd = orig.state_dict()
-    rows, worst_l, worst_q, decode_bad, held_kinds = [], 0.0, 0.0, [], set()
+    rows, worst_l, worst_q, decode_bad = [], 0.0, 0.0, []
     import bitsandbytes.functional as bnbf
     for name, m in lora_modules.items():
         short = name.split("base_model.model.", 1)[-1]
         W = orig_sd[short + ".weight"].float()
         Q, kind = held_weight(m.base_layer)
-        held_kinds.add(kind)
         A = m.lora_A["default"].weight.detach().float()
         B = m.lora_B["default"].weight.detach().float()
         s = m.scaling["default"]
         wn = float(W.double().norm())
         row = {"name": short, "shape": list(W.shape), "held": kind,
                "q_error": rel(W - Q, wn), "loftq_error": rel(W.double() - Q.double() - s * (B.double() @ A.double()), wn)}
-        if out_cfg.get("quantization_config"):
-            stored, state = decode_stored_bnb4(args.output, short + ".weight", list(W.shape))
+        if qc:
+            if qc.get("load_in_8bit"):
+                stored = decode_stored_int8(args.output, short + ".weight")
+            else:
+                stored, state = decode_stored_bnb4(args.output, short + ".weight", list(W.shape))
             if not torch.equal(stored, Q):
                 decode_bad.append(short)
+        if "Int8Params" in kind:  # load_in_8bit of the original: Int8Params(W) as transformers does
+            p8 = bitsandbytes.nn.Int8Params(W.clone(), requires_grad=False).to("cpu")
+            row["qlora_error"] = rel(W - bnbf.int8_vectorwise_dequant(p8.data, p8.SCB).float(), wn)
         if "Params4bit" in kind:
             st = m.base_layer.weight.quant_state
             q, qs = bnbf.quantize_4bit(W, blocksize=st.blocksize, quant_type=st.quant_type,
                                        compress_statistics=st.nested)
             qs.dtype = torch.float32
             row["qlora_error"] = rel(W - bnbf.dequantize_4bit(q, qs), wn)
+            fmt, bs = formats.get(short, ("nf4", 64))
+            if fmt == "nf2":  # NF2 values held as nf4: QLoRA at 2 bits is NF2 of W
+                row["qlora_error"] = rel(W - loftq_nf2(W, bs), wn)
+                row["held"] = kind + " (nf2 values)"
         v = verify.get(short)
         if v is not None:
             row["verify_loftq_error"] = v["loftq_error"]
             row["verify_qlora_error"] = v["qlora_error"]
             worst_l = max(worst_l, abs(row["loftq_error"] - v["loftq_error"]) / max(v["loftq_error"], ERROR_FLOOR))
             if "qlora_error" in row:
-                tol = NESTED_QLORA_TOL if m.base_layer.weight.quant_state.nested else REL_TOL
+                state = getattr(m.base_layer.weight, "quant_state", None)
+                tol = NESTED_QLORA_TOL if state is not None and state.nested else REL_TOL
                 worst_q = max(worst_q, abs(row["qlora_error"] - v["qlora_error"]) / max(v["qlora_error"], 1e-30) / tol)
         rows.append(row)
     result["matrices"] = rows
+    held_kinds = {r_["held"] for r_ in rows}
     print(f"base weights held: {', '.join(sorted(held_kinds))}")
     for r_ in rows:
         print(f"  {r_['name']:<40} {'x'.join(map(str, r_['shape'])):>7} ||W-Q||/||W|| {r_['q_error']:.6f}"
@@ -299,9 +360,10 @@ def main(argv=None):
               f"{len(rows)} matrices (mean {sum(r_['loftq_error'] for r_ in rows) / len(rows):.6f} vs "
               f"{sum(r_['qlora_error'] for r_ in with_q) / len(with_q):.6f})"
               + (f"; worse: {worse[:3]}" if worse else ""))
-    if out_cfg.get("quantization_config"):
+    if qc:
         check("held_equals_file", not decode_bad,
-              f"{len(rows)} 4-bit weights held by transformers decode exactly as stored"
+              f"{len(rows)} {'int8' if qc.get('load_in_8bit') else '4-bit'} weights held by transformers "
+              f"decode exactly as stored"
               + (f"; differ: {decode_bad[:3]}" if decode_bad else ""))
     if args.verify_json:
         absent = [r_["name"] for r_ in rows if "verify_loftq_error" not in r_]

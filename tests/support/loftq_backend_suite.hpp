@@ -116,11 +116,12 @@ TEST_P(LoftqBackend, SlotsEqualQuantizeAsLoadedForEveryFormatAndBackbone) {
     const size_t n = 64 * 37;
     const std::vector<float> x = testing::heavy_tailed(static_cast<int64_t>(n), 7);
     DeviceBuffer dx = put(x), scratch(*be, n);
-    for (const char* name : {"nf4", "fp4", "nf2", "nf8", "uniform4"})
-        for (Backbone bb : {Backbone::BF16, Backbone::FP16, Backbone::FP32, Backbone::BNB4})
+    for (const char* name : {"nf4", "fp4", "nf2", "nf8", "uniform4", "int8"})
+        for (Backbone bb : {Backbone::BF16, Backbone::FP16, Backbone::FP32, Backbone::BNB4, Backbone::INT8})
             for (bool dq : {false, true}) {
                 const QuantFormat& f = *find_format(name);
                 if ((bb == Backbone::BNB4 || dq) && !f.is_bnb()) continue;
+                if (bb == Backbone::INT8 && !f.is_row_wise()) continue;
                 const QuantParams p{&f, 64, dq};
                 const std::string label = std::string(name) + " " + backbone_name(bb) + (dq ? " dq" : "");
                 const Reference want = reference(p, bb, x);
@@ -222,6 +223,20 @@ TEST_P(LoftqBackend, Fp16BackboneAndDoubleQuantCodesBitExact) {
         const std::string label = std::string(backbone_name(o.backbone)) + (o.quant.double_quant ? " dq" : "");
         expect_same_codes(c.q[0], g.q[0], label);
         EXPECT_NEAR(c.loaded_error, g.loaded_error, 1e-5) << label;
+    }
+}
+
+// LLM.int8 (rows of kCols): every backend gives the CPU's codes and SCB (CUDA stages it).
+TEST_P(LoftqBackend, Int8CodesBitExact) {
+    for (Backbone bb : {Backbone::BF16, Backbone::INT8}) {
+        LoftqOptions o = options(2, bb);
+        o.quant.format = &select_format("int8", 8);
+        o.quant.blocksize = static_cast<int>(kCols);
+        const LoftqResult c = run_loftq(*cpu, "w", w.data(), kRows, kCols, o);
+        const LoftqResult g = run_loftq(*be, "w", w.data(), kRows, kCols, o);
+        expect_same_codes(c.q[0], g.q[0], std::string("int8 ") + backbone_name(bb));
+        EXPECT_NEAR(c.loaded_error, g.loaded_error, 1e-5) << backbone_name(bb);
+        EXPECT_LE(g.loaded_error, g.qlora_error);
     }
 }
 
