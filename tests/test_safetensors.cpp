@@ -325,7 +325,7 @@ TEST(Inspect, ListsAShardedFolderWithShardsAndTotals) {
     }
     const auto r = loftq::testing::run_command(loftq::testing::loftq_binary() + " inspect " + dir.path());
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_EQ(loftq::testing::count_lines(r.output), 1 + 47 + 1);
+    EXPECT_EQ(loftq::testing::count_lines(r.output), 1 + 47 + 2);
     EXPECT_NE(r.output.find("47 tensors, 260032 parameters, 1040128 bytes, 4 shards\n"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("model.norm.weight"), std::string::npos);
     EXPECT_NE(r.output.find("model-00004-of-00004.safetensors\n"), std::string::npos) << r.output;
@@ -336,5 +336,5 @@ TEST(Inspect, OnlyRankZeroPrints) {
         "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 " +
         loftq::testing::mpiexec() + " -np 2 " + loftq::testing::loftq_binary() + " inspect " + stories_dir());
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_EQ(loftq::testing::count_lines(r.output), 1 + 47 + 1) << r.output;
+    EXPECT_EQ(loftq::testing::count_lines(r.output), 1 + 47 + 2) << r.output;
 }
