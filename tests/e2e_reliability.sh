@@ -85,7 +85,6 @@ ok "a 3.3e38 outlier and subnormal weights are refused naming the tensor (with a
 
 # 3. Stop signals: one line, non-zero exit, and a run file that --resume completes to the same
 #    bytes as an uninterrupted run.
-digest() { "$py" "$src/tests/runfile_digest.py" "$1"; }
 "$bin" synth --preset tiny --layers 12 --output "$tmp/tiny12" > /dev/null
 args=(quantize --model "$tmp/tiny12" --rank 16 --iters 5 --split-threshold 100KB)
 mpi 2 "${args[@]}" --work "$tmp/whole.h5" > "$tmp/whole.log" 2>&1 || { cat "$tmp/whole.log"; fail "uninterrupted run"; }
