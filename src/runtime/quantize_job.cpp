@@ -360,7 +360,8 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
 
     // From here SIGTERM / SIGINT / SIGUSR1 only ask to stop: each rank finishes the matrix it is
     // on, skips the rest, and all agree below; the run file is flushed and closed as usual, so a
-    // --resume continues it. Before this point and after it the signals terminate as by default.
+    // --resume continues it. main's scope (core/interrupt.hpp) already records a signal from the
+    // plan or the run file's creation: the loop then stops before its first matrix.
     InterruptScope interrupts;
     int64_t stopped_ranks = 0, completed_total = 0;
     int stop_signal = 0;
