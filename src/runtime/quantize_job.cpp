@@ -21,6 +21,7 @@
 #include "runtime/collective.hpp"
 #include "runtime/job_setup.hpp"
 #include "runtime/progress.hpp"
+#include "runtime/root_heartbeat.hpp"
 #include "runtime/tensor_source.hpp"
 #include "runtime/watchdog.hpp"
 
@@ -367,8 +368,10 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
     int stop_signal = 0;
     abort_on_error([&] {
         Watchdog watchdog(opt.watchdog, rank);
+        RootHeartbeat heartbeat(world, opt.watchdog);
         ProgressReporter progress(world, matrices, total_bytes, expected_records, skipped,
                                   skipped_bytes, opt.log_json);
+        progress.set_root_heartbeat(&heartbeat);
         if (rank == 0) {
             std::vector<int64_t> expected_per_rank(static_cast<size_t>(size), 0);
             for (const auto& m : plan.matrices)
@@ -408,6 +411,18 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
                     std::this_thread::sleep_for(std::chrono::milliseconds(1));
                 }
             }
+        } else if (heartbeat.on()) {
+            // Rank 0 judges the others; it is judged here by its heartbeats (root_heartbeat.hpp).
+            const char* doing = "waiting for rank 0, which has sent no heartbeat for that long";
+            watchdog.beat(doing);
+            for (int done = 0; !done;) {
+                MPI_CHECK(MPI_Test(&agreed, &done, MPI_STATUS_IGNORE));
+                if (!done) {
+                    if (heartbeat.take()) watchdog.beat(doing);
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                }
+            }
+            watchdog.pause();  // the end (flush, close) is judged by rank 0 as before
         } else {
             watchdog.pause();
             MPI_CHECK(MPI_Wait(&agreed, MPI_STATUS_IGNORE));
