@@ -152,7 +152,6 @@ else
 fi
 echo "not repeated here (ctest): full disk for quantize, export, --log-json, synth and mid-run: e2e_diskfull,"
 echo "  synth's RLIMIT_FSIZE: test_synth; kill -9 / SIGTERM at random moments, a killed rank, damaged run files:"
-echo "  e2e_faults; option errors under mpirun, signals under mpirun, a frozen rank: e2e_reliability; paths: e2e_guard"
-echo "known gap, not a case here: a frozen (SIGSTOP) rank 0 under --watchdog is not detected by the other ranks"
+echo "  e2e_faults; option errors under mpirun, signals under mpirun, a frozen rank (rank 0 too): e2e_reliability; paths: e2e_guard"
 echo "hostile cases: $pass handled right, $wrong wrong"
 ((wrong == 0))
