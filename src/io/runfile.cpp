@@ -30,13 +30,6 @@ static_assert(kDatasetCount == 14, "RunFile::datasets_ holds one id per dataset 
 
 namespace {
 
-// What a failure while reading an existing file's structure says: an HDF5 call's text names our
-// source, not the file, so it becomes "its HDF5 structure cannot be read".
-std::string damage_of(const Error& e) {
-    if (dynamic_cast<const BackendError*>(&e)) return "its HDF5 structure cannot be read";
-    return e.what();
-}
-
 // Opens path (MPI-IO when comm != MPI_COMM_NULL, else the default driver, read-only) and turns
 // every failure into one InputError naming the file.
 hid_t open_file(const std::string& path, MPI_Comm comm, unsigned flags) {
