@@ -6,9 +6,9 @@
 #     through the plan, the run file's creation and the loop): SIGTERM / SIGINT end with one line
 #     and exit 1 (or, landing before the handlers exist, by the signal with nothing written); no
 #     temporary file is left; --resume (or a rerun) gives the datasets of the uninterrupted run.
-#  2. `run` (quantize + export) likewise, the export phase included: no output folder and no
-#     temporary folder after a stop; `quantize --resume` + `export` give the uninterrupted output
-#     (every file but report.json, whose timings differ, byte for byte).
+#  2. `run` (quantize + export) likewise, the export phase included, and `export` alone: no
+#     output folder and no temporary folder after a stop; `quantize --resume` + `export` give the
+#     uninterrupted output (every file but report.json, whose timings differ, byte for byte).
 #  3. A rank killed (SIGKILL) under mpirun -np 2 mid-run ends the job; --resume at -np 2 gives the
 #     uninterrupted datasets.
 #  4. Damaged run files: a bit flipped in a random deterministic dataset of a random matrix, and a
@@ -38,7 +38,10 @@ t0=$(date +%s%N)
 "$bin" export --model "$model" --work "$tmp/ref.h5" --output "$tmp/ref_out" >/dev/null
 export_ms=$((($(date +%s%N) - t0) / 1000000))
 folder_digest "$tmp/ref_out" >"$tmp/ref_out.sha"
-echo "e2e_faults: uninterrupted quantize ${quantize_ms} ms, export ${export_ms} ms"
+t0=$(date +%s%N)
+"$bin" inspect "$model" >/dev/null
+startup_ms=$((($(date +%s%N) - t0) / 1000000))  # MPI start-up and a header: before any handler
+echo "e2e_faults: uninterrupted quantize ${quantize_ms} ms, export ${export_ms} ms, start-up ${startup_ms} ms"
 
 signals=(KILL TERM INT)
 sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
@@ -70,13 +73,18 @@ stopped_cleanly() {
 }
 
 # interrupt ROUND-DIR DELAY-MS KIND COMMAND...: runs COMMAND (output to ROUND-DIR/log), sends a
-# random signal after a random delay up to DELAY-MS, checks the outcome (stopped_cleanly) and
+# random signal after a random delay up to DELAY-MS (mostly after start-up), checks the outcome (stopped_cleanly) and
 # that a stopped job left only its log and run file; sets sig, delay, code, outcome and what.
 interrupt() {
   local d=$1 span=$2 kind=$3 pid
   shift 3
   sig=${signals[RANDOM % 3]}
-  delay=$((RANDOM % span))
+  # One signal in four during start-up, the others after it (plan, creation, loop, export).
+  if ((RANDOM % 4 == 0 || span <= startup_ms)); then
+    delay=$((RANDOM % span))
+  else
+    delay=$((startup_ms + RANDOM % (span - startup_ms)))
+  fi
   what="$kind (SIG$sig after $delay ms)"
   mkdir -p "$d"
   "$@" >"$d/log" 2>&1 &
@@ -88,10 +96,12 @@ interrupt() {
   code=$?
   set -e
   outcome=$(stopped_cleanly "$what" "$sig" "$code" "$d/log")
+  local keep=(log)
+  [[ -e $d/run.h5 ]] && keep+=(run.h5)
   if [[ $outcome == early ]]; then
     only_files "$d" log || fail "$what: stopped before the handlers but left $(entries "$d")"
   elif [[ $sig != KILL && $outcome == stopped ]]; then
-    only_files "$d" log run.h5 || fail "$what: left $(entries "$d")"
+    only_files "$d" "${keep[@]}" || fail "$what: left $(entries "$d")"
   fi
 }
 # complete ROUND-DIR: quantize into its run file again (--resume when there is one).
@@ -116,8 +126,9 @@ done
 for round in 1 2 3 4; do
   d=$tmp/r$round
   interrupt "$d" $((quantize_ms + export_ms)) "run round $round" "$bin" run "${qargs[@]}" --work "$d/run.h5" --output "$d/out"
-  if [[ $outcome != finished ]]; then
-    [[ ! -e $d/out ]] || fail "$what: stopped, yet the output folder exists"
+  # SIGKILL may land after the output's commit (a rename): then it must be whole.
+  [[ $outcome == finished || $sig == KILL || ! -e $d/out ]] || fail "$what: stopped, yet the output folder exists"
+  if [[ $outcome != finished && ! -e $d/out ]]; then
     complete "$d"
     "$bin" export --model "$model" --work "$d/run.h5" --output "$d/out" >"$d/export.log" 2>&1 ||
       { cat "$d/export.log"; fail "$what: export after the stop failed"; }
@@ -125,6 +136,21 @@ for round in 1 2 3 4; do
   for e in $(entries "$d"); do
     [[ $e =~ ^(log|resume.log|export.log|run.h5|out)$ ]] || fail "$what: left $e"
   done
+  folder_digest "$d/out" | cmp -s - "$tmp/ref_out.sha" || fail "$what: the output differs from the uninterrupted one"
+  ok "$what: $outcome, exit $code; output == uninterrupted"
+done
+
+# 2b. export alone, from the uninterrupted run file: no output and no temporary after a stop;
+#     exporting again gives the uninterrupted output.
+for round in 1 2 3; do
+  d=$tmp/e$round
+  interrupt "$d" "$export_ms" "export round $round" "$bin" export --model "$model" --work "$tmp/ref.h5" --output "$d/out"
+  [[ $outcome == finished || $sig == KILL || ! -e $d/out ]] || fail "$what: stopped, yet the output folder exists"
+  if [[ $outcome != finished && ! -e $d/out ]]; then
+    "$bin" export --model "$model" --work "$tmp/ref.h5" --output "$d/out" >"$d/export.log" 2>&1 ||
+      { cat "$d/export.log"; fail "$what: export after the stop failed"; }
+  fi
+  only_files "$d" log export.log out || only_files "$d" log out || fail "$what: left $(entries "$d")"
   folder_digest "$d/out" | cmp -s - "$tmp/ref_out.sha" || fail "$what: the output differs from the uninterrupted one"
   ok "$what: $outcome, exit $code; output == uninterrupted"
 done
