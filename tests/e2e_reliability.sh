@@ -156,7 +156,7 @@ freeze_rank() {
   done
   [[ -n "$frozen" ]] || fail "watchdog: rank $victim's process not found"
   kill -STOP "$frozen"
-  ( sleep 60; kill -KILL "$job" 2>/dev/null ) &
+  ( sleep 60; kill -KILL "$job" 2>/dev/null ) >/dev/null 2>&1 &  # its sleep must not hold the output open
   guard=$!
   set +e
   wait "$job"
