@@ -14,7 +14,6 @@
 set -euo pipefail
 # shellcheck source=tests/support/e2e_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/support/e2e_common.sh"
-digest() { "$py" "$src/tests/runfile_digest.py" "$1"; }
 
 # 1. PEFT's algorithm, bit for bit where the math allows.
 mpi 1 quantize --model "$model" --work "$tmp/peft.h5" --rank 8 --iters 5 --svd exact \

@@ -85,7 +85,6 @@ ok "a 3.3e38 outlier and subnormal weights are refused naming the tensor (with a
 
 # 3. Stop signals: one line, non-zero exit, and a run file that --resume completes to the same
 #    bytes as an uninterrupted run.
-digest() { "$py" "$src/tests/runfile_digest.py" "$1"; }
 "$bin" synth --preset tiny --layers 12 --output "$tmp/tiny12" > /dev/null
 args=(quantize --model "$tmp/tiny12" --rank 16 --iters 5 --split-threshold 100KB)
 mpi 2 "${args[@]}" --work "$tmp/whole.h5" > "$tmp/whole.log" 2>&1 || { cat "$tmp/whole.log"; fail "uninterrupted run"; }
@@ -135,36 +134,43 @@ stop_midway 1 USR1 SIGUSR1
 stop_midway 2 TERM SIGTERM
 stop_midway 2 USR1 SIGUSR1 mpirun
 
-# 4. The watchdog: a frozen rank (SIGSTOP) ends the job with one line naming it; ranks that only
-#    wait for others (3 ranks, split matrices) do not trip it.
+# 4. The watchdog: a frozen rank (SIGSTOP), rank 0 included, ends the job with one line naming
+#    it; ranks that only wait for others (3 ranks, split matrices) do not trip it.
 mpi 3 "${args[@]}" --work "$tmp/wd-ok.h5" --watchdog 2 > "$tmp/wd-ok.log" 2>&1 || { cat "$tmp/wd-ok.log"; fail "--watchdog 2 tripped on a healthy job"; }
 # Whole matrices only: rank 0 is then the judge of the others (in a split matrix each member
-# names the matrix and its group instead).
-LOFTQ_BINARY=$bin bash "$src/launch/mpirun.sh" -np 2 quantize --model "$tmp/tiny12" --rank 16 --iters 5 \
-  --work "$tmp/wd.h5" --watchdog 2 > "$tmp/wd.log" 2>&1 &
-job=$!
-for _ in $(seq 1 600); do
-  read -r done_count total < <("$py" "$src/tests/runfile_complete.py" "$tmp/wd.h5" 2>/dev/null || echo 0 0)
-  (( done_count >= 4 )) && break
-  sleep 0.05
-done
-rank1=""
-for p in $(pgrep -P "$job"); do
-  if tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then rank1=$p; fi
-done
-[[ -n "$rank1" ]] || fail "watchdog: rank 1's process not found"
-kill -STOP "$rank1"
-( sleep 60; kill -KILL "$job" 2>/dev/null ) &
-guard=$!
-set +e
-wait "$job"
-code=$?
-set -e
-kill "$guard" 2>/dev/null || true
-(( code != 0 && code != 137 )) || { cat "$tmp/wd.log"; fail "frozen rank: exit $code (137 = hung, killed after 60 s)"; }
-[[ $(grep -c "loftq: error" "$tmp/wd.log") -eq 1 ]] || { cat "$tmp/wd.log"; fail "frozen rank: not one error line"; }
-grep -q "loftq: error: watchdog: rank 0 made no progress for [0-9]* s (waiting for rank 1, " "$tmp/wd.log" \
-  || { cat "$tmp/wd.log"; fail "frozen rank: the line does not name rank 1"; }
-ok "a frozen rank ends the job under --watchdog 2 naming it (exit $code); a healthy job under --watchdog 2 completes"
+# names the matrix and its group instead), and the others judge rank 0 by its heartbeats.
+# freeze_rank RANK PATTERN: SIGSTOP that rank mid-run; the job must end with one line matching PATTERN.
+freeze_rank() {
+  local victim=$1 pattern=$2 job pid frozen="" guard code
+  rm -f "$tmp/wd.h5"
+  LOFTQ_BINARY=$bin bash "$src/launch/mpirun.sh" -np 2 quantize --model "$tmp/tiny12" --rank 16 --iters 5 \
+    --work "$tmp/wd.h5" --watchdog 2 > "$tmp/wd.log" 2>&1 &
+  job=$!
+  for _ in $(seq 1 600); do
+    read -r done_count total < <("$py" "$src/tests/runfile_complete.py" "$tmp/wd.h5" 2>/dev/null || echo 0 0)
+    (( done_count >= 4 )) && break
+    sleep 0.05
+  done
+  for pid in $(pgrep -P "$job"); do
+    if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$victim"; then frozen=$pid; fi
+  done
+  [[ -n "$frozen" ]] || fail "watchdog: rank $victim's process not found"
+  kill -STOP "$frozen"
+  ( sleep 60; kill -KILL "$job" 2>/dev/null ) >/dev/null 2>&1 &  # its sleep must not hold the output open
+  guard=$!
+  set +e
+  wait "$job"
+  code=$?
+  set -e
+  kill "$guard" 2>/dev/null || true
+  kill -KILL "$frozen" 2>/dev/null || true
+  (( code != 0 && code != 137 )) || { cat "$tmp/wd.log"; fail "frozen rank $victim: exit $code (137 = hung, killed after 60 s)"; }
+  [[ $(grep -c "loftq: error" "$tmp/wd.log") -eq 1 ]] || { cat "$tmp/wd.log"; fail "frozen rank $victim: not one error line"; }
+  grep -q "loftq: error: watchdog: $pattern" "$tmp/wd.log" \
+    || { cat "$tmp/wd.log"; fail "frozen rank $victim: the line does not name it"; }
+}
+freeze_rank 1 "rank 0 made no progress for [0-9]* s (waiting for rank 1, "
+freeze_rank 0 "rank 1 made no progress for [0-9]* s (waiting for rank 0, which has sent no heartbeat"
+ok "a frozen rank (1, and rank 0 itself) ends the job under --watchdog 2 naming it; a healthy job under --watchdog 2 completes"
 
 echo "e2e_reliability: all passed"

@@ -180,5 +180,21 @@ TEST(AtomicFile, StagedFileCommitsWhatAnotherWriterPutUnderTheTemporary) {
     EXPECT_NE(msg.find("No such file or directory"), std::string::npos) << msg;
 }
 
+// A run file's creation killed outright (SIGKILL) left ".run.h5.tmp-<pid>"; the next creator of
+// run.h5 (holding its lock) removes every such temporary but its own, and nothing else.
+TEST(AtomicFile, RemovesTheTemporariesOfAKilledWriter) {
+    TempDir dir;
+    const std::string target = dir / "run.h5";
+    for (const char* name : {".run.h5.tmp-4242", ".run.h5.tmp-1", ".run.h5.tmp-x1", ".other.h5.tmp-4242", "run.h5"})
+        write_file(dir / name, "left");
+    StagedFile mine(target);
+    write_file(mine.temp_path(), "mine");
+    EXPECT_EQ(remove_abandoned_temporaries(target), 2);
+    std::vector<std::string> want{".other.h5.tmp-4242", ".run.h5.tmp-x1", fs::path(mine.temp_path()).filename().string(),
+                                  "run.h5"};
+    std::sort(want.begin(), want.end());
+    EXPECT_EQ(entries(dir.path()), want);
+}
+
 }  // namespace
 }  // namespace loftq

@@ -151,5 +151,37 @@ TEST(RunFile, ReadOnlyOpenRefusesForeignDamagedAndMissingFiles) {
     EXPECT_THROW(RunFile::open_read(good).index_of("no.such.weight"), InputError);
 }
 
+// Damage inside the HDF5 structure (bytes of the attribute messages of a real run file, as libFuzzer
+// found): open_read and the reads either work or throw one InputError naming the file and saying
+// it is damaged, never an HDF5 call's text ("H5Aexists(obj, name) failed ... at h5_attr.cpp").
+TEST(RunFile, DamagedStructureIsNamedNotAnHdf5Call) {
+    if (std::getenv(kChildVar)) GTEST_SKIP();
+    TempDir dir;
+    const std::string base = file_bytes(source_dir() + "/fuzz/data/run_tiny.h5");
+    int refused = 0;
+    for (const char* attr : {"loftq_run_format", "options", "codes_bytes", "nblocks", "double_quant"}) {
+        const size_t at = base.find(std::string(attr) + '\0');
+        ASSERT_NE(at, std::string::npos) << attr;
+        for (int variant = 0; variant < 4; ++variant) {
+            std::string bytes = base;
+            const size_t from = variant < 2 ? at - 8 : at + std::strlen(attr) + 1;
+            for (size_t k = 0; k < 8; ++k) bytes[from + k] = variant % 2 ? '\xff' : '\x7f';
+            const std::string path = dir / cat(attr, variant, ".h5");
+            std::ofstream(path, std::ios::binary) << bytes;
+            try {
+                const RunFile f = RunFile::open_read(path);
+                for (size_t i = 0; i < f.layout().size(); ++i)
+                    if (f.complete_flags()[i]) check_record_integrity(f.read_matrix(i), path);
+            } catch (const InputError& e) {
+                ++refused;
+                const std::string msg = e.what();
+                EXPECT_NE(msg.find("run file " + path), std::string::npos) << msg;
+                EXPECT_EQ(msg.find("failed ("), std::string::npos) << msg;
+            }
+        }
+    }
+    EXPECT_GT(refused, 0);
+}
+
 }  // namespace
 }  // namespace loftq

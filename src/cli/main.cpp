@@ -6,10 +6,12 @@
 
 #include <cstdio>
 #include <exception>
+#include <optional>
 
 #include "cli/commands.hpp"
 #include "cli/config.hpp"
 #include "core/error.hpp"
+#include "core/interrupt.hpp"
 #include "plan/model_config.hpp"
 #include "runtime/collective.hpp"
 
@@ -61,6 +63,12 @@ int main(int argc, char** argv) {
         if (rank == 0) std::fprintf(stderr, "loftq: error: %s\n", loftq::error_line(e).c_str());
         code = 2;
     }
+    // SIGTERM / SIGINT / SIGUSR1 ask the writing commands to stop at a clean point in any phase
+    // (core/interrupt.hpp): one line, a non-zero exit, no partial output, a resumable run file;
+    // one that comes after the work (the summary, MPI_Finalize) changes nothing and is ignored.
+    // The others (read-only, or synth's removal of a partial folder) keep the default action.
+    std::optional<loftq::InterruptScope> interrupts;
+    if (go && (cfg.command == "quantize" || cfg.command == "export" || cfg.command == "run")) interrupts.emplace();
     if (go) {
         try {
             code = dispatch(cfg);

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "core/error.hpp"
 
@@ -36,6 +37,23 @@ int sync_and_close(int fd) {
 std::string atomic_temp_path(const std::string& path) {
     const fs::path p(path);
     return (p.parent_path() / cat(".", p.filename().string(), ".tmp-", static_cast<long>(::getpid()))).string();
+}
+
+int remove_abandoned_temporaries(const std::string& path) {
+    const fs::path p(path);
+    const std::string prefix = cat(".", p.filename().string(), ".tmp-");
+    const std::string mine = fs::path(atomic_temp_path(path)).filename().string();
+    std::error_code ec;
+    std::vector<fs::path> found;
+    for (const auto& e : fs::directory_iterator(p.parent_path().empty() ? fs::path(".") : p.parent_path(), ec)) {
+        const std::string n = e.path().filename().string();
+        const std::string pid = n.compare(0, prefix.size(), prefix) == 0 ? n.substr(prefix.size()) : "";
+        if (!pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos && n != mine)
+            found.push_back(e.path());
+    }
+    int removed = 0;
+    for (const auto& f : found) removed += fs::remove(f, ec) ? 1 : 0;
+    return removed;
 }
 
 void sync_folder(const std::string& folder) {

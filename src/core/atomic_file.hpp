@@ -20,6 +20,12 @@ namespace loftq {
 // ".<name>.tmp-<pid>" beside `path`.
 std::string atomic_temp_path(const std::string& path);
 
+// Removes every ".<name>.tmp-<pid>" beside `path` but this process's: what writers of `path`
+// killed outright (SIGKILL, a lost node) left. Only for a caller that is the one writer of
+// `path` now (it holds the file's lock, e.g. the run file's): the pid of another host's writer
+// could not be checked. Best effort; returns how many it removed.
+int remove_abandoned_temporaries(const std::string& path);
+
 // fsync a folder so a rename inside it survives a crash; best effort (some file systems refuse
 // to open or sync a folder, and the data files themselves were synced).
 void sync_folder(const std::string& folder);

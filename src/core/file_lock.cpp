@@ -65,6 +65,7 @@ std::optional<FileLock> FileLock::try_acquire(const std::string& path, std::stri
         const std::string owner = this_process_owner() + "\n";
         if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, owner.data(), owner.size(), 0) < 0) {
             const int err = errno;
+            ::unlink(lock_path.c_str());  // held by us (same inode): no one else relies on it
             ::close(fd);
             LOFTQ_THROW(InputError, "cannot write the lock file ", lock_path, ": ", std::strerror(err));
         }

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/error.hpp"
+
 namespace loftq {
 namespace {
 
@@ -13,6 +15,7 @@ constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGUSR1};
 
 // Written only by the handler (async-signal-safe: one store of a sig_atomic_t).
 volatile sig_atomic_t g_signal = 0;
+int g_depth = 0;  // InterruptScopes alive (main thread only)
 struct sigaction g_previous[sizeof(kStopSignals) / sizeof(kStopSignals[0])];
 
 // remove_on_stop_signal's path: complete before g_remove is set, read only while it is.
@@ -27,6 +30,7 @@ extern "C" void record_stop_signal(int signal_number) {
 }  // namespace
 
 InterruptScope::InterruptScope() {
+    if (g_depth++ > 0) return;
     g_signal = 0;
     struct sigaction sa {};
     sa.sa_handler = record_stop_signal;
@@ -37,11 +41,16 @@ InterruptScope::InterruptScope() {
 }
 
 InterruptScope::~InterruptScope() {
+    if (--g_depth > 0) return;
     for (size_t i = 0; i < sizeof(kStopSignals) / sizeof(kStopSignals[0]); ++i)
         sigaction(kStopSignals[i], &g_previous[i], nullptr);
 }
 
 int interrupt_signal() { return g_signal; }
+
+void throw_if_interrupted(const std::string& what) {
+    if (g_signal != 0) LOFTQ_THROW(Error, "interrupted by ", interrupt_signal_name(g_signal), " during ", what);
+}
 
 void remove_on_stop_signal(const char* path) {
     g_remove = 0;

@@ -2,12 +2,19 @@
 // before the time limit, slurm/loftq.sbatch's LOFTQ_STOP_SIGNAL). While an InterruptScope is
 // alive a handler only records the signal; the job polls `interrupt_signal()` at points where it
 // can stop cleanly (between matrices), agrees with the other ranks, flushes and exits non-zero
-// with one line. Outside a scope the signals keep their default action (terminate).
+// with one line. Outside a scope the signals keep their default action (terminate). `main` holds
+// a scope around the commands that write (quantize, run, export), so that a signal in any of
+// their phases (plan, run file creation, the loop, export) ends them cleanly: a signal before the
+// loop stops the loop before its first matrix, one during export abandons the output folder
+// (throw_if_interrupted), one after the last matrix or the export's last write stops nothing.
 #pragma once
+
+#include <string>
 
 namespace loftq {
 
-// Installs the handlers for its lifetime and restores the previous actions after. Not nested.
+// Installs the handlers for its lifetime and restores the previous actions after. Nested scopes
+// share the outermost one (its signal, its handlers).
 class InterruptScope {
 public:
     InterruptScope();
@@ -18,6 +25,9 @@ public:
 
 // The first stop signal received in the current scope, or 0.
 int interrupt_signal();
+
+// Throws loftq::Error "interrupted by SIGTERM during <what>" once a stop signal was received.
+void throw_if_interrupted(const std::string& what);
 
 // A file the handler removes (unlink, async-signal-safe) when a stop signal arrives: the
 // temporary of an output a stopped job never commits, which a process killed right after the

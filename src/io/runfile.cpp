@@ -11,6 +11,7 @@
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
 #include "io/h5_attr.hpp"
+#include "io/h5_failure.hpp"
 #include "io/runfile_schema.hpp"
 
 namespace loftq {
@@ -48,17 +49,37 @@ hid_t open_file(const std::string& path, MPI_Comm comm, unsigned flags) {
         LOFTQ_THROW(InputError, "run file ", path,
                     " cannot be opened: truncated or damaged HDF5 file");
     try {
+        const h5::QuietErrors quiet_checks;
         if (!h5::has_attr(file, "loftq_run_format"))
             LOFTQ_THROW(InputError, "run file ", path, " is an HDF5 file but not a loftq run file");
         const int64_t version = h5::read_attr_int(file, "loftq_run_format");
         if (version != kFormatVersion)
             LOFTQ_THROW(InputError, "run file ", path, " has format version ", version,
                         ", this loftq reads ", kFormatVersion);
-    } catch (...) {
+    } catch (const InputError&) {
         H5Fclose(file);
         throw;
+    } catch (const Error& e) {
+        H5Fclose(file);
+        LOFTQ_THROW(InputError, "run file ", path, " is damaged: ", damage_of(e));
     }
     return file;
+}
+
+// An existing run file's structure read by f(): an HDF5 failure or a missing or mistyped
+// attribute there is damage, said in one line naming the file (not the HDF5 call).
+template <typename F>
+void read_structure(const std::string& path, F&& f) {
+    const h5::QuietErrors quiet;
+    try {
+        f();
+    } catch (const InputError&) {
+        throw;
+    } catch (const ConfigError&) {
+        throw;
+    } catch (const Error& e) {
+        LOFTQ_THROW(InputError, "run file ", path, " is damaged: ", damage_of(e));
+    }
 }
 
 }  // namespace
@@ -97,12 +118,16 @@ void RunFile::close() {
             if (id >= 0) HDF5_CHECK(H5Dclose(id)), id = -1;
     datasets_.clear();
     if (complete_ >= 0) HDF5_CHECK(H5Dclose(complete_)), complete_ = -1;
-    if (file_ >= 0) HDF5_CHECK(H5Fclose(file_)), file_ = -1;
+    if (file_ >= 0) {
+        const hid_t file = file_;
+        file_ = -1;
+        RUNFILE_IO_CHECK(H5Fclose(file), path_, "closing");
+    }
 }
 
 void RunFile::flush() {
     LOFTQ_CHECK(file_ >= 0, "run file ", path_, " is closed");
-    HDF5_CHECK(H5Fflush(file_, H5F_SCOPE_GLOBAL));
+    RUNFILE_IO_CHECK(H5Fflush(file_, H5F_SCOPE_GLOBAL), path_, "flushing");
 }
 
 // Opens every dataset once (the same calls, in the same order, on every rank) and checks its
@@ -161,6 +186,9 @@ RunFile RunFile::create(MPI_Comm comm, const std::string& path, const std::strin
             // Refuse up front what the file system cannot hold: the datasets are allocated when
             // the file is built but written sparsely later, and HDF5 fails on a full disk with
             // a call text and an unusable library state (a file it can neither close nor forget).
+            // A creation killed outright left its temporary (nothing else removes it): the
+            // caller holds the run file's lock, so no other job is creating this file now.
+            remove_abandoned_temporaries(path);
             require_free_space(path, run_file_bytes(layout));
             // HDF5 creates the file by name: build it under the temporary, then rename it whole,
             // so a killed job never leaves a run file without its layout.
@@ -192,11 +220,13 @@ RunFile RunFile::open_existing(MPI_Comm comm, const std::string& path,
     RunFile f;
     f.path_ = path;
     f.file_ = open_file(path, comm, H5F_ACC_RDWR);
-    f.options_ = h5::read_attr_string(f.file_, "options");
-    f.layout_ = read_layout(f.file_, path);
+    read_structure(path, [&] {
+        f.options_ = h5::read_attr_string(f.file_, "options");
+        f.layout_ = read_layout(f.file_, path);
+    });
     compare_options(path, f.options_, options_json);
     compare_layout(path, f.layout_, layout);
-    f.open_handles();
+    read_structure(path, [&] { f.open_handles(); });
     return f;
 }
 
@@ -204,9 +234,11 @@ RunFile RunFile::open_read(const std::string& path) {
     RunFile f;
     f.path_ = path;
     f.file_ = open_file(path, MPI_COMM_NULL, H5F_ACC_RDONLY);
-    f.options_ = h5::read_attr_string(f.file_, "options");
-    f.layout_ = read_layout(f.file_, path);
-    f.open_handles();
+    read_structure(path, [&] {
+        f.options_ = h5::read_attr_string(f.file_, "options");
+        f.layout_ = read_layout(f.file_, path);
+        f.open_handles();
+    });
     return f;
 }
 

@@ -131,7 +131,8 @@ struct MatrixRows {
 class RunFile {
 public:
     // Collective over comm: builds the whole file (see above), replacing any file at path, and
-    // opens it for writing on every rank. options_json: a flat JSON object of the options that
+    // opens it for writing on every rank. Temporaries of an earlier creation killed outright
+    // (".<name>.tmp-<pid>") are removed first: the caller holds the run file's lock. options_json: a flat JSON object of the options that
     // must match on resume (keys are option names without "--"; leave out whatever may change
     // between a run and its resume without changing results: rank count, --io, --device, paths,
     // --resume itself); stored verbatim, compared as parsed JSON on resume. Throws ConfigError

@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "core/hash64.hpp"
 #include "io/h5_attr.hpp"
+#include "io/h5_failure.hpp"
 #include "io/runfile.hpp"
 #include "io/runfile_schema.hpp"
 
@@ -21,6 +22,18 @@ int64_t row_elements(const DatasetShape& shape) {
     int64_t n = 1;
     for (size_t d = 1; d < shape.dims.size(); ++d) n *= static_cast<int64_t>(shape.dims[d]);
     return n;
+}
+
+// Reads all of dataset ds; a failure is damage (or the OS's reason, e.g. an I/O error), one
+// InputError naming the file and `what`.
+void read_or_damaged(const std::string& path, hid_t ds, hid_t mem_type, void* data, const std::string& what) {
+    const h5::QuietErrors quiet;
+    errno = 0;
+    if (H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+        const int err = errno;
+        LOFTQ_THROW(InputError, "run file ", path, " is damaged: ", what, " cannot be read (",
+                    h5::failure_reason(path, err), ")");
+    }
 }
 
 // The checksum's salts: one per dataset, so equal bytes in two datasets count differently.
@@ -123,8 +136,9 @@ void RunFile::write_part(size_t index, int which, int64_t row0, int64_t nrows, c
                 " values for rows [", row0, ", ", row0 + nrows, ") of ", rows, ", expected ",
                 expected);
     if (expected == 0) return;
+    const auto what = [&] { return cat("writing ", kDatasetNames[which], " of matrix ", layout_[index].name); };
     if (shape.dims.empty()) {
-        HDF5_CHECK(H5Dwrite(ds, shape.mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
+        RUNFILE_IO_CHECK(H5Dwrite(ds, shape.mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), path_, what());
         return;
     }
     Handle fspace(HDF5_CHECK(H5Dget_space(ds)), H5Sclose);
@@ -135,7 +149,7 @@ void RunFile::write_part(size_t index, int which, int64_t row0, int64_t nrows, c
                                    nullptr));
     const hsize_t n = static_cast<hsize_t>(expected);
     Handle mspace(HDF5_CHECK(H5Screate_simple(1, &n, nullptr)), H5Sclose);
-    HDF5_CHECK(H5Dwrite(ds, shape.mem_type, mspace, fspace, H5P_DEFAULT, data));
+    RUNFILE_IO_CHECK(H5Dwrite(ds, shape.mem_type, mspace, fspace, H5P_DEFAULT, data), path_, what());
 }
 
 void RunFile::read_whole(size_t index, int which, void* data, size_t count) const {
@@ -143,7 +157,7 @@ void RunFile::read_whole(size_t index, int which, void* data, size_t count) cons
     const DatasetShape shape = dataset_shape(layout_[index], which);
     LOFTQ_CHECK(count == size_t(shape.elements()), "read buffer size");
     if (count == 0) return;
-    HDF5_CHECK(H5Dread(ds, shape.mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
+    read_or_damaged(path_, ds, shape.mem_type, data, cat(kDatasetNames[which], " of matrix ", layout_[index].name));
 }
 
 uint64_t RunFile::write_shard(size_t index, int64_t row_begin, int64_t row_end, const uint8_t* codes,
@@ -229,14 +243,15 @@ void RunFile::mark_complete(size_t index) {
     HDF5_CHECK(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, nullptr, &one, nullptr));
     Handle mspace(HDF5_CHECK(H5Screate_simple(1, &one, nullptr)), H5Sclose);
     const uint8_t done = 1;
-    HDF5_CHECK(H5Dwrite(complete_, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, &done));
+    RUNFILE_IO_CHECK(H5Dwrite(complete_, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, &done), path_,
+                     "writing the complete flag of matrix ", layout_[index].name);
 }
 
 std::vector<bool> RunFile::complete_flags() const {
     LOFTQ_CHECK(file_ >= 0, "run file ", path_, " is closed");
     std::vector<uint8_t> raw(layout_.size(), 0);
     if (!raw.empty())
-        HDF5_CHECK(H5Dread(complete_, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()));
+        read_or_damaged(path_, complete_, H5T_NATIVE_UINT8, raw.data(), "/complete");
     return std::vector<bool>(raw.begin(), raw.end());
 }
 

@@ -193,8 +193,13 @@ RunLayout read_layout(hid_t file, const std::string& path) {
         validate_layout(layout);
         return layout;
     } catch (const Error& e) {
-        LOFTQ_THROW(InputError, "run file ", path, " is damaged: ", e.what());
+        LOFTQ_THROW(InputError, "run file ", path, " is damaged: ", damage_of(e));
     }
+}
+
+std::string damage_of(const Error& e) {
+    if (dynamic_cast<const BackendError*>(&e)) return "its HDF5 structure cannot be read";
+    return e.what();
 }
 
 namespace {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
 #include "io/runfile.hpp"
 
 namespace loftq::runfile_schema {
@@ -47,6 +48,11 @@ void validate_layout(const RunLayout& layout);
 // Creates the complete file at path (truncating), serially, and closes it.
 void build_run_file(const std::string& path, const std::string& options_json,
                     const RunLayout& layout);
+
+// What a failure while reading an existing file's structure says after "is damaged: ": an HDF5
+// call's text names our source, not the file, so it becomes "its HDF5 structure cannot be read".
+std::string damage_of(const Error& e);
+
 // The layout stored in an open run file, in index order; InputError naming path if damaged.
 RunLayout read_layout(hid_t file, const std::string& path);
 // ConfigError naming path and the first differing option / layout field.

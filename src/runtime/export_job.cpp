@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/interrupt.hpp"
 #include "io/checkpoint.hpp"
 #include "io/export_format.hpp"
 #include "io/fingerprint.hpp"
@@ -285,7 +286,10 @@ ExportOutcome export_run(const ExportRequest& req) {
     ShardedSafetensorsWriter backbone(out.temp_path(), specs, req.options.max_shard_size, default_metadata(), keep_with_previous);
     SafetensorsWriter adapter_file(out / "loftq_init/adapter_model.safetensors", adapter_specs);
     nlohmann::json matrices = nlohmann::json::array();
+    const std::string stopped = cat("export to ", req.options.output_dir, ": nothing written; ", req.work_path,
+                                    " is kept, export it again with loftq export");
     for (const auto& name : ck.names()) {
+        throw_if_interrupted(stopped);
         const auto it = target.find(name);
         if (it == target.end()) {
             backbone.write(name, ck.raw(name), ck.info(name).nbytes());
@@ -370,6 +374,7 @@ ExportOutcome export_run(const ExportRequest& req) {
     outcome.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     report["timings"] = {{"export_seconds", outcome.seconds}};
     write_file_synced(out / "report.json", report.dump(2) + "\n");
+    throw_if_interrupted(stopped);
     out.commit();
     return outcome;
 }

@@ -1,4 +1,5 @@
 #include "runtime/progress.hpp"
+#include "runtime/root_heartbeat.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -154,6 +155,10 @@ void ProgressReporter::matrix_done(double bytes, bool counts_as_matrix, const st
 }
 
 void ProgressReporter::poll() {
+    if (heartbeat_) {
+        if (rank_ == 0) heartbeat_->send();
+        else heartbeat_->take();
+    }
     if (rank_ != 0) return;
     for (;;) {
         int flag = 0;
@@ -173,6 +178,7 @@ void ProgressReporter::poll() {
 }
 
 void ProgressReporter::finish(bool interrupted) {
+    if (heartbeat_) heartbeat_->finish();
     if (interrupted) {
         int64_t sent = 0;
         MPI_CHECK(MPI_Allreduce(&produced_records_, &sent, 1, MPI_INT64_T, MPI_SUM, comm_));

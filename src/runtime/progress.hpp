@@ -29,6 +29,8 @@
 
 namespace loftq {
 
+class RootHeartbeat;
+
 class ProgressReporter {
 public:
     // total_matrices / total_bytes: the whole plan (float32 bytes of all matrices);
@@ -57,6 +59,9 @@ public:
     void set_watchdog(Watchdog* watchdog, std::vector<int64_t> expected_per_rank);
     // Rank 0: restart the watchdog, naming the rank it now waits for (see set_watchdog).
     void beat_waiting();
+    // Every rank, with --watchdog: poll() sends rank 0's heartbeats (rank 0) or takes them in
+    // (the others, between their matrices); finish() ends them (runtime/root_heartbeat.hpp).
+    void set_root_heartbeat(RootHeartbeat* heartbeat) { heartbeat_ = heartbeat; }
 
     // "12/35 matrices  0.42/1.04 GB  3.10 GB/s  ETA 0:00:12" (exposed for tests).
     // rate: bytes per second of this run (0 = unknown).
@@ -75,6 +80,7 @@ private:
     int64_t received_records_ = 0;
     int64_t produced_records_ = 0;  // matrix_done calls on this rank
     Watchdog* watchdog_ = nullptr;
+    RootHeartbeat* heartbeat_ = nullptr;
     struct RankReports {
         int64_t expected = 0, received = 0;
         std::chrono::steady_clock::time_point last;

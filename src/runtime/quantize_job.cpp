@@ -22,6 +22,7 @@
 #include "runtime/collective.hpp"
 #include "runtime/job_setup.hpp"
 #include "runtime/progress.hpp"
+#include "runtime/root_heartbeat.hpp"
 #include "runtime/tensor_source.hpp"
 #include "runtime/watchdog.hpp"
 
@@ -373,14 +374,17 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
 
     // From here SIGTERM / SIGINT / SIGUSR1 only ask to stop: each rank finishes the matrix it is
     // on, skips the rest, and all agree below; the run file is flushed and closed as usual, so a
-    // --resume continues it. Before this point and after it the signals terminate as by default.
+    // --resume continues it. main's scope (core/interrupt.hpp) already records a signal from the
+    // plan or the run file's creation: the loop then stops before its first matrix.
     InterruptScope interrupts;
     int64_t stopped_ranks = 0, completed_total = 0;
     int stop_signal = 0;
     abort_on_error([&] {
         Watchdog watchdog(opt.watchdog, rank);
+        RootHeartbeat heartbeat(world, opt.watchdog);
         ProgressReporter progress(world, matrices, total_bytes, expected_records, skipped,
                                   skipped_bytes, opt.log_json);
+        progress.set_root_heartbeat(&heartbeat);
         if (rank == 0) {
             std::vector<int64_t> expected_per_rank(static_cast<size_t>(size), 0);
             for (const auto& m : plan.matrices)
@@ -420,6 +424,18 @@ void run_quantize(const std::string& model_dir, const std::string& work_path, co
                     std::this_thread::sleep_for(std::chrono::milliseconds(1));
                 }
             }
+        } else if (heartbeat.on()) {
+            // Rank 0 judges the others; it is judged here by its heartbeats (root_heartbeat.hpp).
+            const char* doing = "waiting for rank 0, which has sent no heartbeat for that long";
+            watchdog.beat(doing);
+            for (int done = 0; !done;) {
+                MPI_CHECK(MPI_Test(&agreed, &done, MPI_STATUS_IGNORE));
+                if (!done) {
+                    if (heartbeat.take()) watchdog.beat(doing);
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                }
+            }
+            watchdog.pause();  // the end (flush, close) is judged by rank 0 as before
         } else {
             watchdog.pause();
             MPI_CHECK(MPI_Wait(&agreed, MPI_STATUS_IGNORE));

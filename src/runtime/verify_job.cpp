@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "io/adapter_reader.hpp"
 #include "io/checkpoint.hpp"
 #include "io/export_format.hpp"
 #include "io/json_strict.hpp"
@@ -35,18 +36,6 @@ T field(const nlohmann::json& j, const char* key, const std::string& file) {
     } catch (const nlohmann::json::exception&) {
         LOFTQ_THROW(InputError, file, ": field \"", key, "\" has the wrong type");
     }
-}
-
-// PEFT's pattern lookup: a key matches a module path equal to it or ending in ".<key>".
-const nlohmann::json* pattern_for(const nlohmann::json& pattern, const std::string& path) {
-    if (!pattern.is_object()) return nullptr;
-    for (auto it = pattern.begin(); it != pattern.end(); ++it) {
-        const std::string& k = it.key();
-        if (path == k || (path.size() > k.size() && path.compare(path.size() - k.size(), k.size(), k) == 0 &&
-                          path[path.size() - k.size() - 1] == '.'))
-            return &it.value();
-    }
-    return nullptr;
 }
 
 double relative_error(const std::vector<float>& w, const std::vector<float>& q) {
@@ -206,11 +195,7 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
     rep.model_dir = model_dir;
     rep.output_dir = output_dir;
     const std::string config_path = output_dir + "/config.json";
-    const std::string adapter_dir = output_dir + "/loftq_init";
-    const std::string acfg_path = adapter_dir + "/adapter_config.json";
-    const std::string afile_path = adapter_dir + "/adapter_model.safetensors";
     const nlohmann::json config = read_json_file(config_path, "file");
-    const nlohmann::json acfg = read_json_file(acfg_path, "file");
     const nlohmann::json report = read_optional_json_file(output_dir + "/report.json");
 
     const bool prequantized = config.is_object() && config.contains("quantization_config");
@@ -229,33 +214,20 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
                                     : config.contains("torch_dtype") ? config.value("torch_dtype", std::string("float32"))
                                                                      : config.value("dtype", std::string("float32"));
     const DType load_dtype = torch_dtype_to_dtype(torch_dtype, config_path + " torch_dtype");
-    if (field<bool>(acfg, "init_lora_weights", acfg_path) != true)
-        LOFTQ_THROW(InputError, acfg_path, ": init_lora_weights is not true: PEFT would re-initialise the adapter at load");
-    const int64_t r_default = field<int64_t>(acfg, "r", acfg_path);
-    const double alpha_default = field<double>(acfg, "lora_alpha", acfg_path);
-    const bool rslora = acfg.value("use_rslora", false);
-    const nlohmann::json rank_pattern = acfg.value("rank_pattern", nlohmann::json::object());
-    const nlohmann::json alpha_pattern = acfg.value("alpha_pattern", nlohmann::json::object());
+    const AdapterReader adapter(output_dir + "/loftq_init");
+    const std::string& afile_path = adapter.tensors_path();
 
     std::map<std::string, std::pair<std::string, int64_t>> report_format;  // name -> (format, blocksize)
     if (report.is_object() && report.contains("matrices") && report["matrices"].is_array())
         for (const auto& m : report["matrices"])
             report_format[m.value("name", std::string())] = {m.value("format", std::string("nf4")), m.value("blocksize", int64_t{64})};
 
-    const SafetensorsFile adapter(afile_path);
-    std::map<std::string, int> lora;  // tensor name -> seen A (1) | B (2)
-    for (const auto& t : adapter.tensors()) {
-        char which = 0;
-        const std::string name = tensor_of_lora_key(t.name, which);
-        if (name.empty()) LOFTQ_THROW(InputError, afile_path, ": tensor ", t.name, " is not a PEFT lora_A/lora_B key");
-        lora[name] |= which == 'A' ? 1 : 2;
-    }
     const Checkpoint model(model_dir), out(output_dir);
     bool stored_as_is = false, requantized = false, requantized_int8 = false;
     rep.backbone = bnb4 ? "bnb4" : int8 ? "int8" : "";
     const QuantFormat& int8_format = select_format("int8", 8);
-    for (const auto& [name, seen] : lora) {
-        if (seen != 3) LOFTQ_THROW(InputError, afile_path, ": module of ", name, " lacks lora_A or lora_B");
+    for (const auto& module : adapter.modules()) {
+        const std::string& name = module.first;
         const TensorInfo& wi = model.info(name);
         if (wi.shape.size() != 2) LOFTQ_THROW(InputError, model_dir, ": tensor ", name, " is not 2-D");
         VerifiedMatrix vm;
@@ -264,18 +236,14 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
         vm.cols = wi.shape[1];
         const std::vector<float> w = model.read_f32(name, FiniteCheck::reject);
 
-        const std::string path = module_path(name);
-        const nlohmann::json* rp = pattern_for(rank_pattern, path);
-        const nlohmann::json* ap = pattern_for(alpha_pattern, path);
-        const int64_t r = rp ? rp->get<int64_t>() : r_default;
-        const double alpha = ap ? ap->get<double>() : alpha_default;
-        const TensorInfo& ai = adapter.info(lora_a_key(name));
-        const TensorInfo& bi = adapter.info(lora_b_key(name));
+        const int64_t r = adapter.rank_of(name);
+        const TensorInfo& ai = adapter.tensors().info(lora_a_key(name));
+        const TensorInfo& bi = adapter.tensors().info(lora_b_key(name));
         if (ai.shape != std::vector<int64_t>{r, vm.cols} || bi.shape != std::vector<int64_t>{vm.rows, r})
             LOFTQ_THROW(InputError, afile_path, ": ", name, " lora_A is ", shape_string(ai.shape), ", lora_B is ",
                         shape_string(bi.shape), "; adapter_config r = ", r, " needs [", r, ", ", vm.cols, "] and [",
                         vm.rows, ", ", r, "]");
-        vm.scaling = rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
+        vm.scaling = adapter.scaling_of(name);
 
         std::vector<float> q, qlora;
         if (bnb4) {
@@ -333,13 +301,12 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
             }
         }
         std::vector<float> a(static_cast<size_t>(r * vm.cols)), b(static_cast<size_t>(vm.rows * r));
-        adapter.read_f32_into(lora_a_key(name), 0, a.size(), a.data(), FiniteCheck::reject);
-        adapter.read_f32_into(lora_b_key(name), 0, b.size(), b.data(), FiniteCheck::reject);
+        adapter.tensors().read_f32_into(lora_a_key(name), 0, a.size(), a.data(), FiniteCheck::reject);
+        adapter.tensors().read_f32_into(lora_b_key(name), 0, b.size(), b.data(), FiniteCheck::reject);
         vm.qlora_error = relative_error(w, qlora);
         vm.loftq_error = loftq_error(w, q, a, b, vm.rows, vm.cols, r, static_cast<float>(vm.scaling));
         rep.matrices.push_back(std::move(vm));
     }
-    if (rep.matrices.empty()) LOFTQ_THROW(InputError, afile_path, ": no LoRA modules");
     if (requantized)
         rep.notes.push_back(cat("nf4/fp4 (and nf2, as nf4) matrices re-quantized from the stored values cast to ",
                                 torch_dtype, " at blocksize 64, as BitsAndBytesConfig(load_in_4bit=True) does"));

@@ -17,3 +17,8 @@ mpi() {  # mpi NP loftq-args...
   shift
   LOFTQ_BINARY=$bin timeout "${E2E_MPI_TIMEOUT:-300}" bash "$src/launch/mpirun.sh" -np "$np" "$@"
 }
+# One SHA-256 per deterministic dataset of a run file (tests/runfile_digest.py): equal digests,
+# equal results.
+digest() { "$py" "$src/tests/runfile_digest.py" "$1"; }
+# One SHA-256 per file of an exported folder but report.json (it holds timings).
+folder_digest() { (cd "$1" && find . -type f ! -name report.json -print0 | sort -z | xargs -0 sha256sum); }
