@@ -15,25 +15,8 @@ set -euo pipefail
 src=${LOFTQ_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 bin=${LOFTQ_BINARY:-$src/build/loftq}
 model=${LOFTQ_TEST_DATA:-$src/tests/data}/stories260K
-venv=${LOFTQ_CLIENT_VENV:-}
-machine_venv=${XDG_CACHE_HOME:-$HOME/.cache}/loftq/venv-client
-if [[ -z $venv ]]; then
-  if [[ -x $machine_venv/bin/python ]]; then
-    venv=$machine_venv
-  elif [[ -x $src/.venv-client/bin/python ]]; then
-    venv=$src/.venv-client
-  else
-    why="no client venv (LOFTQ_CLIENT_VENV unset, $machine_venv and $src/.venv-client absent); create it with: bash launch/client-venv.sh (tests/client/README.md)"
-    if [[ ${CI:-} == true ]]; then
-      echo "e2e_client: FAIL under CI: $why" >&2
-      exit 1
-    fi
-    echo "SKIP e2e_client: $why"
-    exit 77
-  fi
-fi
-py=$venv/bin/python
-[[ -x $py ]] || { echo "e2e_client: LOFTQ_CLIENT_VENV=$venv has no bin/python" >&2; exit 1; }
+# shellcheck source=tests/support/client_venv.sh
+source "$src/tests/support/client_venv.sh" e2e_client
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1); commit: $(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
