@@ -8,7 +8,8 @@
 #     double-quantized base: byte-identical output folders for any rank count;
 #  3. a llama2-7b-shaped layer (synth): SIGKILL mid-merge, then --resume, gives the same bytes as
 #     an uninterrupted merge;
-#  4. bad inputs and options: one line, non-zero exit, no output folder.
+#  4. bad inputs and options: one line, non-zero exit, no output folder;
+#  5. refresh (--to loftq): as loaded, below bnb4 re-quantization of the merged weights on every matrix.
 set -euo pipefail
 # shellcheck source=tests/support/e2e_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/support/e2e_common.sh"
@@ -108,6 +109,27 @@ grep -q "resuming" "$tmp/resumed.log" || fail "resume did not report the tensors
 cmp -s <(digest "$tmp/s7-whole") <(digest "$tmp/s7-killed") || fail "resumed merge differs from the uninterrupted one"
 ok "SIGKILL at $done_count/12 tensors + --resume == uninterrupted merge, byte for byte ($(ls "$tmp/s7-whole"/*.safetensors | wc -l) shards)"
 
+# 5. refresh (--to loftq) on the bnb4 base: `loftq verify` against the merged weights W' (the same
+#    merge --to bf16, 2 ranks above) shows the refreshed backbone + adapter as loaded below bnb4
+#    re-quantization of W' on every matrix.
+mpi 2 merge --base "$tmp/bnb4" --adapter "$tmp/ad" --output "$tmp/refresh" --to loftq --rank 8 --iters 3 \
+  > "$tmp/refresh.log" 2>&1 || { cat "$tmp/refresh.log"; fail "merge --to loftq"; }
+[[ -e $tmp/refresh.merged || -e $tmp/refresh.run.h5 ]] && fail "refresh left its intermediates"
+"$bin" verify --model "$tmp/bnb4-np2" --output "$tmp/refresh" --json "$tmp/refresh.json" > "$tmp/verify.log" 2>&1 ||
+  { cat "$tmp/verify.log"; fail "verify of the refreshed folder"; }
+"$py" - "$tmp/refresh.json" <<'PY' || fail "refresh not below bnb4 re-quantization on every matrix"
+import json, sys
+r = json.load(open(sys.argv[1]))
+ms = r["matrices"]
+assert len(ms) == 35, len(ms)
+worst = max(m["loftq_error"] / m["qlora_error"] for m in ms)
+assert worst < 1.0, worst
+t = r["totals"]
+print(f"ok: refreshed error / bnb4 re-quantization error <= {worst:.3f} on all 35 matrices "
+      f"(mean {t['mean_loftq_error']:.4f} vs {t['mean_qlora_error']:.4f})")
+PY
+ok "refresh (--to loftq) below bnb4 re-quantization of the merged weights on every matrix"
+
 # 4. refused inputs: one line, exit != 0, nothing created
 refused() {  # refused WHAT EXPECTED-TEXT loftq-args...
   local what=$1 expect=$2
@@ -133,7 +155,7 @@ refused "wrong rank" "adapter_config.json gives it r = 4" "${m[@]}" --adapter "$
 make_adapter --base "$tmp/bf16" --modules q_proj,v_proj --output "$tmp/qv"
 "$py" -c "import json; p='$tmp/qv/adapter_config.json'; c=json.load(open(p)); c['target_modules']=['q_proj','k_proj','v_proj']; json.dump(c,open(p,'w'))"
 refused "missing module" "no lora_A / lora_B for module model.layers.0.self_attn.k_proj" "${m[@]}" --adapter "$tmp/qv"
-refused "--to" "option --to: 'fp32' is not one of bf16|fp16" "${m[@]}" --adapter "$tmp/ad" --to fp32
+refused "--to" "option --to: 'fp32' is not one of bf16|fp16|loftq" "${m[@]}" --adapter "$tmp/ad" --to fp32
 refused "output in base" "option --output" merge --base "$tmp/bf16" --adapter "$tmp/ad" --output "$tmp/bf16/sub"
 refused "bnb4 as nf4" "option --base-load" merge --base "$tmp/bnb4" --output "$tmp/bad" --adapter "$tmp/ad" --base-load nf4
 ok "refused: DoRA, wrong rank, missing module, --to fp32, output inside the base, --base-load against a bnb4 folder"

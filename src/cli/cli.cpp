@@ -27,7 +27,7 @@ constexpr Command kCommands[] = {
     {"run", "loftq run --model DIR --output DIR [options]             quantize + export in one job"},
     {"verify", "loftq verify --model DIR --output DIR [--json F]        error of the output as loaded"},
     {"inspect", "loftq inspect PATH                                     tensors of a file or folder"},
-    {"merge", "loftq merge --base DIR --adapter DIR --output DIR [--to bf16|fp16]   fold a trained adapter back"},
+    {"merge", "loftq merge --base DIR --adapter DIR --output DIR [--to bf16|fp16|loftq]   fold an adapter back"},
     {"synth", "loftq synth --output DIR [--preset P] [--layers N]       a synthetic Llama checkpoint"},
 };
 
@@ -171,17 +171,16 @@ po::options_description command_options(const std::string& cmd, Config& c, RawSt
              "backbone, or a 16-bit model)")
             ("adapter", po::value(&m.adapter_dir), "the PEFT LoRA adapter folder (adapter_config.json + "
              "adapter_model.safetensors)")
-            ("output", po::value(&m.output_dir), "output folder: a plain model")
-            ("work", po::value(&m.work_dir), "work folder, resumable (default: <output>.merge-work)")
-            ("to", po::value(&m.to)->default_value(m.to), "dtype of the merged weights: bf16 | fp16")
+            ("output", po::value(&c.exp.output_dir), "output folder")
+            ("work", po::value(&m.work_dir), "merge work folder, resumable (default: <output>.merge-work)")
+            ("to", po::value(&m.to)->default_value(m.to),
+             "bf16 | fp16: a plain model; loftq: a new LoftQ on the merged weights (backbone + loftq_init, LoftQ "
+             "options below; run file <output>.run.h5)")
             ("base-load", po::value(&m.base_load)->default_value(m.base_load),
-             "how the base holds its weights: auto | bnb4 | nf4 | fp4 | as-stored (see loftq merge in README)")
+             "how the base holds its weights: auto | bnb4 | nf4 | fp4 | as-stored")
             ("base-double-quant", po::bool_switch(&m.base_double_quant),
-             "with --base-load nf4|fp4: bnb_4bit_use_double_quant at load")
-            ("max-shard-size", po::value(&raw.max_shard_size)->default_value(raw.max_shard_size), "output shard size")
-            ("resume", po::bool_switch(&m.resume), "continue the work folder of an interrupted merge")
-            ("overwrite", po::bool_switch(&m.overwrite), "replace an existing output folder");
-        d.add(g);
+             "with --base-load nf4|fp4: bnb_4bit_use_double_quant at load");
+        d.add(g).add(loftq_options(c, raw)).add(export_options(c, raw));
     }
     if (cmd == "synth") {
         SynthOptions& y = c.synth;
@@ -199,7 +198,7 @@ po::options_description command_options(const std::string& cmd, Config& c, RawSt
 
 // The options given as text, checked and stored in their typed fields.
 void apply_raw(const std::string& cmd, const po::variables_map& vm, const RawStrings& raw, Config& cfg) {
-    const bool loftq_cmd = cmd == "quantize" || cmd == "run";
+    const bool loftq_cmd = cmd == "quantize" || cmd == "run" || cmd == "merge";
     if (vm.count("no-keep-best")) cfg.spec.loftq.keep_best = false;
     if (vm.count("no-scale-compensation")) cfg.spec.loftq.compensate_scaling = false;
     if (!raw.stray.empty())
@@ -213,8 +212,7 @@ void apply_raw(const std::string& cmd, const po::variables_map& vm, const RawStr
     }
     if (vm.count("split-threshold")) cfg.spec.split_threshold = parse_size("split-threshold", raw.split_threshold);
     if (vm.count("max-shard-size"))
-        cfg.exp.max_shard_size = cfg.synth.max_shard_size = cfg.merge.max_shard_size =
-            parse_size("max-shard-size", raw.max_shard_size);
+        cfg.exp.max_shard_size = cfg.synth.max_shard_size = parse_size("max-shard-size", raw.max_shard_size);
     if (loftq_cmd) {
         require_one_of("svd", raw.svd, {"auto", "exact", "randomized"});
         cfg.spec.loftq.svd = parse_svd_choice(raw.svd);

@@ -24,7 +24,7 @@ void require_path(const std::string& option, const std::string& value) {
 }  // namespace
 
 void Config::validate() const {
-    const bool loftq_cmd = command == "quantize" || command == "run";
+    const bool loftq_cmd = command == "quantize" || command == "run" || command == "merge";
     if (command == "quantize" || command == "run" || command == "export" || command == "verify")
         require_path("model", model_dir);
     if (command == "quantize" || command == "export") require_path("work", work_path);
@@ -48,13 +48,11 @@ void Config::validate() const {
     if (command == "merge") {
         require_path("base", merge.base_dir);
         require_path("adapter", merge.adapter_dir);
-        require_path("output", merge.output_dir);
-        require_one_of("to", merge.to, {"bf16", "fp16"});
+        require_path("output", exp.output_dir);
+        require_one_of("to", merge.to, {"bf16", "fp16", "loftq"});
         require_one_of("base-load", merge.base_load, {"auto", "bnb4", "nf4", "fp4", "as-stored"});
         if (merge.base_double_quant && merge.base_load != "nf4" && merge.base_load != "fp4")
             LOFTQ_THROW(ConfigError, "option --base-double-quant: only with --base-load nf4 or fp4");
-        if (merge.max_shard_size < 1024)
-            LOFTQ_THROW(ConfigError, "option --max-shard-size: must be at least 1024 bytes");
     }
     if (command == "synth") {
         require_one_of("preset", synth.preset, {"tiny", "llama2-7b", "llama2-13b", "llama2-70b", "codellama-70b"});

@@ -163,11 +163,16 @@ void produce(const MergeItem& it, size_t index, const MergePlan& plan, const Che
 
 }  // namespace
 
-std::string default_merge_work_path(const std::string& output_dir) {
+namespace {
+std::string beside(const std::string& output_dir, const char* suffix) {
     std::string out = output_dir;
     while (out.size() > 1 && out.back() == '/') out.pop_back();
-    return out + ".merge-work";
+    return out + suffix;
 }
+}  // namespace
+
+std::string default_merge_work_path(const std::string& output_dir) { return beside(output_dir, ".merge-work"); }
+std::string default_refresh_merged_path(const std::string& output_dir) { return beside(output_dir, ".merged"); }
 
 void run_merge(const MergeOptions& opt) {
     const auto t0 = Clock::now();

@@ -27,14 +27,16 @@
 
 namespace loftq {
 
+// The command line fills base_dir .. base_double_quant; output_dir, max_shard_size, resume and
+// overwrite come from the options merge shares with export and quantize (cli/cmd_merge.cpp).
 struct MergeOptions {
     std::string base_dir;
     std::string adapter_dir;
-    std::string output_dir;
-    std::string work_dir;          // empty: default_merge_work_path(output_dir)
-    std::string to = "bf16";       // bf16 | fp16
+    std::string work_dir;            // empty: default_merge_work_path(output_dir)
+    std::string to = "bf16";         // bf16 | fp16 (the job); loftq: bf16, then quantize + export
     std::string base_load = "auto";  // auto | bnb4 | nf4 | fp4 | as-stored
     bool base_double_quant = false;  // with nf4 | fp4
+    std::string output_dir;
     uint64_t max_shard_size = 5000000000ULL;
     bool resume = false;
     bool overwrite = false;
@@ -42,6 +44,8 @@ struct MergeOptions {
 
 // "<output>.merge-work" (trailing slashes dropped).
 std::string default_merge_work_path(const std::string& output_dir);
+// --to loftq: the merged bf16 model the refresh quantizes, "<output>.merged".
+std::string default_refresh_merged_path(const std::string& output_dir);
 
 // Collective over MPI_COMM_WORLD. Input errors (one line naming the file, tensor or module) and
 // option errors end every rank the same way before anything is created; a stop signal ends the
