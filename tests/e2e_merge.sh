@@ -107,7 +107,7 @@ mpi 2 "${args[@]}" --output "$tmp/s7-killed" --resume > "$tmp/resumed.log" 2>&1 
 grep -q "resuming" "$tmp/resumed.log" || fail "resume did not report the tensors it skipped"
 [[ -e $tmp/s7-killed.merge-work ]] && fail "the work folder was left after the merge"
 cmp -s <(digest "$tmp/s7-whole") <(digest "$tmp/s7-killed") || fail "resumed merge differs from the uninterrupted one"
-ok "SIGKILL at $done_count/12 tensors + --resume == uninterrupted merge, byte for byte ($(ls "$tmp/s7-whole"/*.safetensors | wc -l) shards)"
+ok "SIGKILL at $done_count/12 tensors + --resume == uninterrupted merge, byte for byte ($(find "$tmp/s7-whole" -name '*.safetensors' | wc -l) shards)"
 
 # 5. refresh (--to loftq) on the bnb4 base: `loftq verify` against the merged weights W' (the same
 #    merge --to bf16, 2 ranks above) shows the refreshed backbone + adapter as loaded below bnb4
@@ -144,7 +144,7 @@ refused() {  # refused WHAT EXPECTED-TEXT loftq-args...
   true
 }
 variant() {  # variant NAME PYTHON-EDIT: a copy of the adapter with its config edited
-  rm -rf "$tmp/$1" && cp -r "$tmp/ad" "$tmp/$1"
+  rm -rf "${tmp:?}/$1" && cp -r "$tmp/ad" "$tmp/$1"
   "$py" -c "import json,sys; p='$tmp/$1/adapter_config.json'; c=json.load(open(p)); $2; json.dump(c,open(p,'w'))"
 }
 m=(merge --base "$tmp/bf16" --output "$tmp/bad")

@@ -26,7 +26,8 @@ namespace loftq {
 namespace {
 
 // Rank 0 for all: the base is a model folder; output, work and run file clear of the inputs.
-void check_merge_paths(const MergeOptions& m, const std::string& work, const std::string& run_file) {
+void check_merge_paths(const MergeOptions& m, const std::string& work, const std::string& run_file,
+                       const std::string& log) {
     root_computes(MPI_COMM_WORLD, 0, [&] {
         require_model_folder(m.base_dir);
         for (const auto& [input, option] : {std::pair{m.base_dir, "base"}, std::pair{m.adapter_dir, "adapter"}})
@@ -36,6 +37,7 @@ void check_merge_paths(const MergeOptions& m, const std::string& work, const std
                 paths.model = input;
                 paths.work = w;
                 paths.output = m.output_dir;
+                paths.log = log;
                 if (const auto c = find_path_conflict(paths))
                     LOFTQ_THROW(ConfigError, "option --", c->setting, ": '", c->path, "' ", c->relation, " of --",
                                 c->other == "model" ? option : c->other, " '", c->other_path, "'");
@@ -55,8 +57,9 @@ int cmd_merge(const Config& cfg) {
     m.resume = cfg.quantize.resume;
     m.overwrite = cfg.exp.overwrite;
     if (m.to != "loftq") {
+        m.log_json = cfg.quantize.log_json;
         const std::string work = m.work_dir.empty() ? default_merge_work_path(m.output_dir) : m.work_dir;
-        check_merge_paths(m, work, "");
+        check_merge_paths(m, work, "", m.log_json);
         const auto lock = lock_run_file(work, false);
         run_merge(m);
         return 0;
@@ -69,7 +72,7 @@ int cmd_merge(const Config& cfg) {
     first.overwrite = false;
     const std::string work = m.work_dir.empty() ? default_merge_work_path(first.output_dir) : m.work_dir;
     const std::string run_file = default_work_path(m.output_dir);
-    check_merge_paths(m, work, run_file);
+    check_merge_paths(m, work, run_file, cfg.quantize.log_json);
     const auto lock = lock_run_file(run_file, false);
     const bool merged = root_computes(MPI_COMM_WORLD, 0, [&] {
                             if (!fs::exists(first.output_dir)) return std::string("0");

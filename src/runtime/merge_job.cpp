@@ -225,7 +225,7 @@ void run_merge(const MergeOptions& opt) {
         int64_t expected = 0;
         for (size_t i = 0; i < complete.size(); ++i) expected += complete[i] ? 0 : 1;
         ProgressReporter progress(world, static_cast<int64_t>(plan.items.size()), total_bytes, expected, skipped,
-                                  skipped_bytes, std::string());
+                                  skipped_bytes, opt.log_json);
         const Checkpoint ck(opt.base_dir);
         const PeftAdapter adapter = read_peft_adapter(opt.adapter_dir);
         int64_t mine[2] = {0, 0};
@@ -239,7 +239,11 @@ void run_merge(const MergeOptions& opt) {
             const auto t = Clock::now();
             produce(plan.items[i], i, plan, ck, adapter, files.value());
             ++mine[1];
-            const nlohmann::json record = {{"tensor", plan.items[i].tensor}, {"rank", rank},
+            const MergeItem& it = plan.items[i];
+            double elements = 1;
+            for (int64_t d : it.shape) elements *= static_cast<double>(d);
+            const nlohmann::json record = {{"tensor", it.tensor}, {"kind", merge_item_kind_name(it.kind)},
+                                           {"shape", it.shape}, {"f32_bytes", 4 * elements}, {"rank", rank},
                                            {"seconds", std::chrono::duration<double>(Clock::now() - t).count()}};
             progress.matrix_done(static_cast<double>(plan.items[i].nbytes), true, record.dump());
             progress.poll();

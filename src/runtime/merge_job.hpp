@@ -40,6 +40,7 @@ struct MergeOptions {
     uint64_t max_shard_size = 5000000000ULL;
     bool resume = false;
     bool overwrite = false;
+    std::string log_json;  // one JSON record per tensor: tensor, kind, shape, f32_bytes, rank, seconds
 };
 
 // "<output>.merge-work" (trailing slashes dropped).

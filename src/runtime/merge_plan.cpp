@@ -29,6 +29,7 @@ E enum_named(const std::string& name, const char* const (&names)[N], const std::
 }  // namespace
 
 const char* base_load_name(BaseLoad b) { return kBaseLoadNames[static_cast<int>(b)]; }
+const char* merge_item_kind_name(MergeItem::Kind k) { return kKindNames[static_cast<int>(k)]; }
 
 double MergeItem::cost() const {
     double n = 1;

@@ -41,6 +41,8 @@ struct MergeItem {
     double cost() const;           // load-balancing weight: elements, x4 for held / merged
 };
 
+const char* merge_item_kind_name(MergeItem::Kind k);  // "copy" | "held" | "merged"
+
 struct MergePlan {
     std::string to;                 // bf16 | fp16
     BaseLoad base_load = BaseLoad::as_stored;

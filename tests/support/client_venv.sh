@@ -6,6 +6,7 @@
 # exit 77, which ctest reports as Skipped (never Passed). $1: the test's name for the messages.
 # Needs `src` set.
 client_test=$1
+src=${src:?client_venv.sh: set src first}
 venv=${LOFTQ_CLIENT_VENV:-}
 machine_venv=${XDG_CACHE_HOME:-$HOME/.cache}/loftq/venv-client
 if [[ -z $venv ]]; then
