@@ -5,7 +5,8 @@
 #     W + s * B @ A (stored bf16 W, PEFT's pattern rules) within bf16 rounding, every other tensor
 #     byte for byte, config.json without quantization_config;
 #  2. the same merge (--base-load auto: re-quantized nf4 at load) on 1, 2 and 3 ranks, and a bnb4
-#     double-quantized base: byte-identical output folders for any rank count;
+#     double-quantized base: byte-identical output folders for any rank count; --to bnb4 on the
+#     bnb4 base with half the modules adapted: the others' 4-bit tensors kept byte for byte;
 #  3. a llama2-7b-shaped layer (synth): SIGKILL mid-merge, then --resume, gives the same bytes as
 #     an uninterrupted merge;
 #  4. bad inputs and options: one line, non-zero exit, no output folder;
@@ -80,7 +81,28 @@ for base in bf16 bnb4; do
   cmp -s <(digest "$tmp/$base-np1") <(digest "$tmp/$base-np3") || fail "$base: -np 3 differs from -np 1"
 done
 cmp -s "$tmp/bf16-np1/model.safetensors" "$tmp/plain/model.safetensors" && fail "nf4-held and as-stored merges are equal"
-ok "byte-identical outputs for -np 1/2/3 (nf4 at load, bnb4 double-quant)"
+for np in 1 2; do  # --to bnb4 on the bnb4 base, half of the modules adapted: the rest copied as stored
+  make_adapter --base "$tmp/bf16" --modules q_proj,up_proj --output "$tmp/half"
+  mpi "$np" merge --base "$tmp/bnb4" --adapter "$tmp/half" --output "$tmp/b4-np$np" --to bnb4 > "$tmp/b$np.log" 2>&1 ||
+    { cat "$tmp/b$np.log"; fail "merge --to bnb4 -np $np"; }
+done
+cmp -s <(digest "$tmp/b4-np1") <(digest "$tmp/b4-np2") || fail "--to bnb4: -np 2 differs from -np 1"
+"$py" - "$tmp/bnb4" "$tmp/b4-np1" <<'PY' || fail "--to bnb4 output"
+import json, struct, sys
+def header(p):
+    raw = open(p, "rb").read(); n = struct.unpack("<Q", raw[:8])[0]
+    h = json.loads(raw[8:8 + n]); h.pop("__metadata__", None)
+    return {k: raw[8 + n + v["data_offsets"][0]: 8 + n + v["data_offsets"][1]] for k, v in h.items()}
+base, out = header(sys.argv[1] + "/model.safetensors"), header(sys.argv[2] + "/model.safetensors")
+assert set(base) == set(out), set(base) ^ set(out)
+kept = [k for k in base if ".k_proj.weight" in k]
+changed = [k for k in base if k.endswith("q_proj.weight")]
+assert kept and all(base[k] == out[k] for k in kept), "untouched 4-bit weights not copied as stored"
+assert all(base[k] != out[k] for k in changed), "adapted weights unchanged"
+assert json.load(open(sys.argv[2] + "/config.json"))["quantization_config"]["bnb_4bit_use_double_quant"] is True
+print(f"ok: --to bnb4: {len(changed)} adapted weights re-quantized, {len(kept)} k_proj tensors (codes and components) kept byte for byte")
+PY
+ok "byte-identical outputs for -np 1/2/3 (nf4 at load, bnb4 double-quant), and --to bnb4 for -np 1/2"
 
 # 3. SIGKILL mid-merge, --resume
 "$bin" synth --preset llama2-7b --layers 1 --output "$tmp/s7" > /dev/null
@@ -151,12 +173,20 @@ m=(merge --base "$tmp/bf16" --output "$tmp/bad")
 variant dora 'c["use_dora"]=True'
 refused "DoRA" "use_dora = true is a LoRA variant" "${m[@]}" --adapter "$tmp/dora"
 variant rank 'c["rank_pattern"]={"q_proj": 4}'
+variant ia3 'c["peft_type"]="IA3"'
+refused "IA3" 'peft_type is "IA3"; only LORA adapters can be merged' "${m[@]}" --adapter "$tmp/ia3"
+variant saved 'c["modules_to_save"]=["lm_head"]'
+refused "modules_to_save" "modules_to_save = \[\"lm_head\"\] is a LoRA variant" "${m[@]}" --adapter "$tmp/saved"
+variant fifo 'c["fan_in_fan_out"]=True'
+refused "fan_in_fan_out" "fan_in_fan_out = true" "${m[@]}" --adapter "$tmp/fifo"
+variant badr 'c["r"]="8"'
+refused "r as text" '"r" is missing or not a positive integer' "${m[@]}" --adapter "$tmp/badr"
 refused "wrong rank" "adapter_config.json gives it r = 4" "${m[@]}" --adapter "$tmp/rank"
 make_adapter --base "$tmp/bf16" --modules q_proj,v_proj --output "$tmp/qv"
 "$py" -c "import json; p='$tmp/qv/adapter_config.json'; c=json.load(open(p)); c['target_modules']=['q_proj','k_proj','v_proj']; json.dump(c,open(p,'w'))"
 refused "missing module" "no lora_A / lora_B for module model.layers.0.self_attn.k_proj" "${m[@]}" --adapter "$tmp/qv"
-refused "--to" "option --to: 'fp32' is not one of bf16|fp16|loftq" "${m[@]}" --adapter "$tmp/ad" --to fp32
+refused "--to" "option --to: 'fp32' is not one of bf16|fp16|bnb4|loftq" "${m[@]}" --adapter "$tmp/ad" --to fp32
 refused "output in base" "option --output" merge --base "$tmp/bf16" --adapter "$tmp/ad" --output "$tmp/bf16/sub"
 refused "bnb4 as nf4" "option --base-load" merge --base "$tmp/bnb4" --output "$tmp/bad" --adapter "$tmp/ad" --base-load nf4
-ok "refused: DoRA, wrong rank, missing module, --to fp32, output inside the base, --base-load against a bnb4 folder"
+ok "refused: DoRA, IA3, modules_to_save, fan_in_fan_out, r as text, wrong rank, missing module, --to fp32, output inside the base, --base-load against a bnb4 folder"
 echo "e2e_merge: passed"

@@ -29,10 +29,11 @@ MergePlan sample_plan(uint64_t max_shard_size) {
         it.kind = linear ? MergeItem::Kind::merged : MergeItem::Kind::copy;
         it.four_bit = linear;
         it.in_dtype = DType::BF16;
-        it.out_dtype = DType::BF16;
         it.shape = std::string(n) == "model.norm.weight" ? std::vector<int64_t>{64} : std::vector<int64_t>{128, 64};
         it.r = linear ? 8 : 0;
         it.scaling = linear ? 2.0 : 0.0;
+        it.outputs.push_back({n, DType::BF16, it.shape, false});
+        if (linear) it.outputs.push_back({std::string(n) + ".absmax", DType::F32, {128}, true});  // a component
         p.items.push_back(it);
     }
     place_items(p);
@@ -44,24 +45,27 @@ MergePlan sample_plan(uint64_t max_shard_size) {
 TEST(MergePlan, PlacesTensorsBackToBackAfterEachShardHeader) {
     for (uint64_t limit : {uint64_t{5} << 30, uint64_t{20000}}) {
         const MergePlan p = sample_plan(limit);
-        ASSERT_EQ(p.shard_files.size(), limit > 100000 ? 1u : 4u);  // 16 KB tensors, the norm with the last
+        ASSERT_EQ(p.shard_files.size(), limit > 100000 ? 1u : 4u);  // 16 KB tensors; components and the norm join
         for (size_t s = 0; s < p.shard_files.size(); ++s) {
             std::vector<TensorSpec> specs;
             uint64_t end = 0;
-            for (const auto& it : p.items) {
-                if (it.shard != static_cast<int>(s)) continue;
-                if (specs.empty()) end = it.offset;  // checked against the header below
-                EXPECT_EQ(it.offset, end) << it.tensor;
-                specs.push_back({it.tensor, it.out_dtype, it.shape});
-                end = it.offset + it.nbytes;
-            }
+            for (const auto& it : p.items)
+                for (const auto& o : it.outputs) {
+                    if (o.shard != static_cast<int>(s)) continue;
+                    if (!specs.empty()) EXPECT_EQ(o.offset, end) << o.name;  // the first: against the header below
+                    specs.push_back({o.name, o.dtype, o.shape});
+                    end = o.offset + o.nbytes;
+                }
             ASSERT_FALSE(specs.empty());
-            const uint64_t first = p.items[static_cast<size_t>(
-                std::find_if(p.items.begin(), p.items.end(), [&](const MergeItem& it) { return it.shard == static_cast<int>(s); }) -
-                p.items.begin())].offset;
+            uint64_t first = 0;
+            for (const auto& it : p.items)
+                for (const auto& o : it.outputs)
+                    if (o.shard == static_cast<int>(s) && first == 0) first = o.offset;
             EXPECT_EQ(first, safetensors_header(specs, default_metadata()).size());
             EXPECT_EQ(end, p.shard_bytes[s]);
         }
+        for (const auto& it : p.items)  // a component stays in its weight's shard
+            for (const auto& o : it.outputs) EXPECT_EQ(o.shard, it.outputs.front().shard) << o.name;
     }
 }
 

@@ -27,7 +27,7 @@ constexpr Command kCommands[] = {
     {"run", "loftq run --model DIR --output DIR [options]             quantize + export in one job"},
     {"verify", "loftq verify --model DIR --output DIR [--json F]        error of the output as loaded"},
     {"inspect", "loftq inspect PATH                                     tensors of a file or folder"},
-    {"merge", "loftq merge --base DIR --adapter DIR --output DIR [--to bf16|fp16|loftq]   fold an adapter back"},
+    {"merge", "loftq merge --base DIR --adapter DIR --output DIR [--to bf16|fp16|bnb4|loftq]   fold an adapter back"},
     {"synth", "loftq synth --output DIR [--preset P] [--layers N]       a synthetic Llama checkpoint"},
 };
 
@@ -174,7 +174,7 @@ po::options_description command_options(const std::string& cmd, Config& c, RawSt
             ("output", po::value(&c.exp.output_dir), "output folder")
             ("work", po::value(&m.work_dir), "merge work folder, resumable (default: <output>.merge-work)")
             ("to", po::value(&m.to)->default_value(m.to),
-             "bf16 | fp16: a plain model; loftq: a new LoftQ on the merged weights (backbone + loftq_init, LoftQ "
+             "bf16 | fp16: a plain model; bnb4: a bitsandbytes 4-bit model (PEFT's merge on a 4-bit base); loftq: a new LoftQ on the merged weights (backbone + loftq_init, LoftQ "
              "options below; run file <output>.run.h5)")
             ("base-load", po::value(&m.base_load)->default_value(m.base_load),
              "how the base holds its weights: auto | bnb4 | nf4 | fp4 | as-stored")

@@ -49,7 +49,7 @@ void Config::validate() const {
         require_path("base", merge.base_dir);
         require_path("adapter", merge.adapter_dir);
         require_path("output", exp.output_dir);
-        require_one_of("to", merge.to, {"bf16", "fp16", "loftq"});
+        require_one_of("to", merge.to, {"bf16", "fp16", "bnb4", "loftq"});
         require_one_of("base-load", merge.base_load, {"auto", "bnb4", "nf4", "fp4", "as-stored"});
         if (merge.base_double_quant && merge.base_load != "nf4" && merge.base_load != "fp4")
             LOFTQ_THROW(ConfigError, "option --base-double-quant: only with --base-load nf4 or fp4");

@@ -13,6 +13,7 @@
 #include "io/held_weight.hpp"
 #include "io/json_strict.hpp"
 #include "io/peft_adapter.hpp"
+#include "io/runfile.hpp"
 #include "io/safetensors.hpp"
 #include "plan/model_config.hpp"
 
@@ -92,7 +93,7 @@ MergePlan plan_merge(const MergeOptions& opt) {
     resolve_base_load(opt, config, plan);
     const std::string dtype_key = config.contains("torch_dtype") ? "torch_dtype" : "dtype";
     plan.load_dtype = torch_dtype_to_dtype(config.value(dtype_key, std::string("float32")), cfg_path + " " + dtype_key);
-    const DType out_dtype = opt.to == "fp16" ? DType::F16 : DType::BF16;
+    const DType out_dtype = opt.to == "fp16" ? DType::F16 : DType::BF16;  // --to bnb4: unused
 
     const Checkpoint ck(opt.base_dir);
     ck.validate_all();
@@ -141,8 +142,34 @@ MergePlan plan_merge(const MergeOptions& opt) {
                 LOFTQ_THROW(InputError, adapter.weights_path, ": no lora_A / lora_B for module ", module_path(name),
                             ", which target_modules of ", adapter.config_path, " selects");
 
+    const bool to_bnb4 = opt.to == "bnb4";
+    if (to_bnb4) {  // the base's 4-bit form, else what BitsAndBytesConfig(load_in_4bit=True) gives
+        plan.out_quant_type = "nf4";
+        if (plan.base_load == BaseLoad::nf4 || plan.base_load == BaseLoad::fp4) {
+            plan.out_quant_type = base_load_name(plan.base_load);
+            plan.out_double_quant = plan.load_double_quant;
+        }
+        for (const auto& name : ck.names())
+            if (plan.base_load == BaseLoad::bnb4 && is_bnb4_weight(ck, name)) {
+                const Bnb4Stored st = read_bnb4_state(ck, name);
+                plan.out_quant_type = st.quant_type;
+                plan.out_double_quant = st.nested;
+                plan.load_dtype = st.dtype;
+                break;
+            }
+    }
+    // The 4-bit weight "P.weight" a component "P.weight.absmax" (...) belongs to; "" for others.
+    const auto owner_of = [&](const std::string& name) -> std::string {
+        if (plan.base_load != BaseLoad::bnb4 || !is_bnb4_component(ck, name)) return {};
+        const size_t cut = name.find(".weight.");
+        return cut == std::string::npos ? std::string() : name.substr(0, cut + 7);
+    };
     for (const auto& name : ck.names()) {
-        if (plan.base_load == BaseLoad::bnb4 && is_bnb4_component(ck, name)) continue;
+        const std::string owner = owner_of(name);
+        if (plan.base_load == BaseLoad::bnb4 && is_bnb4_component(ck, name)) {
+            // Kept as stored only beside their weight in a --to bnb4 output the adapter leaves alone.
+            if (!to_bnb4 || owner.empty() || modules.count(owner)) continue;
+        }
         MergeItem it;
         it.tensor = name;
         const bool bnb4 = plan.base_load == BaseLoad::bnb4 && is_bnb4_weight(ck, name);
@@ -164,13 +191,27 @@ MergePlan plan_merge(const MergeOptions& opt) {
             it.kind = MergeItem::Kind::merged;
             it.r = m->second->r;
             it.scaling = m->second->scaling;
-            it.out_dtype = out_dtype;
-        } else if (bnb4 || requantized) {
+        } else if ((bnb4 && !to_bnb4) || requantized || (to_bnb4 && linear.count(name) && !bnb4)) {
             it.kind = MergeItem::Kind::held;
-            it.out_dtype = out_dtype;
         } else {
             it.kind = MergeItem::Kind::copy;
-            it.out_dtype = t.dtype;
+        }
+        it.out_bnb4 = to_bnb4 && it.kind != MergeItem::Kind::copy && (it.four_bit || linear.count(name));
+        if (it.out_bnb4) {
+            MatrixLayout ml;
+            ml.name = name;
+            ml.rows = it.shape[0];
+            ml.cols = it.shape[1];
+            ml.format = plan.out_quant_type;
+            ml.blocksize = 64;
+            ml.nblocks = (ml.rows * ml.cols + 63) / 64;
+            ml.double_quant = plan.out_double_quant;
+            for (const auto& spec : bnb4_tensor_specs(ml, merge_bnb4_state(plan, it, 0.0f).size()))
+                it.outputs.push_back({spec.name, spec.dtype, spec.shape, spec.name != name});
+        } else if (it.kind == MergeItem::Kind::copy) {
+            it.outputs.push_back({name, t.dtype, t.shape, !owner.empty() && owner != name});
+        } else {
+            it.outputs.push_back({name, out_dtype, it.shape, false});
         }
         plan.items.push_back(std::move(it));
     }

@@ -21,6 +21,8 @@
 #include "io/peft_adapter.hpp"
 #include "io/safetensors.hpp"
 #include "io/safetensors_writer.hpp"
+#include "quant/format_tables.hpp"
+#include "quant/quantize.hpp"
 #include "runtime/collective.hpp"
 #include "runtime/merge_inputs.hpp"
 #include "runtime/merge_output.hpp"
@@ -119,33 +121,64 @@ void add_lora_delta(std::vector<float>& w, const std::vector<float>& B, const st
     }
 }
 
-// Narrows v to the item's dtype block by block and writes it in place. InputError naming the
+// Narrows v to the output's dtype block by block and writes it in place. InputError naming the
 // tensor for a value the dtype cannot hold (non-finite, or past fp16's range).
-void write_values(WorkFiles& files, const MergeItem& it, const std::vector<float>& v) {
-    const float limit = it.out_dtype == DType::F16 ? 65519.0f : 3.3895313e38f;
+void write_values(WorkFiles& files, const MergeOutput& out, const std::vector<float>& v) {
+    const float limit = out.dtype == DType::F16 ? 65519.0f : 3.3895313e38f;
     for (size_t i = 0; i < v.size(); ++i)
         if (!(std::fabs(v[i]) <= limit))
-            LOFTQ_THROW(InputError, "merged tensor ", it.tensor, ": value ", v[i], " at element ", i, " does not fit ",
-                        dtype_name(it.out_dtype), it.out_dtype == DType::F16 ? " (use --to bf16)" : "");
-    const size_t item = dtype_size(it.out_dtype), per_block = kChunkBytes / item;
+            LOFTQ_THROW(InputError, "merged tensor ", out.name, ": value ", v[i], " at element ", i, " does not fit ",
+                        dtype_name(out.dtype), out.dtype == DType::F16 ? " (use --to bf16)" : "");
+    const size_t item = dtype_size(out.dtype), per_block = kChunkBytes / item;
     std::vector<unsigned char> block(std::min(v.size(), per_block) * item);
     for (size_t first = 0; first < v.size(); first += per_block) {
         const size_t n = std::min(per_block, v.size() - first);
-        narrow_from_f32(it.out_dtype, v.data() + first, n, block.data());
-        files.write(it.shard, it.offset + first * item, block.data(), n * item);
+        narrow_from_f32(out.dtype, v.data() + first, n, block.data());
+        files.write(out.shard, out.offset + first * item, block.data(), n * item);
     }
 }
 
-// One output tensor: produced, written in place, marked complete.
+template <typename T>
+void write_exact(WorkFiles& files, const MergeOutput& out, const T* data, size_t count) {
+    LOFTQ_CHECK(count * sizeof(T) == out.nbytes, "merge: tensor ", out.name, " has ", count * sizeof(T),
+                " bytes, the plan ", out.nbytes);
+    files.write(out.shard, out.offset, data, out.nbytes);
+}
+
+// --to bnb4: W' (the held weight in its dtype + the float32 delta, in float32, as PEFT's merge into
+// a Linear4bit forms it) quantized from float32 as bitsandbytes' Params4bit does (blocksize 64,
+// the plan's quant type and double quant), written as its serialized components.
+void write_bnb4(WorkFiles& files, const MergePlan& plan, const MergeItem& it, const std::vector<float>& w) {
+    const QuantFormat& f = *find_format(plan.out_quant_type);
+    QuantizedTensor q;
+    quantize(QuantParams{&f, 64, plan.out_double_quant}, w.data(), static_cast<int64_t>(w.size()), q, it.tensor);
+    const auto& o = it.outputs;
+    LOFTQ_CHECK(o.size() == (plan.out_double_quant ? 6u : 4u), "merge: bnb4 outputs of ", it.tensor);
+    write_exact(files, o[0], q.packed.data(), q.packed.size());
+    if (plan.out_double_quant)
+        write_exact(files, o[1], q.nested.codes.data(), q.nested.codes.size());
+    else
+        write_exact(files, o[1], q.absmax.data(), q.absmax.size());
+    write_exact(files, o[2], f.table, 16);
+    if (plan.out_double_quant) {
+        write_exact(files, o[3], q.nested.nested_absmax.data(), q.nested.nested_absmax.size());
+        write_exact(files, o[4], tables::kDynamicSigned8, 256);
+    }
+    const std::string state = merge_bnb4_state(plan, it, q.nested.offset);
+    write_exact(files, o.back(), state.data(), state.size());
+}
+
+// One item: produced, written in place, marked complete.
 void produce(const MergeItem& it, size_t index, const MergePlan& plan, const Checkpoint& ck,
              const PeftAdapter& adapter, WorkFiles& files) {
     if (it.kind == MergeItem::Kind::copy) {
+        const MergeOutput& out = it.outputs.front();
         const TensorInfo& t = ck.info(it.tensor);
-        if (t.nbytes() != it.nbytes) LOFTQ_THROW(InputError, ck.path(), ": tensor ", it.tensor, " changed size");
+        if (t.nbytes() != out.nbytes) LOFTQ_THROW(InputError, ck.path(), ": tensor ", it.tensor, " changed size");
         const unsigned char* raw = ck.raw(it.tensor);
-        for (uint64_t off = 0; off < it.nbytes; off += kChunkBytes) {
-            const uint64_t n = std::min(kChunkBytes, it.nbytes - off);
-            files.write(it.shard, it.offset + off, raw + off, n);
+        for (uint64_t off = 0; off < out.nbytes; off += kChunkBytes) {
+            const uint64_t n = std::min(kChunkBytes, out.nbytes - off);
+            files.write(out.shard, out.offset + off, raw + off, n);
             release_mapped_pages(raw + off, n);
         }
     } else {
@@ -156,7 +189,10 @@ void produce(const MergeItem& it, size_t index, const MergePlan& plan, const Che
             read_lora_factors(adapter, m, it.shape[0], it.shape[1], A, B);
             add_lora_delta(w, B, A, it.shape[0], it.shape[1], it.r, static_cast<float>(it.scaling));
         }
-        write_values(files, it, w);
+        if (it.out_bnb4)
+            write_bnb4(files, plan, it, w);
+        else
+            write_values(files, it.outputs.front(), w);
     }
     files.mark_complete(index);
 }
@@ -194,10 +230,14 @@ void run_merge(const MergeOptions& opt) {
     std::vector<bool> complete(plan.items.size());
     int64_t skipped = 0;
     double total_bytes = 0, skipped_bytes = 0;
+    std::vector<double> item_bytes;  // output bytes of each item (progress)
     for (size_t i = 0; i < plan.items.size(); ++i) {
         complete[i] = flags_text[i] != 0;
-        total_bytes += static_cast<double>(plan.items[i].nbytes);
-        if (complete[i]) ++skipped, skipped_bytes += static_cast<double>(plan.items[i].nbytes);
+        double bytes = 0;
+        for (const auto& o : plan.items[i].outputs) bytes += static_cast<double>(o.nbytes);
+        item_bytes.push_back(bytes);
+        total_bytes += bytes;
+        if (complete[i]) ++skipped, skipped_bytes += bytes;
     }
     const auto work_lists = distribute_merge(plan, size);
     if (rank == 0) {
@@ -243,9 +283,10 @@ void run_merge(const MergeOptions& opt) {
             double elements = 1;
             for (int64_t d : it.shape) elements *= static_cast<double>(d);
             const nlohmann::json record = {{"tensor", it.tensor}, {"kind", merge_item_kind_name(it.kind)},
+                                           {"bnb4", it.out_bnb4},
                                            {"shape", it.shape}, {"f32_bytes", 4 * elements}, {"rank", rank},
                                            {"seconds", std::chrono::duration<double>(Clock::now() - t).count()}};
-            progress.matrix_done(static_cast<double>(plan.items[i].nbytes), true, record.dump());
+            progress.matrix_done(item_bytes[i], true, record.dump());
             progress.poll();
         }
         MPI_CHECK(MPI_Allreduce(mine, sums, 2, MPI_INT64_T, MPI_SUM, world));

@@ -1,6 +1,8 @@
 // `loftq merge`: fold a trained PEFT LoRA adapter into its base, W' = W_held + s * B @ A per
-// module in float32, written as a plain model (config.json without quantization_config, the
-// merged and the 4-bit-held weights in the --to dtype, every other tensor copied bit for bit).
+// module in float32, written (--to bf16 | fp16) as a plain model (config.json without
+// quantization_config, the merged and the 4-bit-held weights in that dtype, every other tensor
+// copied bit for bit), or (--to bnb4) as a bitsandbytes 4-bit model: W' quantized as PEFT's merge
+// into a Linear4bit does, untouched 4-bit weights copied as stored (runtime/merge_plan.hpp).
 //
 // The base is read as transformers holds it (--base-load):
 //   auto       a bitsandbytes 4-bit folder (config.json quantization_config): bnb4; a folder whose
@@ -33,7 +35,7 @@ struct MergeOptions {
     std::string base_dir;
     std::string adapter_dir;
     std::string work_dir;            // empty: default_merge_work_path(output_dir)
-    std::string to = "bf16";         // bf16 | fp16 (the job); loftq: bf16, then quantize + export
+    std::string to = "bf16";         // bf16 | fp16 | bnb4 (the job); loftq: bf16, then quantize + export
     std::string base_load = "auto";  // auto | bnb4 | nf4 | fp4 | as-stored
     bool base_double_quant = false;  // with nf4 | fp4
     std::string output_dir;

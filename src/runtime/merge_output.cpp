@@ -26,7 +26,8 @@ namespace {
 std::vector<TensorSpec> specs_of(const MergePlan& plan, int shard) {
     std::vector<TensorSpec> out;
     for (const auto& it : plan.items)
-        if (shard < 0 || it.shard == shard) out.push_back({it.tensor, it.out_dtype, it.shape});
+        for (const auto& o : it.outputs)
+            if (shard < 0 || o.shard == shard) out.push_back({o.name, o.dtype, o.shape});
     return out;
 }
 
@@ -103,15 +104,25 @@ void finish_merge_output(const MergeOptions& opt, const std::string& work, const
     nlohmann::json config = read_json_file(opt.base_dir + "/config.json", "file");
     config.erase("quantization_config");
     const std::string dtype_key = config.contains("torch_dtype") ? "torch_dtype" : "dtype";
-    config[dtype_key] = opt.to == "fp16" ? "float16" : "bfloat16";
+    if (opt.to == "bnb4") {
+        const std::string compute = dtype_to_torch_name(plan.load_dtype);
+        config[dtype_key] = compute;
+        config["quantization_config"] = bnb4_quantization_config(plan.out_quant_type, plan.out_double_quant, compute);
+    } else {
+        config[dtype_key] = opt.to == "fp16" ? "float16" : "bfloat16";
+    }
 
     OutputFolder out(opt.output_dir, opt.overwrite);
     std::vector<ShardPlan> shards;
     for (size_t s = 0; s < plan.shard_files.size(); ++s) {
         ShardPlan sp;
         sp.file_name = plan.shard_files[s];
-        for (size_t i = 0; i < plan.items.size(); ++i)
-            if (plan.items[i].shard == static_cast<int>(s)) sp.tensors.push_back(i), sp.nbytes += plan.items[i].nbytes;
+        size_t index = 0;  // of the output tensor, in the order of specs_of(plan, -1)
+        for (const auto& it : plan.items)
+            for (const auto& o : it.outputs) {
+                if (o.shard == static_cast<int>(s)) sp.tensors.push_back(index), sp.nbytes += o.nbytes;
+                ++index;
+            }
         shards.push_back(std::move(sp));
         std::error_code ec;
         fs::rename(work + "/" + plan.shard_files[s], out / plan.shard_files[s], ec);
@@ -125,6 +136,9 @@ void finish_merge_output(const MergeOptions& opt, const std::string& work, const
     for (const auto& it : plan.items) ++counts[static_cast<int>(it.kind)];
     const nlohmann::json report = {
         {"merge", {{"base", opt.base_dir}, {"adapter", opt.adapter_dir}, {"to", opt.to},
+                   {"bnb4", opt.to == "bnb4" ? nlohmann::json{{"quant_type", plan.out_quant_type},
+                                                              {"double_quant", plan.out_double_quant}}
+                                             : nlohmann::json()},
                    {"base_load", base_load_name(plan.base_load)}, {"base_double_quant", plan.load_double_quant},
                    {"max-shard-size", plan.max_shard_size}, {"shards", plan.shard_files.size()}}},
         {"tensors", {{"merged", counts[2]}, {"held_4bit_dequantized", counts[1]}, {"copied", counts[0]}}},

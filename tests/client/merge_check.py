@@ -14,6 +14,7 @@
       (b) every other tensor equal to the reference;
       (c) logits (float32) of M and of PEFT's merged model on 16 fixed tokens within 1e-2 of their
           scale, and under a quarter of what the adapter itself changes (so the check can fail).
+  check-bnb4 --base OUT --adapter DIR --merged M   M = `loftq merge --to bnb4` (see check_bnb4)
 Prints one [PASS]/[FAIL] line per check; exit 1 on any FAIL.
 """
 import argparse, json, os, sys
@@ -131,9 +132,55 @@ def check(a):
     print("merge_check: passed")
 
 
+def check_bnb4(a):
+    """--to bnb4: our serialized 4-bit model against PEFT's merge_and_unload on the 4-bit base
+    (PEFT dequantizes each Linear4bit, adds the delta in the compute dtype and re-quantizes it as
+    Params4bit): (d) code bytes equal on >= 99.9%, dequantized weights within 1e-5 (relative
+    Frobenius); (e) logits within 1e-2 of their scale."""
+    import bitsandbytes as bnb
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    results = []
+
+    def report(ok, what):
+        results.append(ok)
+        print(f"[{'PASS' if ok else 'FAIL'}] {what}")
+
+    ref = PeftModel.from_pretrained(load_held(a.base), a.adapter).merge_and_unload().eval()
+    ours = AutoModelForCausalLM.from_pretrained(a.merged).eval()
+    mods = {n: m for n, m in ours.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
+    refs = {n: m for n, m in ref.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
+    report(len(mods) > 0 and set(mods) == set(refs), f"4-bit modules: ours {len(mods)}, PEFT's {len(refs)}")
+    same = total = 0
+    worst = 0.0
+    for n, m in mods.items():
+        same += int((m.weight.data == refs[n].weight.data).sum())
+        total += m.weight.data.numel()
+        w = bnb.functional.dequantize_4bit(m.weight.data, m.weight.quant_state).float()
+        r = bnb.functional.dequantize_4bit(refs[n].weight.data, refs[n].weight.quant_state).float()
+        worst = max(worst, ((w - r).norm() / r.norm()).item())
+    # The codes decide the values; the double-quant offset is a float32 mean of the absmax, which
+    # torch sums in another order than loftq (a few float32 ulps: ~1e-7 of the weights).
+    report(same >= 0.999 * total and worst <= 1e-5,
+           f"(d) {len(mods)} 4-bit weights: {same}/{total} ({100.0 * same / max(total, 1):.3f}%) code bytes equal to "
+           f"PEFT's, dequantized within {worst:.2e} (relative)")
+    for model in (ours, ref):  # bitsandbytes' AVX512-BF16 CPU repacking rejects some shapes (load_check.py (c))
+        for m in model.modules():
+            if isinstance(m, bnb.nn.Linear4bit) and (m.out_features % 32 or m.in_features % m.weight.quant_state.blocksize):
+                m.support_avx512bf16_for_cpu = False
+    ids = torch.arange(16).unsqueeze(0) % ref.config.vocab_size + 3
+    with torch.no_grad():
+        lo, lr = ours(ids).logits.float(), ref(ids).logits.float()
+    dist = (lo - lr).abs().max().item() / lr.abs().max().item()
+    report(dist <= 1e-2, f"(e) logits of our 4-bit merged model vs PEFT's: max difference {dist:.2e} of their scale")
+    if not all(results):
+        sys.exit(1)
+    print("merge_check bnb4: passed")
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("step", choices=["make-mistral", "train", "check"])
+    p.add_argument("step", choices=["make-mistral", "train", "check", "check-bnb4"])
     p.add_argument("--output")
     p.add_argument("--base")
     p.add_argument("--adapter")
@@ -141,7 +188,7 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--json")
     a = p.parse_args()
-    {"make-mistral": make_mistral, "train": train, "check": check}[a.step](a)
+    {"make-mistral": make_mistral, "train": train, "check": check, "check-bnb4": check_bnb4}[a.step](a)
 
 
 if __name__ == "__main__":
