@@ -7,8 +7,8 @@
 #  2. the same merge (--base-load auto: re-quantized nf4 at load) on 1, 2 and 3 ranks, and a bnb4
 #     double-quantized base: byte-identical output folders for any rank count; --to bnb4 on the
 #     bnb4 base with half the modules adapted: the others' 4-bit tensors kept byte for byte;
-#  3. a llama2-7b-shaped layer (synth): SIGKILL mid-merge, then --resume, gives the same bytes as
-#     an uninterrupted merge;
+#  3. a llama2-7b-shaped layer (synth): SIGKILL mid-merge (or SIGTERM: one line, exit != 0), then
+#     --resume, gives the same bytes as an uninterrupted merge;
 #  4. bad inputs and options: one line, non-zero exit, no output folder;
 #  5. refresh (--to loftq): as loaded, below bnb4 re-quantization of the merged weights on every matrix.
 set -euo pipefail
@@ -130,6 +130,22 @@ grep -q "resuming" "$tmp/resumed.log" || fail "resume did not report the tensors
 [[ -e $tmp/s7-killed.merge-work ]] && fail "the work folder was left after the merge"
 cmp -s <(digest "$tmp/s7-whole") <(digest "$tmp/s7-killed") || fail "resumed merge differs from the uninterrupted one"
 ok "SIGKILL at $done_count/12 tensors + --resume == uninterrupted merge, byte for byte ($(find "$tmp/s7-whole" -name '*.safetensors' | wc -l) shards)"
+# SIGTERM: the rank finishes its tensor, says how to resume, exits non-zero; --resume completes it.
+"$bin" "${args[@]}" --output "$tmp/s7-term" > "$tmp/term.log" 2>&1 &
+pid=$!
+count_term() { [[ -f $tmp/s7-term.merge-work/complete ]] && tr -d '\000' < "$tmp/s7-term.merge-work/complete" | wc -c || echo 0; }
+for _ in $(seq 1 1200); do
+  (($(count_term) >= 2)) && break
+  sleep 0.02
+done
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+((rc != 0)) || fail "a merge stopped by SIGTERM exited 0"
+grep -q "interrupted by SIGTERM after [0-9]* of 12 tensors; resume with --resume" "$tmp/term.log" || { cat "$tmp/term.log"; fail "no SIGTERM line"; }
+"$bin" "${args[@]}" --output "$tmp/s7-term" --resume > "$tmp/term2.log" 2>&1 || { cat "$tmp/term2.log"; fail "resume after SIGTERM"; }
+cmp -s <(digest "$tmp/s7-whole") <(digest "$tmp/s7-term") || fail "merge resumed after SIGTERM differs"
+ok "SIGTERM: $(grep -o 'after [0-9]* of 12' "$tmp/term.log"), --resume == uninterrupted merge"
 
 # 5. refresh (--to loftq) on the bnb4 base: `loftq verify` against the merged weights W' (the same
 #    merge --to bf16, 2 ranks above) shows the refreshed backbone + adapter as loaded below bnb4
