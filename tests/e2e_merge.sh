@@ -201,8 +201,24 @@ refused "wrong rank" "adapter_config.json gives it r = 4" "${m[@]}" --adapter "$
 make_adapter --base "$tmp/bf16" --modules q_proj,v_proj --output "$tmp/qv"
 "$py" -c "import json; p='$tmp/qv/adapter_config.json'; c=json.load(open(p)); c['target_modules']=['q_proj','k_proj','v_proj']; json.dump(c,open(p,'w'))"
 refused "missing module" "no lora_A / lora_B for module model.layers.0.self_attn.k_proj" "${m[@]}" --adapter "$tmp/qv"
+tensors_variant() {  # tensors_variant NAME PYTHON-EDIT-OF-t: a copy of the adapter with its tensors edited
+  rm -rf "${tmp:?}/$1" && cp -r "$tmp/ad" "$tmp/$1"
+  "$py" - "$src/tests/tools" "$tmp/$1/adapter_model.safetensors" "$2" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from make_adapter import read_tensors, write_safetensors
+t = read_tensors(sys.argv[2])
+exec(sys.argv[3])
+write_safetensors(sys.argv[2], t, "F32")
+PY
+}
+tensors_variant noB 'del t["base_model.model.model.layers.2.mlp.up_proj.lora_B.weight"]'
+refused "lora_A without lora_B" "module model.layers.2.mlp.up_proj has lora_A but no lora_B" "${m[@]}" --adapter "$tmp/noB"
+tensors_variant dorakey 't["base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector"] = t["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"][0]'
+refused "DoRA magnitude tensor" "lora_magnitude_vector is not a LoRA lora_A / lora_B weight" "${m[@]}" --adapter "$tmp/dorakey"
+refused "another model's adapter" "lora_A is \[16, 11008\], lora_B is \[4096, 16\]; the base weight is 64x172 so r = 16 needs" "${m[@]}" --adapter "$tmp/s7ad"
 refused "--to" "option --to: 'fp32' is not one of bf16|fp16|bnb4|loftq" "${m[@]}" --adapter "$tmp/ad" --to fp32
 refused "output in base" "option --output" merge --base "$tmp/bf16" --adapter "$tmp/ad" --output "$tmp/bf16/sub"
 refused "bnb4 as nf4" "option --base-load" merge --base "$tmp/bnb4" --output "$tmp/bad" --adapter "$tmp/ad" --base-load nf4
-ok "refused: DoRA, IA3, modules_to_save, fan_in_fan_out, r as text, wrong rank, missing module, --to fp32, output inside the base, --base-load against a bnb4 folder"
+ok "refused: DoRA (config and magnitude tensor), lora_A without lora_B, another model's adapter, IA3, modules_to_save, fan_in_fan_out, r as text, wrong rank, missing module, --to fp32, output inside the base, --base-load against a bnb4 folder"
 echo "e2e_merge: passed"
