@@ -8,7 +8,8 @@
 #     double-quantized base: byte-identical output folders for any rank count; --to bnb4 on the
 #     bnb4 base with half the modules adapted: the others' 4-bit tensors kept byte for byte;
 #  3. a llama2-7b-shaped layer (synth): SIGKILL mid-merge (or SIGTERM: one line, exit != 0), then
-#     --resume, gives the same bytes as an uninterrupted merge;
+#     --resume, gives the same bytes as an uninterrupted merge; a complete tensor damaged in the
+#     work folder fails its checksum on resume and is redone;
 #  4. bad inputs and options: one line, non-zero exit, no output folder;
 #  5. refresh (--to loftq): as loaded, below bnb4 re-quantization of the merged weights on every matrix.
 set -euo pipefail
@@ -125,11 +126,28 @@ done_count=$(count_done)
 [[ -e $tmp/s7-killed ]] && fail "a killed merge left an output folder"
 mpi 2 "${args[@]}" --output "$tmp/s7-killed" > "$tmp/resumed.log" 2>&1 && fail "an existing work folder was taken without --resume"
 grep -q "add --resume" "$tmp/resumed.log" || { cat "$tmp/resumed.log"; fail "no --resume hint"; }
+# One byte of a complete tensor damaged in the work folder: resume finds it by its checksum and redoes it.
+damaged=$("$py" - "$tmp/s7-killed.merge-work" <<'PY'
+import json, sys
+w = sys.argv[1]
+plan = json.load(open(f"{w}/plan.json"))
+done = open(f"{w}/complete", "rb").read()
+i = next(k for k, it in enumerate(plan["items"]) if done[k] and it["kind"] != "copy")
+o = plan["items"][i]["outputs"][0]
+with open(f"{w}/{plan['shard_files'][o['shard']]}", "r+b") as f:
+    f.seek(o["offset"] + o["nbytes"] // 2)
+    b = f.read(1)
+    f.seek(o["offset"] + o["nbytes"] // 2)
+    f.write(bytes([b[0] ^ 0x40]))
+print(plan["items"][i]["tensor"])
+PY
+)
 mpi 2 "${args[@]}" --output "$tmp/s7-killed" --resume > "$tmp/resumed.log" 2>&1 || { cat "$tmp/resumed.log"; fail "resume"; }
 grep -q "resuming" "$tmp/resumed.log" || fail "resume did not report the tensors it skipped"
+grep -q "tensor $damaged fails its checksum; redoing it" "$tmp/resumed.log" || { cat "$tmp/resumed.log"; fail "the damaged tensor was not redone"; }
 [[ -e $tmp/s7-killed.merge-work ]] && fail "the work folder was left after the merge"
 cmp -s <(digest "$tmp/s7-whole") <(digest "$tmp/s7-killed") || fail "resumed merge differs from the uninterrupted one"
-ok "SIGKILL at $done_count/12 tensors + --resume == uninterrupted merge, byte for byte ($(find "$tmp/s7-whole" -name '*.safetensors' | wc -l) shards)"
+ok "SIGKILL at $done_count/12 tensors (one complete tensor then damaged: redone) + --resume == uninterrupted merge, byte for byte ($(find "$tmp/s7-whole" -name '*.safetensors' | wc -l) shards)"
 # SIGTERM: the rank finishes its tensor, says how to resume, exits non-zero; --resume completes it.
 "$bin" "${args[@]}" --output "$tmp/s7-term" > "$tmp/term.log" 2>&1 &
 pid=$!

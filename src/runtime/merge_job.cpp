@@ -8,12 +8,14 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.hpp"
 #include "core/error.hpp"
+#include "core/hash64.hpp"
 #include "core/interrupt.hpp"
 #include "io/checkpoint.hpp"
 #include "io/held_weight.hpp"
@@ -36,28 +38,54 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kChunkBytes = uint64_t{16} << 20;  // one output block; MPI counts are int
 
-// The shard files and the completion bytes of the work folder, open on every rank (MPI-IO,
-// independent writes). close() is collective.
+// The checksum of one output tensor's bytes: 16 MB pieces from its start, each hashed and summed
+// keyed by (item, output, piece), so that writer and checker agree however the bytes were cut.
+uint64_t piece_sum(const std::string& tensor, size_t output, uint64_t rel, const void* data, uint64_t n) {
+    LOFTQ_CHECK(rel % kChunkBytes == 0, "merge: a write of ", tensor, " starts inside a piece");
+    const uint64_t salt = hash_bytes(tensor.data(), tensor.size(), 0x6d657267ULL);
+    uint64_t sum = 0;
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (uint64_t done = 0; done < n; done += kChunkBytes) {
+        const uint64_t piece = (rel + done) / kChunkBytes;
+        sum += keyed(salt, (static_cast<uint64_t>(output) << 40) | piece,
+                     hash_bytes(p + done, static_cast<size_t>(std::min(kChunkBytes, n - done)), 0));
+    }
+    return sum;
+}
+
+// The shard files, the completion bytes and the checksums (8 bytes, little-endian, per item) of
+// the work folder, open on every rank (MPI-IO, independent writes). close() is collective. An
+// item's bytes go first, then its checksum, then its completion byte.
 class WorkFiles {
 public:
     WorkFiles(MPI_Comm world, const std::string& dir, const MergePlan& plan) {
         for (const auto& f : plan.shard_files) shards_.push_back(open(world, dir + "/" + f));
         complete_ = open(world, dir + "/complete");
+        checksums_ = open(world, dir + "/checksums");
     }
     WorkFiles(const WorkFiles&) = delete;
     WorkFiles& operator=(const WorkFiles&) = delete;
-    void write(int shard, uint64_t offset, const void* data, uint64_t n) {
+    // Bytes [rel, rel + n) of output `index` (of item `it`); rel a multiple of 16 MB.
+    void write(const MergeItem& it, size_t index, uint64_t rel, const void* data, uint64_t n) {
+        const MergeOutput& out = it.outputs[index];
+        LOFTQ_CHECK(rel + n <= out.nbytes, "merge: write past tensor ", out.name);
         const auto* p = static_cast<const unsigned char*>(data);
         for (uint64_t done = 0; done < n;) {
             const int count = static_cast<int>(std::min<uint64_t>(kChunkBytes, n - done));
-            MPI_CHECK(MPI_File_write_at(shards_[static_cast<size_t>(shard)], static_cast<MPI_Offset>(offset + done),
-                                        p + done, count, MPI_BYTE, MPI_STATUS_IGNORE));
+            MPI_CHECK(MPI_File_write_at(shards_[static_cast<size_t>(out.shard)],
+                                        static_cast<MPI_Offset>(out.offset + rel + done), p + done, count, MPI_BYTE,
+                                        MPI_STATUS_IGNORE));
             done += static_cast<uint64_t>(count);
         }
+        sum_ += piece_sum(it.tensor, index, rel, data, n);
     }
-    void mark_complete(size_t index) {
+    void mark_complete(size_t item) {
+        uint8_t le[8];
+        for (int b = 0; b < 8; ++b) le[b] = static_cast<uint8_t>(sum_ >> (8 * b));
+        MPI_CHECK(MPI_File_write_at(checksums_, static_cast<MPI_Offset>(8 * item), le, 8, MPI_BYTE, MPI_STATUS_IGNORE));
         const unsigned char one = 1;
-        MPI_CHECK(MPI_File_write_at(complete_, static_cast<MPI_Offset>(index), &one, 1, MPI_BYTE, MPI_STATUS_IGNORE));
+        MPI_CHECK(MPI_File_write_at(complete_, static_cast<MPI_Offset>(item), &one, 1, MPI_BYTE, MPI_STATUS_IGNORE));
+        sum_ = 0;
     }
     void close() {  // collective
         for (auto& f : shards_) {
@@ -65,8 +93,10 @@ public:
             MPI_CHECK(MPI_File_close(&f));
         }
         shards_.clear();
-        MPI_CHECK(MPI_File_sync(complete_));
-        MPI_CHECK(MPI_File_close(&complete_));
+        for (MPI_File* f : {&checksums_, &complete_}) {
+            MPI_CHECK(MPI_File_sync(*f));
+            MPI_CHECK(MPI_File_close(f));
+        }
     }
 
 private:
@@ -77,7 +107,33 @@ private:
     }
     std::vector<MPI_File> shards_;
     MPI_File complete_ = MPI_FILE_NULL;
+    MPI_File checksums_ = MPI_FILE_NULL;
+    uint64_t sum_ = 0;  // of the item being written
 };
+
+// On --resume: whether the stored bytes of complete item `it` still give its checksum (a work
+// folder damaged after the fact, e.g. a disk error, is caught here and the item redone).
+bool item_intact(const std::string& work, const MergePlan& plan, const MergeItem& it, size_t item) {
+    uint64_t sum = 0;
+    std::vector<unsigned char> piece(static_cast<size_t>(kChunkBytes));
+    for (size_t k = 0; k < it.outputs.size(); ++k) {
+        const MergeOutput& out = it.outputs[k];
+        std::ifstream f(work + "/" + plan.shard_files[static_cast<size_t>(out.shard)], std::ios::binary);
+        f.seekg(static_cast<std::streamoff>(out.offset));
+        for (uint64_t rel = 0; rel < out.nbytes; rel += kChunkBytes) {
+            const uint64_t n = std::min(kChunkBytes, out.nbytes - rel);
+            if (!f.read(reinterpret_cast<char*>(piece.data()), static_cast<std::streamsize>(n))) return false;
+            sum += piece_sum(it.tensor, k, rel, piece.data(), n);
+        }
+    }
+    std::ifstream c(work + "/checksums", std::ios::binary);
+    uint8_t le[8];
+    c.seekg(static_cast<std::streamoff>(8 * item));
+    if (!c.read(reinterpret_cast<char*>(le), 8)) return false;
+    uint64_t stored = 0;
+    for (int b = 7; b >= 0; --b) stored = (stored << 8) | le[b];
+    return stored == sum;
+}
 
 // The weight of `it` as transformers holds it, float32 row-major. A 4-bit weight is what
 // bitsandbytes' dequantize_4bit returns, in the quant state's dtype (the compute dtype): that is
@@ -123,7 +179,8 @@ void add_lora_delta(std::vector<float>& w, const std::vector<float>& B, const st
 
 // Narrows v to the output's dtype block by block and writes it in place. InputError naming the
 // tensor for a value the dtype cannot hold (non-finite, or past fp16's range).
-void write_values(WorkFiles& files, const MergeOutput& out, const std::vector<float>& v) {
+void write_values(WorkFiles& files, const MergeItem& it, const std::vector<float>& v) {
+    const MergeOutput& out = it.outputs.front();
     const float limit = out.dtype == DType::F16 ? 65519.0f : 3.3895313e38f;
     for (size_t i = 0; i < v.size(); ++i)
         if (!(std::fabs(v[i]) <= limit))
@@ -134,15 +191,16 @@ void write_values(WorkFiles& files, const MergeOutput& out, const std::vector<fl
     for (size_t first = 0; first < v.size(); first += per_block) {
         const size_t n = std::min(per_block, v.size() - first);
         narrow_from_f32(out.dtype, v.data() + first, n, block.data());
-        files.write(out.shard, out.offset + first * item, block.data(), n * item);
+        files.write(it, 0, first * item, block.data(), n * item);
     }
 }
 
 template <typename T>
-void write_exact(WorkFiles& files, const MergeOutput& out, const T* data, size_t count) {
+void write_exact(WorkFiles& files, const MergeItem& it, size_t index, const T* data, size_t count) {
+    const MergeOutput& out = it.outputs[index];
     LOFTQ_CHECK(count * sizeof(T) == out.nbytes, "merge: tensor ", out.name, " has ", count * sizeof(T),
                 " bytes, the plan ", out.nbytes);
-    files.write(out.shard, out.offset, data, out.nbytes);
+    files.write(it, index, 0, data, out.nbytes);
 }
 
 // --to bnb4: W' (the held weight in its dtype + the float32 delta, in float32, as PEFT's merge into
@@ -152,20 +210,20 @@ void write_bnb4(WorkFiles& files, const MergePlan& plan, const MergeItem& it, co
     const QuantFormat& f = *find_format(plan.out_quant_type);
     QuantizedTensor q;
     quantize(QuantParams{&f, 64, plan.out_double_quant}, w.data(), static_cast<int64_t>(w.size()), q, it.tensor);
-    const auto& o = it.outputs;
-    LOFTQ_CHECK(o.size() == (plan.out_double_quant ? 6u : 4u), "merge: bnb4 outputs of ", it.tensor);
-    write_exact(files, o[0], q.packed.data(), q.packed.size());
-    if (plan.out_double_quant)
-        write_exact(files, o[1], q.nested.codes.data(), q.nested.codes.size());
+    const bool dq = plan.out_double_quant;
+    LOFTQ_CHECK(it.outputs.size() == (dq ? 6u : 4u), "merge: bnb4 outputs of ", it.tensor);
+    write_exact(files, it, 0, q.packed.data(), q.packed.size());
+    if (dq)
+        write_exact(files, it, 1, q.nested.codes.data(), q.nested.codes.size());
     else
-        write_exact(files, o[1], q.absmax.data(), q.absmax.size());
-    write_exact(files, o[2], f.table, 16);
-    if (plan.out_double_quant) {
-        write_exact(files, o[3], q.nested.nested_absmax.data(), q.nested.nested_absmax.size());
-        write_exact(files, o[4], tables::kDynamicSigned8, 256);
+        write_exact(files, it, 1, q.absmax.data(), q.absmax.size());
+    write_exact(files, it, 2, f.table, 16);
+    if (dq) {
+        write_exact(files, it, 3, q.nested.nested_absmax.data(), q.nested.nested_absmax.size());
+        write_exact(files, it, 4, tables::kDynamicSigned8, 256);
     }
     const std::string state = merge_bnb4_state(plan, it, q.nested.offset);
-    write_exact(files, o.back(), state.data(), state.size());
+    write_exact(files, it, it.outputs.size() - 1, state.data(), state.size());
 }
 
 // One item: produced, written in place, marked complete.
@@ -178,7 +236,7 @@ void produce(const MergeItem& it, size_t index, const MergePlan& plan, const Che
         const unsigned char* raw = ck.raw(it.tensor);
         for (uint64_t off = 0; off < out.nbytes; off += kChunkBytes) {
             const uint64_t n = std::min(kChunkBytes, out.nbytes - off);
-            files.write(out.shard, out.offset + off, raw + off, n);
+            files.write(it, 0, off, raw + off, n);
             release_mapped_pages(raw + off, n);
         }
     } else {
@@ -192,7 +250,7 @@ void produce(const MergeItem& it, size_t index, const MergePlan& plan, const Che
         if (it.out_bnb4)
             write_bnb4(files, plan, it, w);
         else
-            write_values(files, it.outputs.front(), w);
+            write_values(files, it, w);
     }
     files.mark_complete(index);
 }
@@ -240,6 +298,26 @@ void run_merge(const MergeOptions& opt) {
         if (complete[i]) ++skipped, skipped_bytes += bytes;
     }
     const auto work_lists = distribute_merge(plan, size);
+    if (skipped > 0) {  // every rank checks the complete items of its own list; all agree
+        std::vector<uint8_t> damaged(plan.items.size(), 0);
+        all_or_none(world, [&] {
+            for (int index : work_lists[static_cast<size_t>(rank)]) {
+                const auto i = static_cast<size_t>(index);
+                if (complete[i] && !item_intact(work, plan, plan.items[i], i)) damaged[i] = 1;
+            }
+        });
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, damaged.data(), static_cast<int>(damaged.size()), MPI_UINT8_T, MPI_MAX,
+                                world));
+        for (size_t i = 0; i < damaged.size(); ++i) {
+            if (!damaged[i]) continue;
+            complete[i] = false;
+            --skipped;
+            skipped_bytes -= item_bytes[i];
+            if (rank == 0)
+                std::printf("[loftq] work folder %s: tensor %s fails its checksum; redoing it\n", work.c_str(),
+                            plan.items[i].tensor.c_str());
+        }
+    }
     if (rank == 0) {
         int merged = 0, held = 0;
         for (const auto& it : plan.items) {

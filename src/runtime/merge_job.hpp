@@ -17,9 +17,11 @@
 // Distribution and restart (the quantize job's scheme): rank 0 checks the inputs and plans
 // (runtime/merge_plan.hpp); every rank derives the same assignment. The work folder (--work,
 // default <output>.merge-work) holds plan.json, the output's shard files created at their final
-// size with their headers, and `complete` (one byte per tensor): each rank writes its tensors in
-// place (MPI-IO, independent) and then its byte, so a job killed at any instant continues with
-// --resume and ends with the same bytes. Memory per rank: the tensor it holds (a matrix's
+// size with their headers, `checksums` (8 bytes per tensor) and `complete` (one byte per tensor):
+// each rank writes its tensors in place (MPI-IO, independent), then their checksum, then their
+// byte, so a job killed at any instant continues with --resume and ends with the same bytes; on
+// resume every complete tensor is checked against its checksum (each rank its own) and a damaged
+// one is redone. Memory per rank: the tensor it holds (a matrix's
 // float32 values, its adapter factors, one 16 MB output block). At the end rank 0 moves the
 // shards into the output folder, which appears complete or not at all.
 #pragma once

@@ -82,6 +82,9 @@ std::vector<unsigned char> prepare_work_folder(const std::string& work, const Me
             if (fs::file_size(path, ec) != plan.shard_bytes[s] || ec)
                 LOFTQ_THROW(InputError, path, ": missing or not ", plan.shard_bytes[s], " bytes (the work folder is damaged; remove it)");
         }
+        if (fs::file_size(work + "/checksums", ec) != 8 * plan.items.size() || ec)
+            LOFTQ_THROW(InputError, work, "/checksums: missing or not ", 8 * plan.items.size(),
+                        " bytes (the work folder is damaged; remove it)");
         return read_completion(work + "/complete", plan.items.size());
     }
     const fs::path parent = fs::absolute(work).parent_path();
@@ -93,6 +96,7 @@ std::vector<unsigned char> prepare_work_folder(const std::string& work, const Me
         create_sized_file(work + "/" + plan.shard_files[s],
                           safetensors_header(specs_of(plan, static_cast<int>(s)), default_metadata()), plan.shard_bytes[s]);
     create_sized_file(work + "/complete", std::string(), plan.items.size());
+    create_sized_file(work + "/checksums", std::string(), 8 * plan.items.size());
     write_file_atomically(work + "/plan.json", plan_json);
     return std::vector<unsigned char>(plan.items.size(), 0);
 }

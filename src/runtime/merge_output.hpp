@@ -11,7 +11,7 @@
 namespace loftq {
 
 // Creates the work folder for `plan` (shard files at their final size with their headers, the
-// completion bytes, then plan.json, last, so that a folder with plan.json is whole), or with
+// completion bytes and the checksums (runtime/merge_job.cpp), then plan.json, last, so that a folder with plan.json is whole), or with
 // resume reopens an existing one. ConfigError (setting "work") when it exists without --resume,
 // holds no plan.json, or was made for another plan (other inputs or options); InputError when its
 // files do not have their sizes. Returns the completion byte of every item.
