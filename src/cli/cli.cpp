@@ -27,6 +27,7 @@ constexpr Command kCommands[] = {
     {"run", "loftq run --model DIR --output DIR [options]             quantize + export in one job"},
     {"verify", "loftq verify --model DIR --output DIR [--json F]        error of the output as loaded"},
     {"inspect", "loftq inspect PATH                                     tensors of a file or folder"},
+    {"merge", "loftq merge --base DIR --adapter DIR --output DIR [--to bf16|fp16|bnb4|loftq]   fold an adapter back"},
     {"synth", "loftq synth --output DIR [--preset P] [--layers N]       a synthetic checkpoint of a preset"},
 };
 
@@ -162,6 +163,25 @@ po::options_description command_options(const std::string& cmd, Config& c, RawSt
         d.add(b);
     }
     if (cmd == "export" || cmd == "run") d.add(export_options(c, raw));
+    if (cmd == "merge") {
+        MergeOptions& m = c.merge;
+        po::options_description g("Merge options");
+        g.add_options()
+            ("base", po::value(&m.base_dir), "the base model folder the adapter was trained on (bnb4, a loftq run "
+             "backbone, or a 16-bit model)")
+            ("adapter", po::value(&m.adapter_dir), "the PEFT LoRA adapter folder (adapter_config.json + "
+             "adapter_model.safetensors)")
+            ("output", po::value(&c.exp.output_dir), "output folder")
+            ("work", po::value(&m.work_dir), "merge work folder, resumable (default: <output>.merge-work)")
+            ("to", po::value(&m.to)->default_value(m.to),
+             "bf16 | fp16: a plain model; bnb4: a bitsandbytes 4-bit model (PEFT's merge on a 4-bit base); loftq: a new LoftQ on the merged weights (backbone + loftq_init, LoftQ "
+             "options below; run file <output>.run.h5)")
+            ("base-load", po::value(&m.base_load)->default_value(m.base_load),
+             "how the base holds its weights: auto | bnb4 | nf4 | fp4 | as-stored")
+            ("base-double-quant", po::bool_switch(&m.base_double_quant),
+             "with --base-load nf4|fp4: bnb_4bit_use_double_quant at load");
+        d.add(g).add(loftq_options(c, raw)).add(export_options(c, raw));
+    }
     if (cmd == "synth") {
         SynthOptions& y = c.synth;
         po::options_description s("Synth options");
@@ -178,7 +198,7 @@ po::options_description command_options(const std::string& cmd, Config& c, RawSt
 
 // The options given as text, checked and stored in their typed fields.
 void apply_raw(const std::string& cmd, const po::variables_map& vm, const RawStrings& raw, Config& cfg) {
-    const bool loftq_cmd = cmd == "quantize" || cmd == "run";
+    const bool loftq_cmd = cmd == "quantize" || cmd == "run" || cmd == "merge";
     if (vm.count("no-keep-best")) cfg.spec.loftq.keep_best = false;
     if (vm.count("no-scale-compensation")) cfg.spec.loftq.compensate_scaling = false;
     if (!raw.stray.empty())

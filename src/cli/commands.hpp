@@ -12,5 +12,6 @@ int cmd_run(const Config& cfg);
 int cmd_verify(const Config& cfg);
 int cmd_inspect(const Config& cfg);
 int cmd_synth(const Config& cfg);
+int cmd_merge(const Config& cfg);
 
 }  // namespace loftq

@@ -25,7 +25,7 @@ void require_path(const std::string& option, const std::string& value) {
 }  // namespace
 
 void Config::validate() const {
-    const bool loftq_cmd = command == "quantize" || command == "run";
+    const bool loftq_cmd = command == "quantize" || command == "run" || command == "merge";
     if (command == "quantize" || command == "run" || command == "export" || command == "verify")
         require_path("model", model_dir);
     if (command == "quantize" || command == "export") require_path("work", work_path);
@@ -45,6 +45,15 @@ void Config::validate() const {
         require_one_of("adapter-dtype", exp.adapter_dtype, {"float32", "bfloat16", "float16"});
         if (exp.max_shard_size < 1024)
             LOFTQ_THROW(ConfigError, "option --max-shard-size: must be at least 1024 bytes");
+    }
+    if (command == "merge") {
+        require_path("base", merge.base_dir);
+        require_path("adapter", merge.adapter_dir);
+        require_path("output", exp.output_dir);
+        require_one_of("to", merge.to, {"bf16", "fp16", "bnb4", "loftq"});
+        require_one_of("base-load", merge.base_load, {"auto", "bnb4", "nf4", "fp4", "as-stored"});
+        if (merge.base_double_quant && merge.base_load != "nf4" && merge.base_load != "fp4")
+            LOFTQ_THROW(ConfigError, "option --base-double-quant: only with --base-load nf4 or fp4");
     }
     if (command == "synth") {
         preset_model_config(synth.preset);  // ConfigError (--preset) naming the presets for any other name

@@ -15,13 +15,14 @@
 
 #include "plan/run_spec.hpp"
 #include "runtime/export_job.hpp"
+#include "runtime/merge_job.hpp"
 #include "runtime/quantize_job.hpp"
 #include "runtime/synth.hpp"
 
 namespace loftq {
 
 struct Config {
-    std::string command;  // quantize | export | run | verify | inspect | synth
+    std::string command;  // quantize | export | run | verify | inspect | synth | merge
 
     // Paths that several commands share (the output folder is export.output_dir).
     std::string model_dir;     // --model: input checkpoint folder
@@ -33,6 +34,7 @@ struct Config {
     QuantizeOptions quantize;  // quantize, run
     ExportOptions exp;         // export, run (output_dir: also verify, synth)
     SynthOptions synth;        // synth
+    MergeOptions merge;        // merge (its own paths: --base, --adapter, --output, --work)
 
     // Throws ConfigError naming the first bad option (RunSpec errors carry their setting).
     void validate() const;

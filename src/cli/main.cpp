@@ -32,6 +32,7 @@ int dispatch(const loftq::Config& cfg) {
     if (cfg.command == "verify") return cmd_verify(cfg);
     if (cfg.command == "inspect") return cmd_inspect(cfg);
     if (cfg.command == "synth") return cmd_synth(cfg);
+    if (cfg.command == "merge") return cmd_merge(cfg);
     LOFTQ_THROW(ConfigError, "unknown command '", cfg.command, "'");
 }
 

@@ -343,11 +343,7 @@ ExportOutcome export_run(const ExportRequest& req) {
 
     write_file_synced(out / "config.json", config.dump(2) + "\n");
     write_file_synced(out / "loftq_init/adapter_config.json", adapter_config_json(adapter).dump(2) + "\n");
-    if (fs::is_directory(req.model_dir, ec))
-        for (const auto& e : fs::directory_iterator(req.model_dir)) {
-            const std::string n = e.path().filename().string();
-            if (e.is_regular_file() && is_tokenizer_or_generation_file(n)) copy_file_synced(e.path().string(), out / n);
-        }
+    copy_tokenizer_files(req.model_dir, out.temp_path());
 
     ExportOutcome outcome;
     outcome.output_dir = out.final_path();
@@ -389,6 +385,15 @@ void run_export(const ExportRequest& req) {
         std::fputs(line.c_str(), stdout);
         std::fflush(stdout);
     }
+}
+
+void copy_tokenizer_files(const std::string& model_dir, const std::string& folder) {
+    std::error_code ec;
+    if (fs::is_directory(model_dir, ec))
+        for (const auto& e : fs::directory_iterator(model_dir)) {
+            const std::string n = e.path().filename().string();
+            if (e.is_regular_file() && is_tokenizer_or_generation_file(n)) copy_file_synced(e.path().string(), folder + "/" + n);
+        }
 }
 
 std::string default_work_path(const std::string& output_dir) {

@@ -61,6 +61,10 @@ void run_export(const ExportRequest& req);
 // count: relative errors of matrices add like squared norms), worse_than_qlora.
 nlohmann::json error_totals(const nlohmann::json& matrices);
 
+// The tokenizer and generation files of model_dir (what transformers reads besides the weights),
+// copied and synced into folder.
+void copy_tokenizer_files(const std::string& model_dir, const std::string& folder);
+
 // `loftq run`: the run file beside the output folder when none is named ("<output>.run.h5",
 // trailing slashes dropped).
 std::string default_work_path(const std::string& output_dir);

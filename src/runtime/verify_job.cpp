@@ -11,6 +11,7 @@
 #include "io/adapter_reader.hpp"
 #include "io/checkpoint.hpp"
 #include "io/export_format.hpp"
+#include "io/held_weight.hpp"
 #include "io/json_strict.hpp"
 #include "quant/format.hpp"
 #include "quant/quantize.hpp"
@@ -71,54 +72,6 @@ double loftq_error(const std::vector<float>& w, const std::vector<float>& q, con
     return den > 0 ? std::sqrt(num / den) : 0.0;
 }
 
-// The bitsandbytes 4-bit tensors of `name` in the backbone, dequantized with the stored maps.
-std::vector<float> load_bnb4(const Checkpoint& out, const std::string& name, int64_t rows, int64_t cols,
-                             std::string& quant_type, int64_t& blocksize, bool& nested) {
-    const std::string where = cat(out.path(), " tensor ", name);
-    std::string state_key;
-    for (const char* t : {"nf4", "fp4"})
-        if (out.contains(name + ".quant_state.bitsandbytes__" + t)) state_key = name + ".quant_state.bitsandbytes__" + t;
-    if (state_key.empty()) LOFTQ_THROW(InputError, where, ": no quant_state.bitsandbytes__nf4/fp4 tensor");
-    const std::vector<uint8_t> state_bytes = out.file_of(state_key).read_as<uint8_t>(state_key);
-    const nlohmann::json state = parse_strict_json(where, reinterpret_cast<const char*>(state_bytes.data()),
-                                                   state_bytes.size(), "quant_state", "key");
-    quant_type = field<std::string>(state, "quant_type", where);
-    blocksize = field<int64_t>(state, "blocksize", where);
-    if (field<std::vector<int64_t>>(state, "shape", where) != std::vector<int64_t>{rows, cols})
-        LOFTQ_THROW(InputError, where, ": quant_state shape is not [", rows, ", ", cols, "]");
-    if (blocksize < 1) LOFTQ_THROW(InputError, where, ": blocksize ", blocksize);
-    nested = state.contains("nested_offset");
-    const int64_t n = rows * cols, nblocks = (n + blocksize - 1) / blocksize;
-    const SafetensorsFile& f = out.file_of(name);
-    const std::vector<uint8_t> codes = f.read_as<uint8_t>(name);
-    const std::vector<float> qmap = out.file_of(name + ".quant_map").read_as<float>(name + ".quant_map");
-    if (static_cast<int64_t>(codes.size()) != (n + 1) / 2 || qmap.size() != 16)
-        LOFTQ_THROW(InputError, where, ": packed codes or quant_map of the wrong size");
-    std::vector<float> absmax(static_cast<size_t>(nblocks));
-    if (nested) {
-        const int64_t nb = field<int64_t>(state, "nested_blocksize", where);
-        const float offset = static_cast<float>(field<double>(state, "nested_offset", where));
-        const auto acodes = out.file_of(name + ".absmax").read_as<uint8_t>(name + ".absmax");
-        const auto nabs = out.file_of(name + ".nested_absmax").read_as<float>(name + ".nested_absmax");
-        const auto nmap = out.file_of(name + ".nested_quant_map").read_as<float>(name + ".nested_quant_map");
-        if (nb < 1 || static_cast<int64_t>(acodes.size()) != nblocks || nmap.size() != 256 ||
-            static_cast<int64_t>(nabs.size()) != (nblocks + nb - 1) / nb)
-            LOFTQ_THROW(InputError, where, ": double-quantized absmax of the wrong size");
-        for (int64_t b = 0; b < nblocks; ++b)
-            absmax[static_cast<size_t>(b)] = nmap[acodes[static_cast<size_t>(b)]] * nabs[static_cast<size_t>(b / nb)] + offset;
-    } else {
-        absmax = out.file_of(name + ".absmax").read_as<float>(name + ".absmax");
-        if (static_cast<int64_t>(absmax.size()) != nblocks) LOFTQ_THROW(InputError, where, ": absmax of the wrong size");
-    }
-    std::vector<float> q(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-        const uint8_t byte = codes[static_cast<size_t>(i / 2)];
-        const uint8_t c = (i % 2 == 0) ? byte >> 4 : byte & 0x0f;
-        q[static_cast<size_t>(i)] = qmap[c] * absmax[static_cast<size_t>(i / blocksize)];
-    }
-    return q;
-}
-
 // The LLM.int8 tensors of `name` (M.weight int8, M.SCB) dequantized as bitsandbytes does.
 std::vector<float> load_int8(const Checkpoint& out, const std::string& name, int64_t rows, int64_t cols) {
     const std::string where = cat(out.path(), " tensor ", name);
@@ -134,15 +87,6 @@ std::vector<float> load_int8(const Checkpoint& out, const std::string& name, int
     f.dequantize(f, static_cast<int>(cols), reinterpret_cast<const uint8_t*>(codes.data()), scb.data(),
                  rows * cols, q.data());
     return q;
-}
-
-std::vector<float> quantized(const QuantFormat& f, int blocksize, bool dq, const std::vector<float>& x,
-                             const std::string& name) {
-    QuantizedTensor q;
-    quantize(QuantParams{&f, blocksize, dq}, x.data(), static_cast<int64_t>(x.size()), q, name);
-    std::vector<float> out(x.size());
-    dequantize(q, out.data());
-    return out;
 }
 
 }  // namespace
@@ -247,13 +191,13 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
 
         std::vector<float> q, qlora;
         if (bnb4) {
-            std::string qt;
-            int64_t bs = 0;
-            bool nested = false;
-            q = load_bnb4(out, name, vm.rows, vm.cols, qt, bs, nested);
-            const QuantFormat* f = find_format(qt);
-            if (f == nullptr || !f->is_bnb()) LOFTQ_THROW(InputError, output_dir, ": tensor ", name, " quant_type ", qt);
-            vm.loaded_as = cat("bnb4 ", qt, "/", bs, nested ? " dq" : "");
+            const Bnb4Stored st = read_bnb4_state(out, name);
+            if (st.rows != vm.rows || st.cols != vm.cols)
+                LOFTQ_THROW(InputError, out.path(), " tensor ", name, ": quant_state shape is not [", vm.rows, ", ",
+                            vm.cols, "]");
+            q = dequantize_bnb4_weight(out, name, st);
+            const QuantFormat* f = find_format(st.quant_type);
+            vm.loaded_as = cat("bnb4 ", st.quant_type, "/", st.blocksize, st.nested ? " dq" : "");
             // An nf2 matrix is stored as NF4 codes of NF2 values; its QLoRA is NF2 of W (2 bits).
             const auto rf = report_format.find(name);
             const QuantFormat* run_f = rf == report_format.end() ? nullptr : find_format(rf->second.first);
@@ -261,19 +205,15 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
                 vm.loaded_as += " (nf2 values)";
                 f = run_f;
             }
-            qlora = quantized(*f, static_cast<int>(bs), nested, w, name);
+            qlora = quantized_as_held(*f, static_cast<int>(st.blocksize), st.nested, w, name);
         } else if (int8) {
             q = load_int8(out, name, vm.rows, vm.cols);
             vm.loaded_as = "int8 (weight + SCB)";
-            qlora = quantized(int8_format, static_cast<int>(vm.cols), false, w, name);
+            qlora = quantized_as_held(int8_format, static_cast<int>(vm.cols), false, w, name);
         } else {
             const TensorInfo& si = out.info(name);
             if (si.shape != wi.shape) LOFTQ_THROW(InputError, output_dir, ": tensor ", name, " has shape ", shape_string(si.shape));
             std::vector<float> stored = out.read_f32(name, FiniteCheck::reject);
-            // transformers casts every floating tensor to torch_dtype before bitsandbytes sees it.
-            const Backbone cast = load_dtype == DType::BF16 ? Backbone::BF16
-                                  : load_dtype == DType::F16 ? Backbone::FP16 : Backbone::FP32;
-            for (auto& v : stored) v = round_to_backbone(cast, v);
             if (rep.backbone.empty())
                 rep.backbone = si.dtype == DType::BF16 ? "bf16" : si.dtype == DType::F16 ? "fp16" : "fp32";
             const auto rf = report_format.find(name);
@@ -283,21 +223,24 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
             if (f->is_row_wise()) {
                 requantized_int8 = true;
                 vm.loaded_as = cat(dtype_name(si.dtype), " -> int8 (LLM.int8)");
-                q = quantized(*f, static_cast<int>(vm.cols), false, stored, name);
-                qlora = quantized(*f, static_cast<int>(vm.cols), false, w, name);
+                cast_as_loaded(load_dtype, stored);  // transformers' torch_dtype, then bitsandbytes' float16
+                q = quantized_as_held(*f, static_cast<int>(vm.cols), false, stored, name);
+                qlora = quantized_as_held(*f, static_cast<int>(vm.cols), false, w, name);
             } else if (f->is_bnb() || f->loads_through_nf4()) {
                 requantized = true;
                 const QuantFormat& held = f->is_bnb() ? *f : select_format("nf", 4);  // nf2 loads as nf4
                 vm.loaded_as = cat(dtype_name(si.dtype), " -> ", held.name, "/64", load_dq ? " dq" : "",
                                    f->is_bnb() ? "" : " (nf2 values)");
-                q = quantized(held, 64, load_dq, stored, name);
-                qlora = quantized(*f, 64, f->is_bnb() && load_dq, w, name);
+                q = requantized_at_load(std::move(stored), load_dtype, held, load_dq, name);
+                qlora = quantized_as_held(*f, 64, f->is_bnb() && load_dq, w, name);
             } else {
                 stored_as_is = true;
                 const int bs = rf == report_format.end() ? 64 : static_cast<int>(rf->second.second);
                 vm.loaded_as = cat(dtype_name(si.dtype), " as stored (", fmt, ")");
+                // transformers casts every floating tensor to torch_dtype; nothing re-quantizes these.
+                cast_as_loaded(load_dtype, stored);
                 q = std::move(stored);
-                qlora = quantized(*f, bs, false, w, name);
+                qlora = quantized_as_held(*f, bs, false, w, name);
             }
         }
         std::vector<float> a(static_cast<size_t>(r * vm.cols)), b(static_cast<size_t>(vm.rows * r));
