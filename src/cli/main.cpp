@@ -6,7 +6,6 @@
 
 #include <cstdio>
 #include <exception>
-#include <optional>
 
 #include "cli/commands.hpp"
 #include "cli/config.hpp"
@@ -67,9 +66,14 @@ int main(int argc, char** argv) {
     // SIGTERM / SIGINT / SIGUSR1 ask the writing commands to stop at a clean point in any phase
     // (core/interrupt.hpp): one line, a non-zero exit, no partial output, a resumable run file;
     // one that comes after the work (the summary, MPI_Finalize) changes nothing and is ignored.
-    // The others (read-only, or synth's removal of a partial folder) keep the default action.
-    std::optional<loftq::InterruptScope> interrupts;
-    if (go && (cfg.command == "quantize" || cfg.command == "export" || cfg.command == "run")) interrupts.emplace();
+    // merge handles them in its own phases (runtime/merge_job.cpp). The others (read-only, or
+    // synth's removal of a partial folder) keep the default action.
+    // The scope is never closed: closing it would restore the default action before the process
+    // exits (MPI_Finalize, HDF5's and OpenBLAS's exit handlers), and a signal in that window killed
+    // a job whose output was complete (exit 130, found by tests/e2e_faults.sh).
+    [[maybe_unused]] static loftq::InterruptScope* interrupts = nullptr;  // deliberately never deleted
+    if (go && (cfg.command == "quantize" || cfg.command == "export" || cfg.command == "run" || cfg.command == "merge"))
+        interrupts = new loftq::InterruptScope();
     if (go) {
         try {
             code = dispatch(cfg);
