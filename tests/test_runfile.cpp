@@ -19,6 +19,7 @@
 
 #include "core/error.hpp"
 #include "io/runfile.hpp"
+#include "io/runfile_schema.hpp"
 #include "support/paths.hpp"
 #include "support/runfile_data.hpp"
 
@@ -181,6 +182,24 @@ TEST(RunFile, DamagedStructureIsNamedNotAnHdf5Call) {
         }
     }
     EXPECT_GT(refused, 0);
+}
+
+// A matrix name with a control character (libFuzzer's fuzz_runfile wrote one with newlines into a
+// run file's layout) is refused in one line, the name escaped: never a message broken over lines.
+TEST(RunFile, LayoutNameWithControlCharactersIsRefusedInOneLine) {
+    if (std::getenv(kChildVar)) GTEST_SKIP();
+    RunLayout layout = runfile_test_layout();
+    layout[0].name = "model.layers.0\n\nforged line\x1b[2J";
+    try {
+        runfile_schema::validate_layout(layout);
+        FAIL() << "accepted a name with control characters";
+    } catch (const ConfigError& e) {
+        const std::string msg = e.what();
+        EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+        EXPECT_EQ(msg.find('\x1b'), std::string::npos) << msg;
+        EXPECT_NE(msg.find("model.layers.0\\x0a\\x0aforged line\\x1b[2J"), std::string::npos) << msg;
+    }
+    EXPECT_EQ(printable("q_proj.weight"), "q_proj.weight");
 }
 
 }  // namespace

@@ -25,6 +25,23 @@ void set_process_context(int rank, int size) {
 int process_rank() { return g_rank < 0 ? 0 : g_rank; }
 int process_count() { return g_size; }
 
+std::string printable(const std::string& text) {
+    std::string out;
+    out.reserve(text.size());
+    for (const char ch : text) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c < 0x20 || c == 0x7f) {
+            static const char hex[] = "0123456789abcdef";
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        } else {
+            out += ch;
+        }
+    }
+    return out;
+}
+
 std::string process_tag() {
     static const std::string host = host_name();
     return cat("rank ", g_rank < 0 ? std::string("?") : std::to_string(g_rank), "@", host);

@@ -65,6 +65,10 @@ std::string cat(const Args&... args) {
     return os.str();
 }
 
+// An untrusted name (a tensor or matrix name read from a file) fit for a one-line message:
+// control characters (bytes < 0x20 and 0x7f) written as \xNN, everything else unchanged.
+std::string printable(const std::string& text);
+
 // "rank 3@node12" once set_process_context ran, "rank ?@host" before.
 std::string process_tag();
 void set_process_context(int rank, int size);

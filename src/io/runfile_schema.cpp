@@ -61,10 +61,10 @@ void validate_layout(const RunLayout& layout) {
     std::set<std::string> names;
     for (const auto& m : layout) {
         const auto bad = [&](const char* what) {
-            LOFTQ_THROW(ConfigError, "run file layout: matrix '", m.name, "': ", what);
+            LOFTQ_THROW(ConfigError, "run file layout: matrix '", printable(m.name), "': ", what);
         };
-        if (m.name.empty() || m.name == "." || m.name.find('/') != std::string::npos)
-            bad("the name must be non-empty, not '.', and contain no '/'");
+        if (m.name.empty() || m.name == "." || m.name.find('/') != std::string::npos || printable(m.name) != m.name)
+            bad("the name must be non-empty, not '.', and contain no '/' and no control character");
         if (!names.insert(m.name).second) bad("appears twice");
         if (m.rows <= 0 || m.cols <= 0) bad("rows and cols must be positive");
         if (m.blocksize <= 0) bad("blocksize must be positive");
