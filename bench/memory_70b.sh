@@ -15,7 +15,10 @@
 # peak per rank should not grow with the model, only with the largest matrix a rank holds.
 #   usage: bench/memory_70b.sh [ranks] [layers]        (default 2 1)
 # LOFTQ_MEMORY_PRESET picks another 70B-class synth preset (llama3-70b, qwen2.5-72b, mixtral-8x22b;
-# default llama2-70b); its results go to memory_70b_<preset>[...] instead.
+# default llama2-70b); its results go to memory_70b_<preset>[...] and, for one layer, its per-shape
+# costs to shape_costs_cpu_<preset>.json. The whole model's bytes are those of the synthetic
+# checkpoint's tensors (safetensors headers) with layer 0 counted once per layer of the preset
+# (its depth in src/plan/model_config.cpp); the target bytes are those of the matrices planned.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${LOFTQ_BINARY:-$root/build/loftq}
@@ -44,20 +47,33 @@ cp "$tmp/log.jsonl" "$results/memory_70b$suffix.jsonl"
 
 /usr/bin/python3 - "$tmp" "$results/memory_70b$suffix.json" "$np" "$rank" "$iters" "$(/usr/bin/python3 -c "print(round($t1 - $t0, 1))")" \
   "$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)" \
-  "$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)" "$(nproc)" "$layers" <<'PY'
-import glob, json, os, re, sys
-tmp, dest, np_, rank, iters, wall, cpu, commit, cores, layers = sys.argv[1:11]
+  "$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)" "$(nproc)" "$layers" "$root" <<'PY'
+import glob, json, os, re, struct, sys
+tmp, dest, np_, rank, iters, wall, cpu, commit, cores, layers, root = sys.argv[1:12]
+sys.path.insert(0, os.path.join(root, "bench"))
+from project_70b import preset_dims
 records = [json.loads(l) for l in open(os.path.join(tmp, "log.jsonl")) if l.strip()]
-cfg = json.load(open(os.path.join(tmp, "model", "config.json")))
-ckpt = sum(os.path.getsize(p) for p in glob.glob(os.path.join(tmp, "model", "*.safetensors")))
-h, i, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
-q = cfg["num_attention_heads"] * cfg.get("head_dim", h // cfg["num_attention_heads"])
-kv = cfg["num_key_value_heads"] * cfg.get("head_dim", h // cfg["num_attention_heads"])
+files = glob.glob(os.path.join(tmp, "model", "*.safetensors"))
+ckpt = sum(os.path.getsize(p) for p in files)
 preset = os.environ.get("LOFTQ_MEMORY_PRESET", "llama2-70b")
-full_layers = {"mixtral-8x22b": 56}.get(preset, 80)
-experts = cfg.get("num_local_experts", 1)  # mixtral: gate/up/down per expert, plus the router
-per_layer = 2 * h * q + 2 * kv * h + 3 * h * i * experts + (h * experts if experts > 1 else 0)
-full_bf16 = 2 * (2 * v * h + h + full_layers * (per_layer + 2 * h))
+full_layers = preset_dims(preset)["layers"]
+layer_re = re.compile(r"\.layers\.(\d+)\.")
+outside = layer0 = 0  # bytes of the tensors outside the layers, and of layer 0's
+for path in files:
+    with open(path, "rb") as f:
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        n = t["data_offsets"][1] - t["data_offsets"][0]
+        m = layer_re.search(name)
+        if not m:
+            outside += n
+        elif m.group(1) == "0":
+            layer0 += n
+full_bf16 = outside + full_layers * layer0
+targets = {x["index"]: x for x in records}  # one record per planned matrix (split ones share it)
+target_f32 = sum(4 * x["rows"] * x["cols"] for x in targets.values()) * full_layers // int(layers)
 ranks = []
 for r in range(int(np_)):
     text = open(os.path.join(tmp, "time", f"time.rank{r}")).read()
@@ -90,8 +106,10 @@ result = {
             "of the memory-mapped checkpoint, which the reader releases after each matrix is read)",
     "machine": cpu, "cores": int(cores), "git_commit": commit, "wall_s": float(wall),
     "layers": int(layers), "checkpoint_bytes": ckpt,
+    "full_model_layers": full_layers,
     "llama2_70b_model_bytes_bf16" if preset == "llama2-70b" else "model_bytes_bf16": full_bf16,
-    "llama2_70b_matrices_bytes_f32" if preset == "llama2-70b" else "matrices_bytes_f32": 4 * full_layers * per_layer,
+    "llama2_70b_matrices_bytes_f32" if preset == "llama2-70b" else "target_matrices_bytes_f32": target_f32,
+    "kept_16bit_bytes_bf16": full_bf16 - target_f32 // 2,
     "ranks": ranks,
 }
 tmpf = dest + ".tmp"
@@ -103,7 +121,7 @@ for r in ranks:
           f'{r["largest_matrix_f32_bytes"] / 1e9:.2f} GB f32 (x{r["peak_rss_over_largest_matrix"]}), '
           f'70B model {full_bf16 / 1e9:.0f} GB bf16')
 PY
-[[ -z "$suffix" ]] || exit 0
-/usr/bin/python3 "$root/bench/shape_costs.py" "$results/memory_70b.jsonl" --rank $rank --iters $iters \
+[[ "$layers" == 1 ]] || exit 0
+/usr/bin/python3 "$root/bench/shape_costs.py" "$results/memory_70b$suffix.jsonl" --rank $rank --iters $iters \
   --device "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), 1 thread per rank, $np ranks on $(nproc) shared cores" \
-  --output "$results/shape_costs_cpu.json"
+  --output "$results/shape_costs_cpu$suffix.json"

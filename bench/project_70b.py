@@ -1,7 +1,14 @@
 #!/usr/bin/python3
-"""Projected wall time of `loftq quantize` on Llama-2-70B for several GPU (rank) counts.
+"""Projected wall time of `loftq quantize` on a 70B-class preset for several GPU (rank) counts.
 
+Presets: llama2-70b (default), codellama-70b, llama3-70b, qwen2.5-72b, mixtral-8x22b (`--preset`).
 Inputs (all stated in the output):
+- the plan: the matrices `loftq quantize` planned for a synthetic 1-layer checkpoint of the preset
+  (`loftq synth --preset P --layers 1`; the --log-json log of bench/memory_70b.sh, --plan-log):
+  what loftq found as targets there (names, shapes, plan order; e.g. Mixtral's attention only,
+  its experts and router stay 16-bit and are not read) is repeated for each of the preset's layers
+  (the depth of the preset in src/plan/model_config.cpp, --layers to override), in the C++ plan
+  order (layer, then module); every shape is checked against the preset's dims there;
 - measured per-shape costs (--costs, from bench/shape_costs.py: seconds per matrix of one rank per
   phase at a LoRA rank r0 and T0 iterations; CPU from bench/memory_70b.sh, or a GPU run's log);
 - bandwidths: file-system read / write per node and in aggregate, NVLink all-gather bus bandwidth
@@ -23,19 +30,19 @@ Model per rank (one GPU each, gpus_per_node per node; all times in seconds):
   wall     = max over ranks of compute + read + write + comm (reads are synchronous in the driver).
 Measured read/write times of the cost file are not used (a page-cached CPU run says nothing about
 a cluster file system); they are printed for reference.
-  usage: bench/project_70b.py project --costs FILE [options]      (see --help)
+  usage: bench/project_70b.py project --costs FILE [--preset P] [options]      (see --help)
          bench/project_70b.py check LOG --ranks N [--lora-rank R] [--split-threshold B]
 """
 import argparse
 import json
 import math
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-PARENT = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
-          "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
+DISPLAY = {"llama2-70b": "Llama-2-70B", "codellama-70b": "CodeLlama-70B", "llama3-70b": "Llama-3.1-70B",
+           "qwen2.5-72b": "Qwen2.5-72B", "mixtral-8x22b": "Mixtral-8x22B"}
 
 
 def fail(msg):
@@ -99,17 +106,66 @@ def distribute(mats, ranks, threshold, r, oversample, blocksize=64):
     return assign, work
 
 
-def llama2_70b_plan(r, oversample, power_iters, iters, layers=80):
-    h, inter, kv = 8192, 28672, 1024
-    shape = {"q_proj": (h, h), "k_proj": (kv, h), "v_proj": (kv, h), "o_proj": (h, h),
-             "gate_proj": (inter, h), "up_proj": (inter, h), "down_proj": (h, inter)}
+def results_suffix(preset):
+    return "" if preset == "llama2-70b" else f"_{preset}"
+
+
+def preset_dims(preset):
+    """hidden, intermediate, layers, heads, kv heads of a preset, from src/plan/model_config.cpp
+    (the dims(...) call of its branch in preset_model_config)."""
+    src = os.path.join(ROOT, "src/plan/model_config.cpp")
+    try:
+        text = open(src).read()
+    except OSError as e:
+        fail(f"{src}: {e.strerror}")
+    m = re.search(r'name == "%s"\)\s*\{[^{}]*?dims\((\d+),\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+)\)' % re.escape(preset),
+                  text)
+    if not m:
+        fail(f"--preset {preset}: no dims(...) for it in {os.path.relpath(src, ROOT)}")
+    return dict(zip(("hidden", "intermediate", "layers", "heads", "kv_heads"), map(int, m.groups())))
+
+
+LAYER = re.compile(r"\.layers\.(\d+)\.")
+
+
+def layer_plan(log, dims):
+    """The matrices of one layer (plus any outside the layers) as planned by a real run: one record
+    per plan index of a --log-json log of a 1-layer checkpoint, in plan order."""
+    try:
+        recs = [json.loads(l) for l in open(log) if l.strip()]
+    except (OSError, ValueError) as e:
+        fail(f"--plan-log {log}: {e}")
+    first = {}
+    for rec in recs:
+        first.setdefault(rec["index"], rec)
+    if not first or sorted(first) != list(range(len(first))):
+        fail(f"--plan-log {log}: plan indices are not 0..N-1")
+    h, hd = dims["hidden"], dims["hidden"] // dims["heads"]
+    sides = {h, dims["intermediate"], dims["heads"] * hd, dims["kv_heads"] * hd}
+    out = []
+    for i in range(len(first)):
+        rec = first[i]
+        m = LAYER.search(rec["matrix"])
+        if m and m.group(1) != "0":
+            fail(f"--plan-log {log}: {rec['matrix']} is not in layer 0 (give the log of a 1-layer checkpoint)")
+        if rec["rows"] not in sides or rec["cols"] not in sides:
+            fail(f"--plan-log {log}: {rec['matrix']} is {rec['rows']}x{rec['cols']}, not a shape of the preset "
+                 f"(sides {sorted(sides)}): the log is of another model")
+        out.append({"name": rec["matrix"], "rows": rec["rows"], "cols": rec["cols"], "in_layer": bool(m)})
+    return out
+
+
+def preset_plan(per_layer, layers, r, oversample, power_iters, iters):
+    """The full model's plan: layer 0's matrices for each layer (the C++ order: layer, then
+    module), then those outside the layers; svd as --svd auto chooses."""
     mats = []
-    for layer in range(layers):
-        for mod in MODULES:
-            m, n = shape[mod]
-            svd = "randomized" if 4 * (r + oversample) <= min(m, n) else "exact"  # --svd auto
-            mats.append({"name": f"model.layers.{layer}.{PARENT[mod]}.{mod}.weight", "rows": m, "cols": n,
-                         "svd": svd, "cost": estimate_cost(m, n, svd, r, oversample, power_iters, iters)})
+    rows = [(x["name"].replace(".layers.0.", f".layers.{layer}.", 1), x) for layer in range(layers)
+            for x in per_layer if x["in_layer"]] + [(x["name"], x) for x in per_layer if not x["in_layer"]]
+    for name, x in rows:
+        m, n = x["rows"], x["cols"]
+        svd = "randomized" if 4 * (r + oversample) <= min(m, n) else "exact"  # --svd auto
+        mats.append({"name": name, "rows": m, "cols": n, "svd": svd,
+                     "cost": estimate_cost(m, n, svd, r, oversample, power_iters, iters)})
     return mats
 
 
@@ -153,7 +209,11 @@ def project(a):
         r0, t0 = costs["lora_rank"], costs["iters"]
     except (OSError, ValueError, KeyError) as e:
         fail(f"--costs {a.costs}: not a bench/shape_costs.py file ({e})")
-    mats = llama2_70b_plan(a.lora_rank, a.oversample, a.power_iters, a.iters)
+    dims = preset_dims(a.preset)
+    layers = a.layers or dims["layers"]
+    per_layer = layer_plan(a.plan_log, dims)
+    mats = preset_plan(per_layer, layers, a.lora_rank, a.oversample, a.power_iters, a.iters)
+    svds = sorted({m["svd"] for m in mats})
     for mp in mats:
         key = f'{mp["rows"]}x{mp["cols"]}'
         if key not in shapes:
@@ -173,16 +233,21 @@ def project(a):
     out = {"inputs": {
         "costs_file": os.path.relpath(os.path.abspath(a.costs), ROOT), "costs_device": costs.get("device"),
         "costs_measured_at": {"lora_rank": r0, "iters": t0, "svd": costs.get("svd")},
-        "projected_for": {"model": "Llama-2-70B (80 layers, 560 matrices)", "lora_rank": a.lora_rank,
+        "projected_for": {"model": f"{DISPLAY.get(a.preset, a.preset)} ({layers} layers, {len(mats)} matrices)",
+                          "preset": a.preset, "lora_rank": a.lora_rank,
                           "iters": a.iters, "oversample": a.oversample, "power_iters": a.power_iters,
-                          "bits": 4, "svd": "auto (randomized for every 70B shape)"},
+                          "bits": 4, "svd": "auto (" + ("randomized for every 70B shape" if svds == ["randomized"]
+                                                        else "/".join(svds)) + ")"},
+        "plan": {"log": os.path.relpath(os.path.abspath(a.plan_log), ROOT), "preset_dims": dims, "layers": layers,
+                 "matrices_per_layer": [f'{x["name"]} {x["rows"]}x{x["cols"]}' for x in per_layer],
+                 "matrices": len(mats), "bf16_bytes": sum(2 * m["rows"] * m["cols"] for m in mats)},
         "compute_scale": a.compute_scale, "gpus_per_node": gpn, "fs_read_gbs_per_node": a.fs_read, "fs_write_gbs_per_node": a.fs_write,
         "fs_aggregate_gbs": a.fs_aggregate, "nvlink_allgather_busbw_gbs": a.nvlink,
         "ib_gbs_per_nic": a.ib, "latency_us": a.latency_us,
         "split_threshold_bytes": a.split_threshold,
         "per_shape_seconds_measured": {k: v["times"] for k, v in shapes.items()},
         "per_shape_compute_seconds_projected": {
-            f'{m["rows"]}x{m["cols"]}': round(compute_s(m), 3) for m in mats[:7]},
+            f'{m["rows"]}x{m["cols"]}': round(compute_s(m), 3) for m in mats},
     }, "runs": []}
 
     total_compute = sum(compute_s(m) for m in mats)
@@ -242,7 +307,7 @@ def project(a):
 
 def limits(out, mats, compute_s, a, write_bytes):
     big = max(mats, key=compute_s)
-    nbig = sum(1 for m in mats if m["rows"] * m["cols"] == big["rows"] * big["cols"])  # gate, up, down
+    nbig = sum(1 for m in mats if m["rows"] * m["cols"] == big["rows"] * big["cols"])  # e.g. gate, up, down
     model_bytes = sum(2 * m["rows"] * m["cols"] for m in mats)
     below = {}
     for split in (False, True):
@@ -264,8 +329,16 @@ def limits(out, mats, compute_s, a, write_bytes):
 
 def markdown(out):
     i = out["inputs"]
+    pl = i["plan"]
     lines = [
-        "# Llama-2-70B `loftq quantize`: projected wall time (not measured)",
+        f"# {i['projected_for']['model'].split(' (')[0]} `loftq quantize`: projected wall time (not measured)",
+        "",
+        f"Plan: the {len(pl['matrices_per_layer'])} matrices loftq planned for a 1-layer synthetic checkpoint of "
+        f"`{i['projected_for']['preset']}` (`{pl['log']}`: "
+        + ", ".join(x.split(".")[-2] + " " + x.split(" ")[1] for x in pl["matrices_per_layer"])
+        + f") x {pl['layers']} layers = {pl['matrices']} matrices, {pl['bf16_bytes'] / 1e9:.0f} GB in bf16 "
+        "(what the clients quantize; anything else, e.g. MoE experts and routers, stays 16-bit and is "
+        "neither read nor computed by quantize).",
         "",
         f"Costs: `{i['costs_file']}` ({i['costs_device']}), measured at r={i['costs_measured_at']['lora_rank']}, "
         f"T={i['costs_measured_at']['iters']}; projected for r={i['projected_for']['lora_rank']}, "
@@ -312,8 +385,12 @@ def main():
     c = sub.add_parser("check", help="compare the Python distribution with a --log-json run")
     c.add_argument("log")
     c.add_argument("--ranks", type=int, required=True)
-    p = sub.add_parser("project", help="project Llama-2-70B")
+    p = sub.add_parser("project", help="project a 70B-class preset")
     p.add_argument("--costs", required=True, help="bench/shape_costs.py output")
+    p.add_argument("--preset", default="llama2-70b", help="llama2-70b, codellama-70b, llama3-70b, qwen2.5-72b, mixtral-8x22b")
+    p.add_argument("--plan-log", help="--log-json of quantize on a 1-layer synth of the preset "
+                   "(default bench/results/memory_70b[_PRESET].jsonl)")
+    p.add_argument("--layers", type=int, default=0, help="layers of the model (default: the preset's)")
     p.add_argument("--gpus", type=int, nargs="+", default=[1, 8, 32, 64, 128, 256, 512])
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--gpus-per-node", type=int, default=8)
@@ -325,8 +402,8 @@ def main():
     p.add_argument("--nvlink", type=float, default=370.0, help="all-gather bus bandwidth in a node, GB/s")
     p.add_argument("--ib", type=float, default=48.0, help="NDR InfiniBand per NIC, GB/s")
     p.add_argument("--latency-us", type=float, default=10.0, help="per collective step")
-    p.add_argument("--json", default=os.path.join(ROOT, "bench/results/projection_70b.json"))
-    p.add_argument("--md", default=os.path.join(ROOT, "bench/results/projection_70b.md"))
+    p.add_argument("--json", help="default bench/results/projection_70b[_PRESET].json")
+    p.add_argument("--md", help="default bench/results/projection_70b[_PRESET].md")
     for q in (c, p):
         q.add_argument("--lora-rank", type=int, default=64)
         q.add_argument("--oversample", type=int, default=16)
@@ -338,6 +415,12 @@ def main():
         sys.exit(check(a))
     if any(n < 1 for n in a.gpus):
         fail("--gpus: every count must be >= 1")
+    if a.layers < 0:
+        fail("--layers: must be >= 1")
+    sfx = results_suffix(a.preset)
+    a.plan_log = a.plan_log or os.path.join(ROOT, f"bench/results/memory_70b{sfx}.jsonl")
+    a.json = a.json or os.path.join(ROOT, f"bench/results/projection_70b{sfx}.json")
+    a.md = a.md or os.path.join(ROOT, f"bench/results/projection_70b{sfx}.md")
     out = project(a)
     for path, text in ((a.json, json.dumps(out, indent=1)), (a.md, markdown(out))):
         with open(path + ".tmp", "w") as f:
