@@ -7,10 +7,13 @@
 # and the input saved as BUILD/artifacts/<harness>-crash-*; fix the bug, then copy the input into
 # fuzz/corpus/<harness>/ and add a unit test for it.
 #   LOFTQ_FUZZ_BUILD_DIR  build folder (default: build-fuzz)
+#   LOFTQ_FUZZ_SEED       libFuzzer's -seed (default 0: a new random seed each run). .ci/run fixes it
+#                         so that a red CI run can be replayed; longer campaigns explore at random.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${LOFTQ_FUZZ_BUILD_DIR:-$root/build-fuzz}
 seconds=${1:-20}
+seed=${LOFTQ_FUZZ_SEED:-0}
 shift || true
 harnesses=("$@")
 ((${#harnesses[@]})) || harnesses=(fuzz_safetensors fuzz_model_config fuzz_adapter fuzz_runfile)
@@ -28,7 +31,7 @@ for h in "${harnesses[@]}"; do
   work=$build/corpus/${h#fuzz_}
   mkdir -p "$work"
   echo "=== fuzz: $h for ${seconds} s (seeds: $(find "$seeds" -type f | wc -l), corpus: $(find "$work" -type f | wc -l)) ==="
-  "$build/fuzz/$h" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+  "$build/fuzz/$h" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 -seed="$seed" \
     -artifact_prefix="$build/artifacts/$h-" "$work" "$seeds" 2>&1 | grep -v '^#[0-9]' | tail -n 25
   rc=${PIPESTATUS[0]}
   ((rc == 0)) || { echo "fuzz: $h found a failure (exit $rc); input in $build/artifacts/" >&2; exit "$rc"; }
