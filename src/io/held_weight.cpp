@@ -19,16 +19,6 @@ std::string state_key(const Checkpoint& ck, const std::string& name) {
     return {};
 }
 
-template <typename T>
-T field(const nlohmann::json& j, const char* key, const std::string& where) {
-    if (!j.is_object() || !j.contains(key)) LOFTQ_THROW(InputError, where, ": quant_state lacks \"", key, "\"");
-    try {
-        return j.at(key).get<T>();
-    } catch (const nlohmann::json::exception&) {
-        LOFTQ_THROW(InputError, where, ": quant_state field \"", key, "\" has the wrong type");
-    }
-}
-
 bool ends_with(const std::string& s, const std::string& suffix) {
     return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
@@ -51,10 +41,11 @@ Bnb4Stored read_bnb4_state(const Checkpoint& ck, const std::string& name) {
     const std::vector<uint8_t> bytes = ck.file_of(key).read_as<uint8_t>(key);
     const nlohmann::json state =
         parse_strict_json(where, reinterpret_cast<const char*>(bytes.data()), bytes.size(), "quant_state", "key");
+    const std::string in_state = where + " quant_state";
     Bnb4Stored s;
-    s.quant_type = field<std::string>(state, "quant_type", where);
-    s.blocksize = field<int64_t>(state, "blocksize", where);
-    const auto shape = field<std::vector<int64_t>>(state, "shape", where);
+    s.quant_type = json_field<std::string>(state, "quant_type", in_state);
+    s.blocksize = json_field<int64_t>(state, "blocksize", in_state);
+    const auto shape = json_field<std::vector<int64_t>>(state, "shape", in_state);
     if (shape.size() != 2 || shape[0] < 1 || shape[1] < 1 || shape[0] > (int64_t{1} << 31) || shape[1] > (int64_t{1} << 31))
         LOFTQ_THROW(InputError, where, ": quant_state shape is not a 2-D matrix shape");
     s.rows = shape[0];
@@ -65,17 +56,17 @@ Bnb4Stored read_bnb4_state(const Checkpoint& ck, const std::string& name) {
     if (f == nullptr || !f->is_bnb()) LOFTQ_THROW(InputError, where, ": quant_type \"", s.quant_type, "\"");
     if (s.blocksize < 1 || s.blocksize > 65536) LOFTQ_THROW(InputError, where, ": blocksize ", s.blocksize);
     s.nested = state.contains("nested_offset");
-    s.dtype = torch_dtype_to_dtype(state.contains("dtype") ? field<std::string>(state, "dtype", where) : "float32",
+    if (s.nested) {
+        s.nested_blocksize = json_field<int64_t>(state, "nested_blocksize", in_state);
+        s.nested_offset = static_cast<float>(json_field<double>(state, "nested_offset", in_state));
+    }
+    s.dtype = torch_dtype_to_dtype(state.contains("dtype") ? json_field<std::string>(state, "dtype", in_state) : "float32",
                                    where + " quant_state dtype");
     return s;
 }
 
 std::vector<float> dequantize_bnb4_weight(const Checkpoint& ck, const std::string& name, const Bnb4Stored& s) {
     const std::string where = cat(ck.path(), " tensor ", name);
-    const std::string key = state_key(ck, name);
-    const std::vector<uint8_t> state_bytes = ck.file_of(key).read_as<uint8_t>(key);
-    const nlohmann::json state =
-        parse_strict_json(where, reinterpret_cast<const char*>(state_bytes.data()), state_bytes.size(), "quant_state", "key");
     const int64_t n = s.rows * s.cols, nblocks = (n + s.blocksize - 1) / s.blocksize;
     const std::vector<uint8_t> codes = ck.file_of(name).read_as<uint8_t>(name);
     const std::vector<float> qmap = ck.file_of(name + ".quant_map").read_as<float>(name + ".quant_map");
@@ -83,8 +74,8 @@ std::vector<float> dequantize_bnb4_weight(const Checkpoint& ck, const std::strin
         LOFTQ_THROW(InputError, where, ": packed codes or quant_map of the wrong size");
     std::vector<float> absmax(static_cast<size_t>(nblocks));
     if (s.nested) {
-        const int64_t nb = field<int64_t>(state, "nested_blocksize", where);
-        const float offset = static_cast<float>(field<double>(state, "nested_offset", where));
+        const int64_t nb = s.nested_blocksize;
+        const float offset = s.nested_offset;
         const auto acodes = ck.file_of(name + ".absmax").read_as<uint8_t>(name + ".absmax");
         const auto nabs = ck.file_of(name + ".nested_absmax").read_as<float>(name + ".nested_absmax");
         const auto nmap = ck.file_of(name + ".nested_quant_map").read_as<float>(name + ".nested_quant_map");

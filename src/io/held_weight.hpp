@@ -23,6 +23,8 @@ struct Bnb4Stored {
     int64_t blocksize = 0;
     int64_t rows = 0, cols = 0;
     bool nested = false;
+    int64_t nested_blocksize = 0;  // with nested: the absmax codes' block size
+    float nested_offset = 0.0f;    // with nested: added back to every decoded absmax
     DType dtype = DType::F32;  // "dtype": what bitsandbytes dequantizes to (the compute dtype)
 };
 

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.hpp"
+
 namespace loftq {
 
 // Index of the first byte of an invalid UTF-8 sequence in text[0, size), or size when valid
@@ -38,5 +40,17 @@ constexpr uint64_t kMaxJsonFileBytes = uint64_t{64} << 20;
 // likewise. Every error is an InputError naming `path`.
 nlohmann::json read_json_file(const std::string& path, const char* what = "file",
                               uint64_t max_bytes = kMaxJsonFileBytes);
+
+// The member `key` of the object `j` as a T; an InputError "<where>: missing field "key"" when j is
+// not an object or lacks it, "<where>: field "key" has the wrong type" when it is not a T.
+template <typename T>
+T json_field(const nlohmann::json& j, const char* key, const std::string& where) {
+    if (!j.is_object() || !j.contains(key)) LOFTQ_THROW(InputError, where, ": missing field \"", key, "\"");
+    try {
+        return j.at(key).get<T>();
+    } catch (const nlohmann::json::exception&) {
+        LOFTQ_THROW(InputError, where, ": field \"", key, "\" has the wrong type");
+    }
+}
 
 }  // namespace loftq

@@ -29,16 +29,6 @@ nlohmann::json read_optional_json_file(const std::string& path) {
     return read_json_file(path, "file");
 }
 
-template <typename T>
-T field(const nlohmann::json& j, const char* key, const std::string& file) {
-    if (!j.is_object() || !j.contains(key)) LOFTQ_THROW(InputError, file, ": missing field \"", key, "\"");
-    try {
-        return j.at(key).get<T>();
-    } catch (const nlohmann::json::exception&) {
-        LOFTQ_THROW(InputError, file, ": field \"", key, "\" has the wrong type");
-    }
-}
-
 double relative_error(const std::vector<float>& w, const std::vector<float>& q) {
     double num = 0, den = 0;
     for (size_t i = 0; i < w.size(); ++i) {
@@ -146,10 +136,10 @@ VerifyReport verify_output(const std::string& model_dir, const std::string& outp
     bool bnb4 = false, int8 = false, load_dq = false;
     if (prequantized) {
         const auto& qc = config["quantization_config"];
-        if (field<std::string>(qc, "quant_method", config_path) != "bitsandbytes")
+        if (json_field<std::string>(qc, "quant_method", config_path) != "bitsandbytes")
             LOFTQ_THROW(InputError, config_path, ": quantization_config is not bitsandbytes");
-        bnb4 = field<bool>(qc, "load_in_4bit", config_path);
-        int8 = field<bool>(qc, "load_in_8bit", config_path);
+        bnb4 = json_field<bool>(qc, "load_in_4bit", config_path);
+        int8 = json_field<bool>(qc, "load_in_8bit", config_path);
         if (bnb4 == int8) LOFTQ_THROW(InputError, config_path, ": quantization_config is neither 4-bit nor 8-bit");
     } else if (report.is_object() && report.contains("load")) {
         load_dq = report["load"].value("bnb_4bit_use_double_quant", false);
