@@ -175,7 +175,7 @@ RunLayout read_layout(hid_t file, const std::string& path) {
             Handle g(HDF5_CHECK(H5Gopen2(matrices, name.c_str(), H5P_DEFAULT)), H5Gclose);
             const int64_t index = h5::read_attr_int(g, "index");
             if (index < 0 || index >= static_cast<int64_t>(info.nlinks) || seen[index])
-                LOFTQ_THROW(InputError, "matrix '", name, "' has a bad index ", index);
+                LOFTQ_THROW(InputError, "matrix '", printable(name), "' has a bad index ", index);
             seen[index] = true;
             MatrixLayout& m = layout[index];
             m.name = name;
