@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "cli/commands.hpp"
@@ -35,9 +36,26 @@ int dispatch(const loftq::Config& cfg) {
     LOFTQ_THROW(ConfigError, "unknown command '", cfg.command, "'");
 }
 
+// A process that no MPI launcher started (no mpirun / srun / PMI environment) is a singleton:
+// a world of one. Open MPI then still probes its network transports (UCX, OFI, openib) and
+// starts a helper daemon: 0.30 s of a 1.4 s single-matrix run here (bench/results/startup.md).
+// A world of one needs none of it, so its defaults become the loopback transport, the ob1
+// messaging layer and an isolated singleton (0.01 s). Settings the user exported win
+// (setenv does not overwrite), and a launched process is left alone.
+void singleton_mpi_defaults() {
+#ifdef OPEN_MPI
+    for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "OMPI_MCA_orte_ess_num_procs"})
+        if (std::getenv(v)) return;
+    setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
+    setenv("OMPI_MCA_pml", "ob1", 0);
+    setenv("OMPI_MCA_btl", "self", 0);
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    singleton_mpi_defaults();
     int provided = 0;
     if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
         std::fprintf(stderr, "loftq: error: MPI_Init_thread failed\n");
