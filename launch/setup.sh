@@ -9,7 +9,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${LOFTQ_BUILD_DIR:-$root/build}
 
 packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev
-          libboost-program-options-dev libopenblas-dev liblapacke-dev nlohmann-json3-dev
+          libboost-program-options-dev libopenblas-dev libopenblas0-openmp liblapacke-dev nlohmann-json3-dev
           libgtest-dev libbenchmark-dev python3 python3-numpy python3-h5py
           slurmctld slurmd slurm-client munge libpmix-dev shellcheck
           clang libclang-rt-14-dev libomp-dev)  # launch/fuzz.sh: libFuzzer is in clang's runtime

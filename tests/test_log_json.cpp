@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/runfile.hpp"
+#include "lowrank/truncated_svd.hpp"
 #include "support/paths.hpp"
 
 namespace loftq {
@@ -47,7 +48,8 @@ constexpr int kIters = 2;
 const std::set<std::string> kRecordKeys{"matrix", "index",  "rank",   "group",       "rows",
                                         "cols",   "row_begin", "row_end", "bits",     "format",
                                         "svd",    "backend", "bytes",  "times",       "qlora_error",
-                                        "errors", "chosen_iteration", "loaded_error"};
+                                        "errors", "chosen_iteration", "loaded_error", "sketch",
+                                        "gemm_passes"};
 const std::set<std::string> kTimeKeys{"read", "quantize", "svd", "comm", "write", "total"};
 
 std::set<std::string> keys_of(const nlohmann::json& j) {
@@ -57,11 +59,11 @@ std::set<std::string> keys_of(const nlohmann::json& j) {
 }
 
 testing::CommandResult quantize(const std::string& model, const std::string& work, const std::string& log,
-                                int ranks) {
+                                int ranks, const std::string& extra = "") {
     std::string launcher;
     if (ranks > 1) launcher = testing::mpiexec() + " -np " + std::to_string(ranks) + " ";
     return testing::run_command(launcher + testing::loftq_binary() + " quantize --model " + model + " --work " +
-                                work + " --rank 8 --iters " + std::to_string(kIters) + " --log-json " + log);
+                                work + " --rank 8 --iters " + std::to_string(kIters) + " --log-json " + log + extra);
 }
 
 void check_log(const std::string& work, const std::string& log, int ranks) {
@@ -101,6 +103,18 @@ void check_log(const std::string& work, const std::string& log, int ranks) {
         EXPECT_EQ(r["bits"].get<int>(), m.bits);
         EXPECT_EQ(r["format"].get<std::string>(), m.format);
         EXPECT_EQ(r["errors"].size(), static_cast<size_t>(kIters));
+        // The GEMM passes over the residual per iteration: 2q + 2, q fresh at t = 1, warm after.
+        if (r["svd"] == "randomized") {
+            const SvdOptions defaults;
+            ASSERT_EQ(r["gemm_passes"].size(), static_cast<size_t>(kIters));
+            for (int t = 0; t < kIters; ++t)
+                EXPECT_EQ(r["gemm_passes"][t].get<int>(),
+                          2 * (t == 0 ? defaults.power_iters : defaults.warm_power_iters) + 2);
+            EXPECT_EQ(r["sketch"].get<int>(), 8 + defaults.oversample);  // --rank 8
+        } else {
+            EXPECT_TRUE(r["gemm_passes"].is_null());
+            EXPECT_TRUE(r["sketch"].is_null());
+        }
         const int rank = r["rank"].get<int>();
         EXPECT_GE(rank, 0);
         EXPECT_LT(rank, ranks);
@@ -124,9 +138,9 @@ TEST(LogJson, OneRecordPerPlannedMatrixOneProcess) {
     check_log(dir / "run.h5", dir / "log.jsonl", 1);
 }
 
-TEST(LogJson, OneRecordPerPlannedMatrixTwoRanks) {
+TEST(LogJson, OneRecordPerPlannedMatrixTwoRanks) {  // with the randomized SVD: its passes are logged
     TempDir dir;
-    const auto r = quantize(testing::stories_dir(), dir / "run.h5", dir / "log.jsonl", 2);
+    const auto r = quantize(testing::stories_dir(), dir / "run.h5", dir / "log.jsonl", 2, " --svd randomized");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     check_log(dir / "run.h5", dir / "log.jsonl", 2);
 }

@@ -114,7 +114,9 @@ po::options_description loftq_options(Config& c, RawStrings& raw) {
         ("svd", po::value(&raw.svd)->default_value(raw.svd), "auto | exact | randomized")
         ("oversample", po::value(&v.oversample)->default_value(v.oversample), "randomized SVD oversampling p (0..4096)")
         ("power-iters", po::value(&v.power_iters)->default_value(v.power_iters),
-         "randomized SVD power iterations q (0..64)")
+         "randomized SVD power iterations q of a fresh sketch, LoftQ's first step (0..64)")
+        ("warm-power-iters", po::value(&v.warm_power_iters)->default_value(v.warm_power_iters),
+         "power iterations of the later steps, warm-started from the previous step's subspace (0..64)")
         ("seed", po::value(&raw.seed)->default_value(raw.seed), "seed of the random sketches (0..2^64-1)")
         ("lora-alpha", po::value(&l.lora_alpha)->default_value(l.lora_alpha),
          "LoRA alpha of the adapter (scaling alpha/r within 1e-6..1e6)")

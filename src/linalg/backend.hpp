@@ -24,6 +24,7 @@ enum class BackendKind { cpu, cuda };
 enum class Trans { no, yes };
 
 class DeviceBuffer;
+class LinalgBackend;
 
 // Quantize-as-loaded slots of one matrix shard of n elements, in the backend's memory: the
 // CURRENT slot, which quantize_current overwrites, and the BEST slot, which keep_current swaps in
@@ -40,6 +41,13 @@ public:
     virtual void quantize_current(const float* x) = 0;
     // The current slot's Q as loaded (n floats, backend memory).
     virtual const float* current_loaded() = 0;
+    // One LoftQ step: the current slot = quantize_as_loaded(w - low) (low == nullptr: w), and
+    // res = w - that Q as loaded; all n floats in backend memory. `low` may be the slots'
+    // scratch buffer (it is read before the scratch is written); res aliases neither. The
+    // default is quantize_current on res = w - low, then res = w - current_loaded(), with the
+    // backend's copy and axpy (quantize_residual_steps below); a backend may fuse it into one
+    // pass (the CPU does: quantize_residual_as_loaded) as long as the bits are the same.
+    virtual void quantize_residual(LinalgBackend& be, const float* w, const float* low, float* res) = 0;
     // The current iterate becomes the best one; the old best becomes the slot written next.
     virtual void keep_current() = 0;
     // The best slot's Q as loaded (n floats, backend memory).
@@ -124,6 +132,11 @@ public:
     // memory (nothing copied), else a copy uploaded into `storage`, which must outlive its use.
     virtual const float* adopt_host(const float* host, size_t n, DeviceBuffer& storage) = 0;
 };
+
+// QuantSlots::quantize_residual as its three steps: res = w - low (or w); quantize_current(res);
+// res = w - current_loaded(). n floats in be's memory.
+void quantize_residual_steps(LinalgBackend& be, QuantSlots& slots, size_t n, const float* w, const float* low,
+                             float* res);
 
 std::unique_ptr<LinalgBackend> make_cpu_backend();
 // Binds the calling thread to `device`. Throws NotImplemented in a build without CUDA and

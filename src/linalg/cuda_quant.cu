@@ -116,6 +116,9 @@ public:
                QuantOutput::Dequantized, stream_);
     }
     const float* current_loaded() override { return slot_[cur_].loaded.get(); }
+    void quantize_residual(LinalgBackend& be, const float* w, const float* low, float* res) override {
+        quantize_residual_steps(be, *this, n_, w, low, res);
+    }
     void keep_current() override { cur_ = 1 - cur_; }  // the slots swap; nothing is copied
     const float* best_loaded() override { return slot_[1 - cur_].loaded.get(); }
 

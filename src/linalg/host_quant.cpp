@@ -23,16 +23,36 @@ public:
     void quantize_current(const float* x) override {
         quantize_as_loaded(p_, backbone_, read(x), static_cast<int64_t>(n_), q_[cur_], q_target(), name_);
         publish();
+        current_in_scratch_ = true;
     }
-    const float* current_loaded() override { return scratch_; }  // written by quantize_current
-    void keep_current() override { cur_ = 1 - cur_; }
+    // In host memory the step is one fused pass that leaves the scratch alone; staged (a device
+    // backend's memory) it takes the three steps.
+    void quantize_residual(LinalgBackend& be, const float* w, const float* low, float* res) override {
+        if (staged()) return quantize_residual_steps(be, *this, n_, w, low, res);
+        quantize_residual_as_loaded(p_, backbone_, w, low, static_cast<int64_t>(n_), q_[cur_], res, scratch_, name_);
+        current_in_scratch_ = false;
+    }
+    const float* current_loaded() override {
+        if (!current_in_scratch_) {  // after a fused step: rebuilt from the codes, as best_loaded is
+            loaded_values(q_[cur_], backbone_, q_target());
+            publish();
+            current_in_scratch_ = true;
+        }
+        return scratch_;
+    }
+    void keep_current() override {
+        cur_ = 1 - cur_;
+        current_in_scratch_ = false;  // the scratch holds the kept iterate's Q, no longer current
+    }
     const float* best_loaded() override {
         loaded_values(q_[1 - cur_], backbone_, q_target());
         publish();
+        current_in_scratch_ = false;
         return scratch_;
     }
 
     double plain_error_squared(const float* x) override {
+        current_in_scratch_ = false;  // the current slot becomes the plain quantization of x
         const float* w = read(x);
         float* deq = q_target();
         QuantizedTensor& q = q_[cur_];
@@ -70,10 +90,24 @@ private:
     std::string name_;
     QuantizedTensor q_[2];
     int cur_ = 0;  // q_[cur_] is written next; q_[1 - cur_] holds the best kept
+    bool current_in_scratch_ = false;  // the scratch holds q_[cur_]'s Q as loaded
     std::vector<float> x_host_, q_host_;  // staged only
 };
 
 }  // namespace
+
+void quantize_residual_steps(LinalgBackend& be, QuantSlots& slots, size_t n, const float* w, const float* low,
+                             float* res) {
+    const float* x = w;
+    if (low) {
+        be.copy(res, w, n);
+        be.axpy(n, -1.0f, low, res);
+        x = res;
+    }
+    slots.quantize_current(x);
+    be.copy(res, w, n);
+    be.axpy(n, -1.0f, slots.current_loaded(), res);
+}
 
 std::unique_ptr<QuantSlots> make_host_quant_slots(LinalgBackend& be, const QuantParams& p, Backbone backbone,
                                                   size_t n, float* scratch, const std::string& tensor_name,

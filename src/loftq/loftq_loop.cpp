@@ -131,6 +131,8 @@ public:
         svd_ = std::move(p);
     }
     std::string method() const { return svd_->method(); }
+    int sketch_width() const { return svd_->sketch_width(); }
+    int last_gemm_passes() const { return svd_->last_gemm_passes(); }
 
     // vt: r x cols; e2[i] = ||res||^2 of shard i afterwards.
     void run(std::vector<LocalShard>& shards, float* vt, std::vector<double>& e2) {
@@ -229,6 +231,7 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
     ShardSum shard_sum(be, comm, layout);
     LowRankStep low_rank(be, comm, layout, name, rows, cols, opt, sharded);
     out.svd_method = low_rank.method();
+    out.sketch = low_rank.sketch_width();
     std::vector<LocalShard> shards = make_shards(be, comm, layout, name, local, cols, opt);
     const auto vt_size = static_cast<size_t>(opt.rank()) * static_cast<size_t>(cols);
     DeviceBuffer vt(be, vt_size), vt_alt(be, vt_size);  // Rt of this iterate and of the best: they swap
@@ -255,23 +258,14 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
     for (int t = 1; t <= opt.iters; ++t) {
         // Q_t = q(W) at t = 1, else q(W - L Rt); then res = W - Q_t.
         t0 = Clock::now();
-        for (auto& s : shards) {
-            const float* x = s.w;
-            if (t > 1) {
-                be.copy(s.res.get(), s.w, s.n);
-                be.axpy(s.n, -1.0f, s.low.get(), s.res.get());
-                x = s.res.get();
-            }
-            s.q->quantize_current(x);
-            be.copy(s.res.get(), s.w, s.n);
-            be.axpy(s.n, -1.0f, s.q->current_loaded(), s.res.get());
-        }
+        for (auto& s : shards) s.q->quantize_residual(be, s.w, t > 1 ? s.low.get() : nullptr, s.res.get());
         be.synchronize();  // so that the phase time is the backend's work
         out.times.quantize += seconds_since(t0);
 
         t0 = Clock::now();
         low_rank.run(shards, vt.get(), e2);
         out.times.svd += seconds_since(t0);
+        out.gemm_passes.push_back(low_rank.last_gemm_passes());
         t0 = Clock::now();
         const double err = std::sqrt(shard_sum.sum(e2)) / denom;
         out.times.comm += seconds_since(t0);

@@ -74,6 +74,9 @@ struct LoftqResult {
     int chosen_iteration = 1;             // 1-based t whose Q, A, B are returned
     double loaded_error = 0;              // ||W - Q - s B A|| / ||W|| with the stored Q, A, B
     std::string svd_method;               // "exact" | "randomized"
+    int sketch = 0;                       // randomized: the sketch width k (rank + oversample)
+    std::vector<int> gemm_passes;         // randomized: per iteration, passes over the residual
+                                          // by k-column GEMMs (2q + 2); exact: zeros
     PhaseTimes times;
 };
 

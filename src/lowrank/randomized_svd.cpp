@@ -121,6 +121,7 @@ void RandomizedSvd::compute_shards(const std::vector<const float*>& a, const std
     LOFTQ_CHECK(a.size() == local.size() && u.size() == local.size(), "randomized SVD of '",
                 opt_.name, "': expected ", local.size(), " local shards, got ", a.size());
     const int q = next_power_iters();
+    last_passes_ = 2 * q + 2;
     const float* basis = vtb_.get();
     if (!(warm_ && opt_.warm_start)) {
         be_.fill_gaussian(opt_.seed, name_hash_, 0, static_cast<size_t>(k_ * n_), g_.get());

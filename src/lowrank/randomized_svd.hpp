@@ -43,7 +43,8 @@ public:
     std::string method() const override { return "randomized"; }
 
     const std::vector<int>& local_shards() const { return exchange_.local(); }
-    int sketch_width() const { return static_cast<int>(k_); }
+    int sketch_width() const override { return static_cast<int>(k_); }
+    int last_gemm_passes() const override { return last_passes_; }
     // Power iterations the next compute will run (fresh or warm).
     int next_power_iters() const;
 
@@ -59,6 +60,7 @@ private:
     ShardExchange exchange_;
     std::vector<int64_t> y_offset_;  // per local shard, into y_
     bool warm_ = false;
+    int last_passes_ = 0;
     DeviceBuffer y_, y_tmp_, g_, ub_, sb_, vtb_, slots_, work_;
 };
 

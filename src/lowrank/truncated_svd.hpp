@@ -23,6 +23,10 @@ public:
     // Forget the previous call's subspace (randomized warm start); no-op for exact.
     virtual void reset_warm_start() {}
     virtual std::string method() const = 0;  // "exact" | "randomized"
+    // Randomized: the sketch width k and the passes over A (GEMMs with k columns: 2q + 2) of the
+    // last compute; 0 for the exact SVD.
+    virtual int sketch_width() const { return 0; }
+    virtual int last_gemm_passes() const { return 0; }
 };
 
 struct SvdOptions {
@@ -30,7 +34,7 @@ struct SvdOptions {
     int oversample = 16;        // p: sketch width k = rank + p (clamped to min(rows, cols))
     int power_iters = 2;        // q for a fresh Gaussian sketch
     bool warm_start = true;     // start from the previous call's k-dimensional right subspace
-    int warm_power_iters = 1;   // q when warm-started (bench/results/svd_cpu.json)
+    int warm_power_iters = 0;   // q when warm-started (bench/results/passes.md: 1.006 of exact)
     uint64_t seed = 0;
     std::string name;           // matrix name: keys the sketch with the seed
 };

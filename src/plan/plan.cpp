@@ -84,7 +84,11 @@ double estimate_cost(int64_t rows, int64_t cols, SvdMethod svd_method, const Run
         svd = 6 * l * k * k + 20 * k * k * k;
     } else {
         const double p = std::min<double>(o.rank + o.oversample, k);
-        svd = (2 + 2.0 * o.power_iters) * 2 * m * n * p + 4 * (m + n) * p * p + 20 * p * p * p;
+        // GEMM passes: 2q + 2 per step, q = power_iters fresh (step 1), warm_power_iters after.
+        const double T = spec.loftq.iters;
+        const double warm_q = o.warm_start ? o.warm_power_iters : o.power_iters;
+        const double passes = (2 + 2.0 * o.power_iters) + (T - 1) * (2 + 2.0 * warm_q);
+        svd = passes / T * 2 * m * n * p + 4 * (m + n) * p * p + 20 * p * p * p;
     }
     const double per_iter = svd + 2 * m * n * o.rank + 8 * 16 * m * n;
     return spec.loftq.iters * per_iter;

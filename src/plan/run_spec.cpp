@@ -26,7 +26,8 @@ void require_one_of(const char* setting, const std::string& value, std::initiali
 // The keys of to_json, in one place: from_json refuses any other key and requires each.
 const std::set<std::string>& spec_keys() {
     static const std::set<std::string> keys = {
-        "bits", "quant", "blocksize", "rank", "iters", "targets", "svd", "oversample", "power-iters", "seed",
+        "bits", "quant", "blocksize", "rank", "iters", "targets", "svd", "oversample", "power-iters",
+        "warm-power-iters", "seed",
         "lora-alpha", "rslora", "double-quant", "keep-best", "scale-compensation", "backbone",
         "split-threshold"};
     return keys;
@@ -60,6 +61,8 @@ void RunSpec::validate() const {
         LOFTQ_THROW_SETTING("oversample", "must be in 0..", kMaxOversample, ", got ", s.oversample);
     if (s.power_iters < 0 || s.power_iters > kMaxPowerIters)
         LOFTQ_THROW_SETTING("power-iters", "must be in 0..", kMaxPowerIters, ", got ", s.power_iters);
+    if (s.warm_power_iters < 0 || s.warm_power_iters > kMaxPowerIters)
+        LOFTQ_THROW_SETTING("warm-power-iters", "must be in 0..", kMaxPowerIters, ", got ", s.warm_power_iters);
     if (!(loftq.lora_alpha > 0) || !std::isfinite(loftq.lora_alpha))
         LOFTQ_THROW_SETTING("lora-alpha", "must be a positive number");
     // The stored factors are scaled by 1/sqrt(scaling) and the loaded error multiplies by the
@@ -98,6 +101,7 @@ std::string RunSpec::to_json() const {
     j["svd"] = svd_choice_name(loftq.svd);
     j["oversample"] = s.oversample;
     j["power-iters"] = s.power_iters;
+    j["warm-power-iters"] = s.warm_power_iters;
     j["seed"] = s.seed;
     j["lora-alpha"] = loftq.lora_alpha;
     j["rslora"] = loftq.rslora;
@@ -131,6 +135,8 @@ RunSpec RunSpec::from_json(const std::string& text, const std::string& what) {
         r.loftq.svd = parse_svd_choice(at("svd").get<std::string>());
         s.oversample = at("oversample").get<int>();
         s.power_iters = at("power-iters").get<int>();
+        // Run files written before the setting existed ran warm iterations with 1.
+        s.warm_power_iters = j.contains("warm-power-iters") ? j["warm-power-iters"].get<int>() : 1;
         s.seed = at("seed").get<uint64_t>();
         r.loftq.lora_alpha = at("lora-alpha").get<double>();
         r.loftq.rslora = at("rslora").get<bool>();

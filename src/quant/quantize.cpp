@@ -27,12 +27,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "quant/format_tables.hpp"
 #include "quant/int8_rowwise.hpp"
 #include "quant/quantize_fast.hpp"
+#include "quant/simd_kernels.hpp"
 
 namespace loftq {
 
@@ -68,10 +70,9 @@ constexpr float kFp16Max = 65504.0f;
 constexpr float kBf16BelowFp16Max = 65280.0f;
 
 // The smallest value of the backbone dtype that is >= a (a >= 0, finite).
-float round_up_to_backbone(Backbone b, float a, const std::string& tensor_name, int64_t block) {
-    if (b == Backbone::FP16 && a > kFp16Max)
-        LOFTQ_THROW(InputError, "tensor ", tensor_name, ": block ", block, " has absmax ", a,
-                    ", above the float16 range (65504); use --backbone bf16 or bnb4");
+// round_up_to_backbone without the checks: +inf where the dtype cannot hold a.
+float rounded_up(Backbone b, float a) {
+    if (b == Backbone::FP16 && a > kFp16Max) return INFINITY;
     float r = a;
     if (b == Backbone::BF16) {
         const uint16_t h = float_to_bf16(a);
@@ -82,6 +83,14 @@ float round_up_to_backbone(Backbone b, float a, const std::string& tensor_name, 
         r = f16_to_float(h);
         if (r < a) r = f16_to_float(static_cast<uint16_t>(h + 1));
     }
+    return r;
+}
+
+float round_up_to_backbone(Backbone b, float a, const std::string& tensor_name, int64_t block) {
+    if (b == Backbone::FP16 && a > kFp16Max)
+        LOFTQ_THROW(InputError, "tensor ", tensor_name, ": block ", block, " has absmax ", a,
+                    ", above the float16 range (65504); use --backbone bf16 or bnb4");
+    const float r = rounded_up(b, a);
     if (!std::isfinite(r))
         LOFTQ_THROW(InputError, "tensor ", tensor_name, ": block ", block, " has absmax ", a,
                     ", beyond the range of ", backbone_name(b));
@@ -114,6 +123,18 @@ void apply_double_quant(QuantizedTensor& q) {
     q.absmax_exact = q.absmax;
     q.nested = double_quantize_ref(q.absmax.data(), blocks);
     double_dequantize_ref(q.nested, blocks, q.absmax.data());
+}
+
+// True when the proof at the top of this file covers a block of (rounded-up) absmax a: every
+// nonzero stored value table[c] * a is a normal number of the backbone dtype, so its rounding is
+// relative (points 1 to 3) and bitsandbytes' re-quantization gives back the same codes and
+// absmax; settle_block would find nothing to replace. The smallest nonzero |table| entries are
+// nf4's 0.0796 and fp4's 0.0052; the factor 2 is margin. (fp32 and bf16 share float32's
+// exponent range.) tests/test_quant_simd.cpp runs settle_block on blocks on both sides of it.
+bool settle_proven(const QuantFormat& f, Backbone bb, float a) {
+    const float smallest_entry = f.family == FormatFamily::BnbFP4 ? 0.005f : 0.079f;
+    const float smallest_normal = bb == Backbone::FP16 ? 0x1p-14f : 0x1p-126f;
+    return a >= 2.0f * smallest_normal / smallest_entry;
 }
 
 // Store a block in the backbone dtype, re-quantize it as bitsandbytes does at load, and keep
@@ -157,7 +178,8 @@ void quantize_bnb_as_loaded(const QuantParams& p, Backbone bb, const float* x, i
         for (int64_t b = 0; b < blocks; ++b) {
             const int64_t begin = b * p.blocksize;
             const int64_t len = std::min<int64_t>(p.blocksize, n - begin);
-            replaced += settle_block(f, bb, begin, len, codes.data(), q.absmax[b], stored.data(), again.data());
+            if (!settle_proven(f, bb, q.absmax[b]))
+                replaced += settle_block(f, bb, begin, len, codes.data(), q.absmax[b], stored.data(), again.data());
         }
     }
     q.requantized_blocks = replaced;
@@ -316,6 +338,75 @@ void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x,
     quantize_bnb_as_loaded(p, backbone, x, n, q, tensor_name);
     apply_double_quant(q);
     dequantize(q, q_loaded);
+}
+
+}  // namespace loftq
+
+namespace loftq {
+namespace {
+
+// x = w - low (or w), quantize_as_loaded(x) into q and scratch, res = w - scratch: the steps
+// the fused pass replaces, for the formats it does not cover and to raise its errors.
+void quantize_residual_composite(const QuantParams& p, Backbone bb, const float* w, const float* low, int64_t n,
+                                 QuantizedTensor& q, float* res, float* scratch, const std::string& name) {
+    const float* x = w;
+    if (low) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
+        for (int64_t i = 0; i < n; ++i) res[i] = w[i] - low[i];
+        x = res;
+    }
+    quantize_as_loaded(p, bb, x, n, q, scratch, name);
+#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
+    for (int64_t i = 0; i < n; ++i) res[i] = w[i] - scratch[i];
+}
+
+}  // namespace
+
+void quantize_residual_as_loaded(const QuantParams& p, Backbone bb, const float* w, const float* low, int64_t n,
+                                 QuantizedTensor& q, float* res, float* scratch, const std::string& name) {
+    const QuantFormat* f = p.format;
+    constexpr int kMaxBlock = 4096;
+    if (!f || !f->is_bnb() || p.double_quant || bb == Backbone::INT8 || p.blocksize > kMaxBlock || n <= 0)
+        return quantize_residual_composite(p, bb, w, low, n, q, res, scratch, name);
+    check_params(p, name);
+    start(p, n, q);
+    const QuantKernels& k = quant_kernels();
+    const bool nf4 = f->family == FormatFamily::BnbNF4;
+    const int bs = p.blocksize;
+    const int64_t blocks = block_count(n, bs);
+    int64_t replaced = 0, anomaly = -1;
+#pragma omp parallel reduction(+ : replaced) reduction(max : anomaly) if (n >= kParallelMinElements)
+    {
+        alignas(64) float x[kMaxBlock], stored[kMaxBlock];
+        alignas(64) uint8_t codes[kMaxBlock], again[kMaxBlock];
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t begin = b * bs, len = std::min<int64_t>(bs, n - begin);
+            const uint32_t bits = k.diff_absmax_bits(w + begin, low ? low + begin : nullptr, len, x);
+            float a;
+            std::memcpy(&a, &bits, sizeof a);
+            if (bb != Backbone::BNB4 && bits < 0x7f800000u) a = rounded_up(bb, a);
+            if (bits >= 0x7f800000u || !std::isfinite(a)) {  // the composite pass names the problem
+                anomaly = std::max(anomaly, b);
+                continue;
+            }
+            (nf4 ? k.nf4_codes : k.fp4_codes)(x, len, 1.0f / a, codes);
+            if (bb != Backbone::BNB4) {
+                if (!nf4)
+                    for (int64_t i = 0; i < len; ++i)
+                        if (codes[i] == 8) codes[i] = 0;  // -0 is stored as -0.0, re-quantizes to +0
+                if (!settle_proven(*f, bb, a)) replaced += settle_block(*f, bb, 0, len, codes, a, stored, again);
+            }
+            q.absmax[b] = a;
+            pack_codes(*f, codes, len, len % 2 ? bnb_pad_code(*f, a) : 0, q.packed.data() + begin / 2);
+            k.residual(w + begin, codes, len, f->table, a, res + begin);
+        }
+    }
+    if (anomaly >= 0) {
+        quantize_residual_composite(p, bb, w, low, n, q, res, scratch, name);  // throws for the block
+        LOFTQ_THROW(Error, "tensor ", name, ": block ", anomaly, " could not be quantized");  // not reached
+    }
+    q.requantized_blocks = replaced;
 }
 
 }  // namespace loftq

@@ -75,6 +75,17 @@ void dequantize(const QuantizedTensor& q, float* out);
 void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x, int64_t n,
                         QuantizedTensor& q, float* q_loaded, const std::string& tensor_name);
 
+// One LoftQ quantization step: q = quantize_as_loaded(x) for x = w - low (low == nullptr: x = w)
+// and res = w - Q as loaded, element by element: the same bits as computing x, calling
+// quantize_as_loaded into `scratch` and subtracting. For nf4 / fp4 without double quantization
+// (any backbone but int8) it is one pass over memory (read w and low, write res; `scratch` is
+// not touched), with the SIMD kernels of quant/simd_kernels.hpp; the other formats take the
+// three steps. `scratch` (n floats) may be `low` itself; res may not alias w or low. Throws
+// what quantize_as_loaded throws, naming the first bad element or block as it does.
+void quantize_residual_as_loaded(const QuantParams& p, Backbone backbone, const float* w, const float* low,
+                                 int64_t n, QuantizedTensor& q, float* res, float* scratch,
+                                 const std::string& tensor_name);
+
 // The float32 values a bf16/fp16/fp32 backbone stores for q (the exporter narrows them to the
 // dtype): table[c] * absmax before double quantization (bnb formats; bitsandbytes double-
 // quantizes again at load), or the dequantized Q (LoftQ formats). n = q.numel floats.

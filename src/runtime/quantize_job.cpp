@@ -115,6 +115,13 @@ struct Worker {
         j["bits"] = m.bits;
         j["format"] = layout[static_cast<size_t>(m.index)].format;
         j["svd"] = r.svd_method;
+        if (r.svd_method == "randomized") {
+            j["sketch"] = r.sketch;
+            j["gemm_passes"] = r.gemm_passes;
+        } else {
+            j["sketch"] = nullptr;
+            j["gemm_passes"] = nullptr;
+        }
         j["backend"] = be.name();
         j["bytes"] = static_cast<double>((row_end - row_begin) * m.cols) * 4.0;
         j["times"] = {{"read", t.read},   {"quantize", t.quantize},
