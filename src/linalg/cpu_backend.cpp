@@ -33,6 +33,15 @@ size_t query_size(float q) { return static_cast<size_t>(std::ceil(q)) + 1; }
 
 constexpr int64_t kNormChunk = int64_t{1} << 14;
 
+// dst (cols x rows, row-major) = src (rows x cols, row-major) transposed, in 32 x 32 tiles.
+void transpose(int64_t rows, int64_t cols, const float* src, float* dst) {
+    constexpr int64_t kTile = 32;
+    for (int64_t i0 = 0; i0 < rows; i0 += kTile)
+        for (int64_t j0 = 0; j0 < cols; j0 += kTile)
+            for (int64_t i = i0; i < std::min(rows, i0 + kTile); ++i)
+                for (int64_t j = j0; j < std::min(cols, j0 + kTile); ++j) dst[j * rows + i] = src[i * cols + j];
+}
+
 class CpuBackend final : public LinalgBackend {
 public:
     BackendKind kind() const override { return BackendKind::cpu; }
@@ -94,23 +103,31 @@ public:
         return std::sqrt(s);
     }
 
+    // The tall row-major A (m x k) is copied into column-major order and factored there by
+    // geqrf + orgqr, then copied back: LAPACK's blocked QR of a tall column-major matrix runs on
+    // contiguous columns, where the LQ of the row-major view (gelqf + orglq on k x m, lda k)
+    // updated strided rows one Householder vector at a time (a third of the SVD phase went to
+    // OpenBLAS's saxpy). Workspace: the column-major copy (m k), tau (k), LAPACK's own.
     size_t qr_columns_work(int64_t m, int64_t k) override {
         float q1 = 0, q2 = 0;
-        LAPACK_CHECK(LAPACKE_sgelqf_work(LAPACK_COL_MAJOR, li(k), li(m), nullptr, li(k), nullptr, &q1, -1));
-        LAPACK_CHECK(LAPACKE_sorglq_work(LAPACK_COL_MAJOR, li(k), li(m), li(k), nullptr, li(k), nullptr, &q2, -1));
-        return static_cast<size_t>(k) + query_size(std::max(q1, q2));
+        LAPACK_CHECK(LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, li(m), li(k), nullptr, li(m), nullptr, &q1, -1));
+        LAPACK_CHECK(LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, li(m), li(k), li(k), nullptr, li(m), nullptr, &q2, -1));
+        return static_cast<size_t>(m * k + k) + query_size(std::max(q1, q2));
     }
     void qr_columns(int64_t m, int64_t k, float* a, float* r, float* work) override {
         LOFTQ_CHECK(m >= k, "qr_columns needs m >= k, got ", m, " x ", k);
-        float* tau = work;
-        float* w = work + k;
-        const lapack_int lw = li(static_cast<int64_t>(qr_columns_work(m, k) - k));
-        LAPACK_CHECK(LAPACKE_sgelqf_work(LAPACK_COL_MAJOR, li(k), li(m), a, li(k), tau, w, lw));
+        float* t = work;  // column-major m x k
+        float* tau = work + m * k;
+        float* w = tau + k;
+        const lapack_int lw = li(static_cast<int64_t>(qr_columns_work(m, k)) - m * k - k);
+        transpose(m, k, a, t);
+        LAPACK_CHECK(LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, li(m), li(k), t, li(m), tau, w, lw));
         if (r) {
             for (int64_t i = 0; i < k; ++i)
-                for (int64_t j = 0; j < k; ++j) r[i * k + j] = j >= i ? a[i * k + j] : 0.0f;
+                for (int64_t j = 0; j < k; ++j) r[i * k + j] = j >= i ? t[j * m + i] : 0.0f;
         }
-        LAPACK_CHECK(LAPACKE_sorglq_work(LAPACK_COL_MAJOR, li(k), li(m), li(k), a, li(k), tau, w, lw));
+        LAPACK_CHECK(LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, li(m), li(k), li(k), t, li(m), tau, w, lw));
+        transpose(k, m, t, a);
     }
     size_t qr_rows_work(int64_t k, int64_t n) override {
         float q1 = 0, q2 = 0;
