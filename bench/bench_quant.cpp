@@ -16,6 +16,7 @@
 #include "quant/quantize.hpp"
 #include "quant/quantize_fast.hpp"
 #include "quant/quantize_ref.hpp"
+#include "quant/simd_kernels.hpp"
 #include "linalg/backend.hpp"  // cuda_device_count (0 in a CPU build)
 #ifdef LOFTQ_HAVE_CUDA
 #include "linalg/cuda_quant.hpp"
@@ -101,6 +102,32 @@ void BM_AsLoaded(benchmark::State& state) {
     set_bytes(state);
 }
 
+// The LoftQ loop's per-iteration pass on the CPU (quantize_residual_as_loaded): x = W - L R,
+// NF4 as loaded with a bf16 backbone, res = W - Q, at one SIMD level. Bytes: W and L R read, res
+// written (12 n; codes and scales not counted), the traffic a memory-speed pass cannot avoid.
+void BM_FusedResidual(benchmark::State& state) {
+    const char* levels[] = {"scalar", "avx2", "avx512"};
+    const loftq::QuantKernels* k = loftq::quant_kernels_for(levels[state.range(0)]);
+    if (!k) {
+        state.SkipWithError("this CPU lacks the level");
+        for (auto _ : state) {
+        }
+        return;
+    }
+    omp_set_num_threads(static_cast<int>(state.range(1)));
+    const auto& x = weights();
+    std::vector<float> low(kN), res(kN);
+    for (int64_t i = 0; i < kN; ++i) low[i] = 0.25f * x[(i * 7) % kN];
+    loftq::QuantizedTensor q;
+    for (auto _ : state) {
+        loftq::quantize_residual_as_loaded({loftq::find_format("nf4"), kBlock, false}, loftq::Backbone::BF16,
+                                           x.data(), low.data(), kN, q, res.data(), low.data(), "bench", k);
+        benchmark::DoNotOptimize(res.data());
+    }
+    state.SetLabel(std::string(k->level) + " nf4 bf16");
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kN * 12);
+}
+
 void BM_Cuda(benchmark::State& state) {
     if (loftq::cuda_device_count() == 0) {
         state.SkipWithError("no CUDA device");
@@ -162,6 +189,10 @@ void register_all() {
                         ->Args({i, static_cast<int>(bb), t})->ArgNames({"format", "backbone", "threads"})->Iterations(2)->Repetitions(3)->UseRealTime();
         benchmark::RegisterBenchmark((std::string("cuda/") + name).c_str(), BM_Cuda)->Arg(i)->Iterations(20)->Repetitions(3)->UseManualTime();
     }
+    for (int level : {0, 1, 2})
+        for (int t : {1, 2})
+            benchmark::RegisterBenchmark("fused_residual/nf4/bf16", BM_FusedResidual)->Args({level, t})
+                ->ArgNames({"level", "threads"})->Iterations(5)->Repetitions(3)->UseRealTime();
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <string>
 
 #include "cli/commands.hpp"
 #include "cli/config.hpp"
@@ -38,12 +39,14 @@ int dispatch(const loftq::Config& cfg) {
 
 // A process that no MPI launcher started (no mpirun / srun / PMI environment) is a singleton:
 // a world of one. Open MPI then still probes its network transports (UCX, OFI, openib) and
-// starts a helper daemon: 0.30 s of a 1.4 s single-matrix run here (bench/results/startup.md).
+// starts a helper daemon: 0.30 s of a 1.4 s single-matrix run here (bench/cpu_choices.sh).
 // A world of one needs none of it, so its defaults become the loopback transport, the ob1
 // messaging layer and an isolated singleton (0.01 s). Settings the user exported win
-// (setenv does not overwrite), and a launched process is left alone.
+// (setenv does not overwrite), a launched process is left alone, and
+// LOFTQ_MPI_SINGLETON_DEFAULTS=0 turns this off.
 void singleton_mpi_defaults() {
 #ifdef OPEN_MPI
+    if (const char* off = std::getenv("LOFTQ_MPI_SINGLETON_DEFAULTS"); off && std::string(off) == "0") return;
     for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "OMPI_MCA_orte_ess_num_procs"})
         if (std::getenv(v)) return;
     setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);

@@ -363,14 +363,15 @@ void quantize_residual_composite(const QuantParams& p, Backbone bb, const float*
 }  // namespace
 
 void quantize_residual_as_loaded(const QuantParams& p, Backbone bb, const float* w, const float* low, int64_t n,
-                                 QuantizedTensor& q, float* res, float* scratch, const std::string& name) {
+                                 QuantizedTensor& q, float* res, float* scratch, const std::string& name,
+                                 const QuantKernels* kernels) {
     const QuantFormat* f = p.format;
     constexpr int kMaxBlock = 4096;
     if (!f || !f->is_bnb() || p.double_quant || bb == Backbone::INT8 || p.blocksize > kMaxBlock || n <= 0)
         return quantize_residual_composite(p, bb, w, low, n, q, res, scratch, name);
     check_params(p, name);
     start(p, n, q);
-    const QuantKernels& k = quant_kernels();
+    const QuantKernels& k = kernels ? *kernels : quant_kernels();
     const bool nf4 = f->family == FormatFamily::BnbNF4;
     const int bs = p.blocksize;
     const int64_t blocks = block_count(n, bs);

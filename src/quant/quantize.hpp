@@ -16,6 +16,8 @@
 
 namespace loftq {
 
+struct QuantKernels;  // quant/simd_kernels.hpp
+
 struct QuantParams {
     const QuantFormat* format = nullptr;
     int blocksize = 64;
@@ -82,9 +84,10 @@ void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x,
 // not touched), with the SIMD kernels of quant/simd_kernels.hpp; the other formats take the
 // three steps. `scratch` (n floats) may be `low` itself; res may not alias w or low. Throws
 // what quantize_as_loaded throws, naming the first bad element or block as it does.
+// `kernels`: the SIMD level (nullptr: the process's, quant_kernels(); benchmarks pass each).
 void quantize_residual_as_loaded(const QuantParams& p, Backbone backbone, const float* w, const float* low,
                                  int64_t n, QuantizedTensor& q, float* res, float* scratch,
-                                 const std::string& tensor_name);
+                                 const std::string& tensor_name, const QuantKernels* kernels = nullptr);
 
 // The float32 values a bf16/fp16/fp32 backbone stores for q (the exporter narrows them to the
 // dtype): table[c] * absmax before double quantization (bnb formats; bitsandbytes double-
