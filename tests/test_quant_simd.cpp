@@ -103,6 +103,12 @@ TEST(QuantSimd, EveryLevelMatchesTheScalarRules) {
         EXPECT_EQ(k->diff_absmax_bits(finite.data(), nullptr, 360, scratch.data()), bits_of(want));
         std::vector<uint8_t> codes(x.size());
         for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<uint8_t>(i * 7 % 16);
+        for (int64_t len : {n, n - 1, int64_t{64}, int64_t{33}}) {
+            std::vector<uint8_t> got(static_cast<size_t>(len / 2) + 1, 0xAB), want(got.size(), 0xAB);
+            k->pack_pairs(codes.data(), len, got.data());
+            pack_codes(*find_format("nf4"), codes.data(), len / 2 * 2, 0, want.data());
+            ASSERT_EQ(got, want) << "pack_pairs of " << len;
+        }
         for (const float* table : {tables::kNF4, tables::kFP4}) {
             std::vector<float> got(x.size());
             const float scale = 0.0371f;

@@ -367,7 +367,8 @@ void quantize_residual_as_loaded(const QuantParams& p, Backbone bb, const float*
                                  const QuantKernels* kernels) {
     const QuantFormat* f = p.format;
     constexpr int kMaxBlock = 4096;
-    if (!f || !f->is_bnb() || p.double_quant || bb == Backbone::INT8 || p.blocksize > kMaxBlock || n <= 0)
+    if (!f || !f->is_bnb() || f->packing != Packing::HighFirst || p.double_quant || bb == Backbone::INT8 ||
+        p.blocksize > kMaxBlock || n <= 0)
         return quantize_residual_composite(p, bb, w, low, n, q, res, scratch, name);
     check_params(p, name);
     start(p, n, q);
@@ -399,7 +400,9 @@ void quantize_residual_as_loaded(const QuantParams& p, Backbone bb, const float*
                 if (!settle_proven(*f, bb, a)) replaced += settle_block(*f, bb, 0, len, codes, a, stored, again);
             }
             q.absmax[b] = a;
-            pack_codes(*f, codes, len, len % 2 ? bnb_pad_code(*f, a) : 0, q.packed.data() + begin / 2);
+            uint8_t* packed = q.packed.data() + begin / 2;  // blocks start on a byte (blocksize even)
+            k.pack_pairs(codes, len, packed);
+            if (len % 2) packed[len / 2] = static_cast<uint8_t>(codes[len - 1] << 4 | bnb_pad_code(*f, a));
             k.residual(w + begin, codes, len, f->table, a, res + begin);
         }
     }

@@ -16,6 +16,7 @@ namespace loftq {
         void (*nf4_codes)(const float*, int64_t, float, uint8_t*);                                       \
         void (*fp4_codes)(const float*, int64_t, float, uint8_t*);                                       \
         void (*residual)(const float*, const uint8_t*, int64_t, const float*, float, float*);            \
+        void (*pack_pairs)(const uint8_t*, int64_t, uint8_t*);                                           \
     };                                                                                                   \
     Table table();                                                                                       \
     }
@@ -30,7 +31,7 @@ namespace {
 
 template <typename T>
 QuantKernels from(const T& t) {
-    return {t.level, t.diff_absmax_bits, t.nf4_codes, t.fp4_codes, t.residual};
+    return {t.level, t.diff_absmax_bits, t.nf4_codes, t.fp4_codes, t.residual, t.pack_pairs};
 }
 
 bool cpu_has(const std::string& level) {

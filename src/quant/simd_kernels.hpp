@@ -27,6 +27,8 @@ struct QuantKernels {
     // res[i] = w[i] - table[codes[i]] * scale.
     void (*residual)(const float* w, const uint8_t* codes, int64_t len, const float* table, float scale,
                      float* res);
+    // out[k] = codes[2k] << 4 | codes[2k + 1], k < len / 2 (bitsandbytes' order).
+    void (*pack_pairs)(const uint8_t* codes, int64_t len, uint8_t* out);
 };
 
 // The kernels of this process: the widest level the CPU supports, or LOFTQ_SIMD's (a ConfigError
