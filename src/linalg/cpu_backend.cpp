@@ -31,7 +31,6 @@ lapack_int li(int64_t v) {
 
 size_t query_size(float q) { return static_cast<size_t>(std::ceil(q)) + 1; }
 
-constexpr int64_t kNormChunk = int64_t{1} << 14;
 
 // dst (cols x rows, row-major) = src (rows x cols, row-major) transposed, in 32 x 32 tiles.
 void transpose(int64_t rows, int64_t cols, const float* src, float* dst) {
@@ -78,29 +77,13 @@ public:
 #pragma omp parallel for schedule(static) if (len >= kParallelMinElements)
         for (int64_t i = 0; i < len; ++i) y[i] += alpha * x[i];
     }
-    // The sum of squares in double over fixed chunks of kNormChunk elements, each summed in 8
-    // interleaved lanes (element i into lane i % 8, the lanes added in order at the end of the
-    // chunk), then the chunks in order: the bits depend on n alone, never on the thread count,
-    // and the lanes hide the latency of the additions (one chain per lane, not one in all).
+    // In double, in an order fixed by n (core/parallel.hpp ordered_sum): the same bits for any
+    // thread count.
     double norm2(size_t n, const float* x) override {
-        const auto len = static_cast<int64_t>(n);
-        const int64_t chunks = (len + kNormChunk - 1) / kNormChunk;
-        std::vector<double> part(static_cast<size_t>(chunks));
-#pragma omp parallel for schedule(static) if (len >= kParallelMinElements)
-        for (int64_t c = 0; c < chunks; ++c) {
-            const int64_t begin = c * kNormChunk, end = std::min(len, begin + kNormChunk);
-            double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            int64_t i = begin;
-            for (; i + 8 <= end; i += 8)
-                for (int j = 0; j < 8; ++j) lane[j] += static_cast<double>(x[i + j]) * x[i + j];
-            for (int j = 0; i < end; ++i, ++j) lane[j] += static_cast<double>(x[i]) * x[i];
-            double s = 0;
-            for (double v : lane) s += v;
-            part[static_cast<size_t>(c)] = s;
-        }
-        double s = 0;
-        for (double v : part) s += v;
-        return std::sqrt(s);
+        return std::sqrt(ordered_sum(static_cast<int64_t>(n), [x](int64_t i) {
+            const double v = x[i];
+            return v * v;
+        }));
     }
 
     // The tall row-major A (m x k) is copied into column-major order and factored there by

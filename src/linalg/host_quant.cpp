@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/parallel.hpp"
 
 namespace loftq {
 namespace {
@@ -58,12 +59,10 @@ public:
         QuantizedTensor& q = q_[cur_];
         quantize(p_, w, static_cast<int64_t>(n_), q, name_);
         dequantize(q, deq);
-        double acc = 0;
-        for (size_t i = 0; i < n_; ++i) {
+        return ordered_sum(static_cast<int64_t>(n_), [w, deq](int64_t i) {
             const double d = static_cast<double>(w[i]) - static_cast<double>(deq[i]);
-            acc += d * d;
-        }
-        return acc;
+            return d * d;
+        });
     }
 
     QuantizedTensor take_best() override { return std::move(q_[1 - cur_]); }
