@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/parallel.hpp"
 #include "loftq/loftq_loop.hpp"
 #include "quant/format.hpp"
 #include "support/weights.hpp"
@@ -162,8 +163,10 @@ TEST_P(LoftqBackend, PlainErrorIsQloraError) {
     quantize(p, x.data(), static_cast<int64_t>(n), q, "w");
     std::vector<float> deq(n);
     dequantize(q, deq.data());
-    double want = 0;
-    for (size_t i = 0; i < n; ++i) want += (double(x[i]) - deq[i]) * (double(x[i]) - deq[i]);
+    // The CPU sums the exact differences in double in the fixed order of ordered_sum.
+    const double want = ordered_sum(static_cast<int64_t>(n), [&](int64_t i) {
+        return (double(x[i]) - deq[i]) * (double(x[i]) - deq[i]);
+    });
     DeviceBuffer dx = put(x), scratch(*be, n);
     auto slots = be->make_quant_slots(p, Backbone::BF16, n, scratch.get(), "w");
     const double got = slots->plain_error_squared(dx.get());
