@@ -5,7 +5,8 @@
 # buffers loftq allocates) and file-backed pages (shared libraries and the touched pages of the
 # memory-mapped checkpoint, clean and reclaimable). Both are compared with the float32 bytes of
 # the largest matrix that rank held (from --log-json) and with the whole model. Memory does not depend on the iteration count (each
-# iteration reuses the same buffers), so one iteration keeps the run to minutes on 2 cores.
+# iteration reuses the same buffers); it runs T = 5, the projection's T, so that the per-shape costs
+# are those of the whole loop (fresh sketch at t = 1, warm-started after), not one step scaled.
 # The same log gives the per-shape costs of the 70B shapes (bench/shape_costs.py), which
 # bench/project_70b.py takes as input.
 # Writes bench/results/memory_70b.json, memory_70b.log (stdout of the run + the time reports),
@@ -27,7 +28,7 @@ layers=${2:-1}
 preset=${LOFTQ_MEMORY_PRESET:-llama2-70b}
 suffix=; [[ "$preset" == llama2-70b ]] || suffix=_$preset
 [[ "$layers" == 1 ]] || suffix=${suffix}_l$layers
-rank=64 iters=1
+rank=64 iters=5
 results=$root/bench/results
 [[ -x "$bin" ]] || { echo "memory_70b.sh: $bin not built; run: bash launch/setup.sh" >&2; exit 2; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/loftq-mem70b.XXXXXX")

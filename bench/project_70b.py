@@ -22,11 +22,10 @@ Model per rank (one GPU each, gpus_per_node per node; all times in seconds):
              (svd scaled by (r + oversample) / (r0 + oversample) when r differs from r0);
   read     = bf16 bytes it reads / min(node read bandwidth / ranks on its node, aggregate / N);
   write    = bytes it writes to the run file (packed codes, absmax, A and B) / the same for write;
-  comm     = for each split matrix it shares, per iteration (q + 1) all-gathers of S slots of
+  comm     = for each split matrix it shares, (q + 1) all-gathers at t = 1 and (warm q + 1) after of S slots of
              k x n floats (Q^T A partials) and (q + 1) of S k x k (TSQR), k = r + oversample:
              latency * ceil(log2 g) + bytes * (g - 1) / g / bandwidth (NVLink inside a node, IB
-             across); rank-count independent reductions of src/lowrank/distributed_svd.hpp (an
-             upper bound: warm-started iterations run one power iteration fewer).
+             across); rank-count independent reductions of src/lowrank/distributed_svd.hpp.
   wall     = max over ranks of compute + read + write + comm (reads are synchronous in the driver).
 Measured read/write times of the cost file are not used (a page-cached CPU run says nothing about
 a cluster file system); they are printed for reference.
@@ -52,14 +51,16 @@ def fail(msg):
 
 # ---- plan and distribution: the C++ rules, operation for operation (ties must agree) ----------
 
-def estimate_cost(m, n, svd, r, oversample, power_iters, iters):
+def estimate_cost(m, n, svd, r, oversample, power_iters, iters, warm_power_iters=0):
     m, n = float(m), float(n)
     k, l = min(m, n), max(m, n)
     if svd == "exact":
         s = 6 * l * k * k + 20 * k * k * k
     else:
         p = min(float(r + oversample), k)
-        s = (2 + 2.0 * power_iters) * 2 * m * n * p + 4 * (m + n) * p * p + 20 * p * p * p
+        T = float(iters)  # GEMM passes: 2q + 2 at t = 1 (fresh), 2 warm_q + 2 after (warm start)
+        passes = (2 + 2.0 * power_iters) + (T - 1) * (2 + 2.0 * warm_power_iters)
+        s = passes / T * 2 * m * n * p + 4 * (m + n) * p * p + 20 * p * p * p
     per_iter = s + 2 * m * n * r + 8 * 16 * m * n
     return iters * per_iter
 
@@ -155,7 +156,7 @@ def layer_plan(log, dims):
     return out
 
 
-def preset_plan(per_layer, layers, r, oversample, power_iters, iters):
+def preset_plan(per_layer, layers, r, oversample, power_iters, iters, warm_power_iters):
     """The full model's plan: layer 0's matrices for each layer (the C++ order: layer, then
     module), then those outside the layers; svd as --svd auto chooses."""
     mats = []
@@ -165,7 +166,7 @@ def preset_plan(per_layer, layers, r, oversample, power_iters, iters):
         m, n = x["rows"], x["cols"]
         svd = "randomized" if 4 * (r + oversample) <= min(m, n) else "exact"  # --svd auto
         mats.append({"name": name, "rows": m, "cols": n, "svd": svd,
-                     "cost": estimate_cost(m, n, svd, r, oversample, power_iters, iters)})
+                     "cost": estimate_cost(m, n, svd, r, oversample, power_iters, iters, warm_power_iters)})
     return mats
 
 
@@ -186,7 +187,7 @@ def check(a):
         rec = by_index[i][0]
         mats.append({"rows": rec["rows"], "cols": rec["cols"],
                      "cost": estimate_cost(rec["rows"], rec["cols"], rec["svd"], a.lora_rank, a.oversample,
-                                           a.power_iters, len(rec["errors"]))})
+                                           a.power_iters, len(rec["errors"]), a.warm_power_iters)})
     assign, _ = distribute(mats, a.ranks, a.split_threshold, a.lora_rank, a.oversample)
     bad = 0
     for i, recs_i in sorted(by_index.items()):
@@ -212,7 +213,7 @@ def project(a):
     dims = preset_dims(a.preset)
     layers = a.layers or dims["layers"]
     per_layer = layer_plan(a.plan_log, dims)
-    mats = preset_plan(per_layer, layers, a.lora_rank, a.oversample, a.power_iters, a.iters)
+    mats = preset_plan(per_layer, layers, a.lora_rank, a.oversample, a.power_iters, a.iters, a.warm_power_iters)
     svds = sorted({m["svd"] for m in mats})
     for mp in mats:
         key = f'{mp["rows"]}x{mp["cols"]}'
@@ -236,6 +237,7 @@ def project(a):
         "projected_for": {"model": f"{DISPLAY.get(a.preset, a.preset)} ({layers} layers, {len(mats)} matrices)",
                           "preset": a.preset, "lora_rank": a.lora_rank,
                           "iters": a.iters, "oversample": a.oversample, "power_iters": a.power_iters,
+                          "warm_power_iters": a.warm_power_iters,
                           "bits": 4, "svd": "auto (" + ("randomized for every 70B shape" if svds == ["randomized"]
                                                         else "/".join(svds)) + ")"},
         "plan": {"log": os.path.relpath(os.path.abspath(a.plan_log), ROOT), "preset_dims": dims, "layers": layers,
@@ -277,7 +279,8 @@ def project(a):
                         bw = (a.nvlink if same_node else a.ib) * 1e9
                         steps = math.ceil(math.log2(g))
                         per_gather = lambda nbytes: a.latency_us * 1e-6 * steps + nbytes * (g - 1) / g / bw
-                        cm += a.iters * (a.power_iters + 1) * (per_gather(s * k * mp["cols"] * 4)
+                        gathers = (a.power_iters + 1) + (a.iters - 1) * (a.warm_power_iters + 1)
+                        cm += gathers * (per_gather(s * k * mp["cols"] * 4)
                                                                 + per_gather(s * k * k * 4))
                 ranks.append((comp + rd + wr + cm, comp, rd, wr, cm, len(work[rk])))
             busiest = max(ranks)
@@ -408,6 +411,7 @@ def main():
         q.add_argument("--lora-rank", type=int, default=64)
         q.add_argument("--oversample", type=int, default=16)
         q.add_argument("--power-iters", type=int, default=2)
+        q.add_argument("--warm-power-iters", type=int, default=0)
         q.add_argument("--split-threshold", type=int, default=0 if q is c else 256 * 2**20,
                        help="float32 bytes (project: used for the 'split' rows)")
     a = ap.parse_args()
