@@ -2,17 +2,20 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
 #include "core/interrupt.hpp"
+#include "core/parallel.hpp"
 #include "io/checkpoint.hpp"
 #include "io/export_format.hpp"
 #include "io/fingerprint.hpp"
@@ -49,9 +52,15 @@ void write_vector(ShardedSafetensorsWriter& w, const std::string& name, const st
     w.write(name, v.data(), v.size() * sizeof(T));
 }
 
-std::vector<uint8_t> narrowed(DType t, const std::vector<float>& v) {
-    std::vector<uint8_t> out(v.size() * dtype_size(t));
-    narrow_from_f32(t, v.data(), v.size(), out.data());
+// v (n floats) in dtype t, narrowed over OpenMP in chunks (element-wise: the same bytes).
+std::unique_ptr<uint8_t[]> narrowed(DType t, const float* v, size_t n) {
+    std::unique_ptr<uint8_t[]> out(new uint8_t[n * dtype_size(t)]);
+    constexpr int64_t kChunk = int64_t{1} << 16;
+    const auto count = static_cast<int64_t>(n);
+    const size_t item = dtype_size(t);
+#pragma omp parallel for schedule(static) if (count >= kParallelMinElements)
+    for (int64_t c = 0; c < count; c += kChunk)
+        narrow_from_f32(t, v + c, static_cast<size_t>(std::min(kChunk, count - c)), out.get() + static_cast<size_t>(c) * item);
     return out;
 }
 
@@ -329,13 +338,14 @@ ExportOutcome export_run(const ExportRequest& req) {
             q.numel = m.rows * m.cols;
             q.packed = rec.codes;
             q.absmax = rec.absmax;
-            std::vector<float> values(static_cast<size_t>(q.numel));
-            backbone_values(q, values.data());
-            write_vector(backbone, name, narrowed(backbone_dtype(bb), values));
+            const auto n = static_cast<size_t>(q.numel);
+            const std::unique_ptr<float[]> values(new float[n]);  // backbone_values writes every element
+            backbone_values(q, values.get());
+            backbone.write(name, narrowed(backbone_dtype(bb), values.get(), n).get(), n * dtype_size(backbone_dtype(bb)));
         }
-        const auto a = narrowed(adapter_dtype, rec.A), b = narrowed(adapter_dtype, rec.B);
-        adapter_file.write(lora_a_key(name), a.data(), a.size());
-        adapter_file.write(lora_b_key(name), b.data(), b.size());
+        const size_t item = dtype_size(adapter_dtype);
+        adapter_file.write(lora_a_key(name), narrowed(adapter_dtype, rec.A.data(), rec.A.size()).get(), rec.A.size() * item);
+        adapter_file.write(lora_b_key(name), narrowed(adapter_dtype, rec.B.data(), rec.B.size()).get(), rec.B.size() * item);
         matrices.push_back(report_matrix(rec));
     }
     backbone.finish();

@@ -188,16 +188,18 @@ struct Worker {
 
         PhaseTimes t;
         auto t0 = Clock::now();
-        std::vector<float> w(static_cast<size_t>((item.row_end - item.row_begin) * m.cols));
-        source.read_rows(m, item.row_begin, item.row_end, w.data());
+        // Not value-initialised: the read writes every element (zeroing 4 bytes per weight first
+        // was a single-threaded pass over fresh pages).
+        const std::unique_ptr<float[]> w(new float[static_cast<size_t>((item.row_end - item.row_begin) * m.cols)]);
+        source.read_rows(m, item.row_begin, item.row_end, w.get());
         // parts[0]: this member's rows of the model tensor's fingerprint; parts[1]: its part of the
         // checksum of what it writes. Summed over the group, they are the same for any split.
-        uint64_t parts[2] = {fingerprint_rows(w.data(), item.row_begin, item.row_end - item.row_begin, m.cols), 0};
+        uint64_t parts[2] = {fingerprint_rows(w.get(), item.row_begin, item.row_end - item.row_begin, m.cols), 0};
         t.read = since(t0);
         std::vector<ShardInput> inputs;
         for (int s = item.shard_begin; s < item.shard_end; ++s)
             inputs.push_back({a.bounds[static_cast<size_t>(s)], a.bounds[static_cast<size_t>(s) + 1],
-                              w.data() + (a.bounds[static_cast<size_t>(s)] - item.row_begin) * m.cols});
+                              w.get() + (a.bounds[static_cast<size_t>(s)] - item.row_begin) * m.cols});
         LoftqOptions options = plan.spec.for_matrix(m.tensor, m.bits, m.cols);
         options.svd_options.rank = m.rank;  // the plan's: min(--rank, rows, cols)
         LoftqResult r = run_loftq_sharded(be, group.communicator(), shards, m.tensor, inputs, m.rows, m.cols, options);
