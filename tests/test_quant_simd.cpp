@@ -103,6 +103,16 @@ TEST(QuantSimd, EveryLevelMatchesTheScalarRules) {
         EXPECT_EQ(k->diff_absmax_bits(finite.data(), nullptr, 360, scratch.data()), bits_of(want));
         std::vector<uint8_t> codes(x.size());
         for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<uint8_t>(i * 7 % 16);
+        for (int64_t len : {n, n - 1, int64_t{64}, int64_t{33}, int64_t{31}}) {
+            std::vector<uint8_t> packed(static_cast<size_t>(len + 1) / 2);
+            pack_codes(*find_format("nf4"), codes.data(), len, 0, packed.data());
+            for (const float* table : {tables::kNF4, tables::kFP4}) {
+                std::vector<float> got(static_cast<size_t>(len));
+                k->dequant_nibbles(packed.data(), len, table, 0.0371f, got.data());
+                for (int64_t i = 0; i < len; ++i)
+                    ASSERT_EQ(bits_of(got[i]), bits_of(table[codes[i]] * 0.0371f)) << "dequant_nibbles " << i;
+            }
+        }
         for (int64_t len : {n, n - 1, int64_t{64}, int64_t{33}}) {
             std::vector<uint8_t> got(static_cast<size_t>(len / 2) + 1, 0xAB), want(got.size(), 0xAB);
             k->pack_pairs(codes.data(), len, got.data());

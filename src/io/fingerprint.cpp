@@ -1,10 +1,11 @@
 #include "io/fingerprint.hpp"
 
 #include <algorithm>
-#include <vector>
+#include <memory>
 
 #include "core/error.hpp"
 #include "core/hash64.hpp"
+#include "core/parallel.hpp"
 #include "io/checkpoint.hpp"
 
 namespace loftq {
@@ -18,9 +19,12 @@ uint64_t fingerprint_header(const std::string& name, DType dtype, int64_t rows, 
     return splitmix64(hash_bytes(entry.data(), entry.size(), kHeaderSalt));
 }
 
+// Rows hash independently and their keyed hashes add modulo 2^64, so the sum is the same in any
+// order: OpenMP over rows.
 uint64_t fingerprint_rows(const float* values, int64_t row_begin, int64_t nrows, int64_t cols) {
     uint64_t sum = 0;
     const size_t row_bytes = static_cast<size_t>(cols) * sizeof(float);
+#pragma omp parallel for schedule(static) reduction(+ : sum) if (nrows * cols >= kParallelMinElements)
     for (int64_t r = 0; r < nrows; ++r)
         sum += keyed(kRowSalt, static_cast<uint64_t>(row_begin + r),
                      hash_bytes(values + r * cols, row_bytes, kRowSalt));
@@ -33,13 +37,13 @@ uint64_t tensor_fingerprint(const Checkpoint& ck, const std::string& name) {
     const int64_t rows = t.shape[0], cols = t.shape[1];
     // Blocks of about 64 MB of float32: bounded memory for any tensor size.
     const int64_t block = std::max<int64_t>(1, (int64_t{16} << 20) / std::max<int64_t>(cols, 1));
-    std::vector<float> buf;
+    // Not zero-filled: read_f32_into writes every element it is given.
+    const std::unique_ptr<float[]> buf(new float[static_cast<size_t>(std::min(block, rows) * cols)]);
     uint64_t sum = fingerprint_header(name, t.dtype, rows, cols);
     for (int64_t r0 = 0; r0 < rows; r0 += block) {
         const int64_t n = std::min(block, rows - r0);
-        buf.resize(static_cast<size_t>(n * cols));
-        ck.read_f32_into(name, static_cast<uint64_t>(r0 * cols), static_cast<uint64_t>(n * cols), buf.data());
-        sum += fingerprint_rows(buf.data(), r0, n, cols);
+        ck.read_f32_into(name, static_cast<uint64_t>(r0 * cols), static_cast<uint64_t>(n * cols), buf.get());
+        sum += fingerprint_rows(buf.get(), r0, n, cols);
     }
     return sum;
 }

@@ -16,6 +16,7 @@
 #include "quant/format_tables.hpp"
 #include "quant/int8_rowwise.hpp"
 #include "quant/quantize_ref.hpp"
+#include "quant/simd_kernels.hpp"
 
 namespace loftq {
 namespace {
@@ -164,6 +165,16 @@ void block_absmax_fast(int blocksize, const float* x, int64_t n, float* absmax) 
 void dequantize_fast(const QuantFormat& f, int blocksize, const uint8_t* packed, const float* scales,
                      int64_t n, float* out) {
     if (f.is_row_wise()) return int8_dequantize_fast(blocksize, packed, scales, n, out);
+    if (f.bits == 4 && f.packing == Packing::HighFirst) {  // nf4 / fp4: the SIMD kernel, one block at a time
+        const QuantKernels& k = quant_kernels();
+        const int64_t blocks = block_count(n, blocksize);
+#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
+        for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t begin = b * blocksize;
+            k.dequant_nibbles(packed + begin / 2, std::min<int64_t>(blocksize, n - begin), f.table, scales[b], out + begin);
+        }
+        return;
+    }
     const int per_byte = 8 / f.bits;
     for_each_block(n, blocksize, [&](int64_t b, int64_t begin, int64_t len, uint8_t* codes) {
         unpack_codes(f, packed + begin / per_byte, len, codes);

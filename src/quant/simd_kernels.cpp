@@ -17,6 +17,7 @@ namespace loftq {
         void (*fp4_codes)(const float*, int64_t, float, uint8_t*);                                       \
         void (*residual)(const float*, const uint8_t*, int64_t, const float*, float, float*);            \
         void (*pack_pairs)(const uint8_t*, int64_t, uint8_t*);                                           \
+        void (*dequant_nibbles)(const uint8_t*, int64_t, const float*, float, float*);                   \
     };                                                                                                   \
     Table table();                                                                                       \
     }
@@ -31,7 +32,7 @@ namespace {
 
 template <typename T>
 QuantKernels from(const T& t) {
-    return {t.level, t.diff_absmax_bits, t.nf4_codes, t.fp4_codes, t.residual, t.pack_pairs};
+    return {t.level, t.diff_absmax_bits, t.nf4_codes, t.fp4_codes, t.residual, t.pack_pairs, t.dequant_nibbles};
 }
 
 bool cpu_has(const std::string& level) {

@@ -29,6 +29,8 @@ struct QuantKernels {
                      float* res);
     // out[k] = codes[2k] << 4 | codes[2k + 1], k < len / 2 (bitsandbytes' order).
     void (*pack_pairs)(const uint8_t* codes, int64_t len, uint8_t* out);
+    // out[i] = table[code i] * scale, the 4-bit codes packed high nibble first (len elements).
+    void (*dequant_nibbles)(const uint8_t* packed, int64_t len, const float* table, float scale, float* out);
 };
 
 // The kernels of this process: the widest level the CPU supports, or LOFTQ_SIMD's (a ConfigError
