@@ -116,9 +116,40 @@ void write_values(const QuantFormat& f, const uint8_t* codes, int64_t len, float
     for (int64_t i = 0; i < len; ++i) out[i] = f.table[codes[i]] * scale;
 }
 
+// nf4 / fp4 through the SIMD kernels (quant/simd_kernels.hpp): the same rules, the same bits.
+void quantize_bnb_blocks(const QuantFormat& f, int blocksize, const float* x, int64_t n,
+                         const float* given_scales, uint8_t* packed, float* scales, float* q) {
+    const QuantKernels& k = quant_kernels();
+    const int64_t blocks = block_count(n, blocksize);
+#pragma omp parallel if (n >= kParallelMinElements)
+    {
+        alignas(64) float copy[4096];
+        alignas(64) uint8_t codes[4096];
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t begin = b * blocksize, len = std::min<int64_t>(blocksize, n - begin);
+            float scale;
+            if (given_scales) {
+                scale = given_scales[b];
+            } else {
+                const uint32_t bits = k.diff_absmax_bits(x + begin, nullptr, len, copy);
+                std::memcpy(&scale, &bits, sizeof scale);  // non-finite inputs were refused before
+                scales[b] = scale;
+            }
+            (f.family == FormatFamily::BnbNF4 ? k.nf4_codes : k.fp4_codes)(x + begin, len, 1.0f / scale, codes);
+            uint8_t* pb = packed + begin / 2;  // blocks start on a byte
+            k.pack_pairs(codes, len, pb);
+            if (len % 2) pb[len / 2] = static_cast<uint8_t>(codes[len - 1] << 4 | bnb_pad_code(f, scale));
+            if (q) k.dequant_nibbles(pb, len, f.table, scale, q + begin);
+        }
+    }
+}
+
 // given_scales == nullptr: compute each block's scale into scales; else use given_scales.
 void quantize_blocks(const QuantFormat& f, int blocksize, const float* x, int64_t n,
                      const float* given_scales, uint8_t* packed, float* scales, float* q) {
+    if (f.is_bnb() && f.packing == Packing::HighFirst && blocksize <= 4096)
+        return quantize_bnb_blocks(f, blocksize, x, n, given_scales, packed, scales, q);
     const int per_byte = 8 / f.bits;
     for_each_block(n, blocksize, [&](int64_t b, int64_t begin, int64_t len, uint8_t* codes) {
         const float* xb = x + begin;
