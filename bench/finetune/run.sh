@@ -8,7 +8,7 @@
 # backbone of `--iters 1` (kept iterate t = 1: Q = q(W), checked in its report.json), whose adapter
 # is discarded; QLoRA at 4 bits and int8 is the original loaded with load_in_4bit nf4 / load_in_8bit.
 # Writes bench/results/finetune/: finetune.log (stdout + stderr of the run), finetune.csv (method,
-# bits, seed, step, eval_loss, train_loss), summary.md (step-0 / best / final eval loss per method and
+# bits, seed, step, eval_loss, train_loss), meta.json (settings, versions, data digests), summary.md (step-0 / best / final eval loss per method and
 # bit width, mean over seeds; machine, commit, versions, time), eval_loss_<bits>.png.
 # Settings (environment): FT_STEPS (200), FT_SEEDS (0,1), FT_BITS (2,2.5,3,4,int8), FT_LR (1e-3),
 # FT_BATCH (16), FT_EVAL_EVERY (10), FT_SEQ_LEN (64), FT_N_EVAL (256); LOFTQ_BIN (build/loftq);
@@ -78,11 +78,11 @@ for d in "$tmp"/folders/*/; do
     >"$tmp/verify-$name.log" 2>&1 || die "loftq verify $name failed: $(tail -1 "$tmp/verify-$name.log")"
   echo "verify $name: $(grep -o 'worse than QLoRA on .*' "$tmp/verify-$name.log")" | tee -a "$log.tmp"
 done
-echo "built $(ls "$tmp/folders" | tr '\n' ' ')with $bin run --rank 8 (and verified)" | tee -a "$log.tmp"
+echo "built $(cd "$tmp/folders" && ls -d -- */ | tr -d / | tr '\n' ' ')with $bin run --rank 8 (and verified)" | tee -a "$log.tmp"
 
 rc=0
 nice -n 19 "$py" -W ignore::UserWarning "$root/bench/finetune/finetune.py" --model "$model" \
-  --folders "$tmp/folders" --csv "$out/finetune.csv.tmp" --meta "$tmp/meta.json" \
+  --folders "$tmp/folders" --csv "$out/finetune.csv.tmp" --meta "$out/meta.json" \
   --steps "$steps" --seeds "$seeds" --bits "$bits" --lr "${FT_LR:-1e-3}" --batch "${FT_BATCH:-16}" \
   --eval-every "${FT_EVAL_EVERY:-10}" --seq-len "${FT_SEQ_LEN:-64}" --n-eval "${FT_N_EVAL:-256}" \
   2>&1 | grep --line-buffered -v -e '^Loading weights' -e '^MatMul8bitLt: inputs will be cast' |
@@ -93,7 +93,7 @@ t1=$(date +%s)
 echo "total time: $((t1 - t0)) s" | tee -a "$log.tmp"
 mv "$out/finetune.csv.tmp" "$out/finetune.csv"
 mv "$log.tmp" "$log"
-"$plot_py" "$root/bench/finetune/summarize.py" --csv "$out/finetune.csv" --meta "$tmp/meta.json" \
+"$plot_py" "$root/bench/finetune/summarize.py" --csv "$out/finetune.csv" --meta "$out/meta.json" \
   --out "$out" --machine "$cpu" --commit "$commit" --seconds "$((t1 - t0))" \
   --command "bash bench/finetune/run.sh${FT_STEPS:+ (FT_STEPS=$FT_STEPS)}"
 echo "finetune/run.sh: wrote $out/{finetune.log,finetune.csv,summary.md,eval_loss_*.png}"

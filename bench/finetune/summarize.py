@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 METHODS = ("float", "qlora", "loftq")
 LABEL = {"float": "float LoRA", "qlora": "QLoRA", "loftq": "LoftQ"}
@@ -117,9 +118,16 @@ def main():
         ax.set_title(f"stories260K, {b if b == 'int8' else b + ' bits'}: eval loss "
                      f"(mean of {len(meta['seeds'])} seeds, range shaded)", fontsize=10)
         ax.set_xlabel("step")
-        ax.set_ylabel("eval loss (log scale)")
-        ax.set_yscale("log")  # 2-bit curves start near 9, 4-bit and int8 ones differ by 0.01
-        ax.grid(alpha=0.3)
+        # 2-bit curves start near 9 and end near 2: a log scale shows both ends; 4-bit and int8
+        # curves differ by hundredths, which a linear scale shows better
+        lo, hi = ax.get_ylim()
+        if hi / lo > 2:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(ScalarFormatter())
+            ax.set_ylabel("eval loss (log scale)")
+        else:
+            ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
         fig.savefig(os.path.join(args.out, f"eval_loss_{b}.png"), dpi=110)
