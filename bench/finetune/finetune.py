@@ -15,7 +15,7 @@ Data: token ids sampled from the float model itself (temperature 1, from BOS id 
 torch.Generator seed), train and eval sets with different seeds, regenerated identically by every
 run (their SHA-256 is printed). No tokenizer is involved.
 
-bitsandbytes 0.50.2 CPU traps (README "Load the folder"): on an AVX512-BF16 CPU its repacked 4-bit
+bitsandbytes 0.50.2 CPU traps (top-level README, below its load snippet): on an AVX512-BF16 CPU its repacked 4-bit
 path fails on 172-wide layers and, after one eval-mode no_grad forward, passes no gradient to a
 Linear4bit's input. Every module with `support_avx512bf16_for_cpu` gets it set to False right after
 loading, and check_gradients() asserts, after an eval-mode no_grad forward of the whole model, that
