@@ -15,13 +15,13 @@ Data: token ids sampled from the float model itself (temperature 1, from BOS id 
 torch.Generator seed), train and eval sets with different seeds, regenerated identically by every
 run (their SHA-256 is printed). No tokenizer is involved.
 
-bitsandbytes 0.50.2 CPU traps (top-level README, below its load snippet): on an AVX512-BF16 CPU its repacked 4-bit
-path fails on 172-wide layers and, after one eval-mode no_grad forward, passes no gradient to a
-Linear4bit's input. Every module with `support_avx512bf16_for_cpu` gets it set to False right after
-loading, and check_gradients() asserts, after an eval-mode no_grad forward of the whole model, that
-every quantized linear layer passes the right gradient to its input (x.grad = g @ W as held) and
-that lora_A of the first layer gets a non-zero gradient. Any failure exits non-zero with one line
-starting "finetune: FAIL".
+bitsandbytes 0.50.2 CPU traps (top-level README, below its load snippet): on an AVX512-BF16 CPU
+its repacked 4-bit path fails on 172-wide layers and, after one eval-mode no_grad forward, passes no
+gradient to a Linear4bit's input. Every module with `support_avx512bf16_for_cpu` gets it set to
+False right after loading, and check_gradients() asserts, after an eval-mode no_grad forward of the
+whole model, that every quantized linear layer passes the right gradient to its input (x.grad =
+g @ W as held) and that a train step reaches every lora_B (and every lora_A whose B is not zero).
+Any failure exits non-zero with one line starting "finetune: FAIL".
 """
 import argparse
 import csv
@@ -299,7 +299,8 @@ def main():
     train = sample(fmodel, n_train, args.seq_len, args.data_seed)
     evalset = sample(fmodel, args.n_eval, args.seq_len, args.data_seed + 1)
     del fmodel
-    data = {"train": [n_train, args.seq_len, digest(train)], "eval": [args.n_eval, args.seq_len, digest(evalset)]}
+    data = {"train": [n_train, args.seq_len, digest(train)],
+            "eval": [args.n_eval, args.seq_len, digest(evalset)]}
     print(f"data: train {n_train} x {args.seq_len} sha256 {data['train'][2]}, eval {args.n_eval} x "
           f"{args.seq_len} sha256 {data['eval'][2]} (sampled from the float model, seeds "
           f"{args.data_seed} / {args.data_seed + 1}) in {time.time() - t0:.1f} s", flush=True)

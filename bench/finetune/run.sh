@@ -8,8 +8,9 @@
 # backbone of `--iters 1` (kept iterate t = 1: Q = q(W), checked in its report.json), whose adapter
 # is discarded; QLoRA at 4 bits and int8 is the original loaded with load_in_4bit nf4 / load_in_8bit.
 # Writes bench/results/finetune/: finetune.log (stdout + stderr of the run), finetune.csv (method,
-# bits, seed, step, eval_loss, train_loss), meta.json (settings, versions, data digests), summary.md (step-0 / best / final eval loss per method and
-# bit width, mean over seeds; machine, commit, versions, time), eval_loss_<bits>.png.
+# bits, seed, step, eval_loss, train_loss), meta.json (settings, versions, data digests), summary.md
+# (step-0 / best / final eval loss per method and bit width, mean over seeds; machine, commit,
+# versions, time), eval_loss_<bits>.png.
 # Settings (environment): FT_STEPS (200), FT_SEEDS (0,1), FT_BITS (2,2.5,3,4,int8), FT_LR (1e-3),
 # FT_BATCH (16), FT_EVAL_EVERY (10), FT_SEQ_LEN (64), FT_N_EVAL (256); LOFTQ_BIN (build/loftq);
 # LOFTQ_CLIENT_VENV as for launch/client-venv.sh; LOFTQ_PLOT_PYTHON: a python with matplotlib
@@ -31,8 +32,9 @@ die() { echo "finetune/run.sh: FAIL: $*" >&2; exit 1; }
 wait_quiet() { while [[ -e /tmp/quiet.lock ]]; do sleep 10; done; }
 
 [[ -x $bin ]] || die "$bin not built (bash launch/setup.sh, or set LOFTQ_BIN)"
-[[ -x $plot_py ]] && "$plot_py" -c 'import matplotlib' 2>/dev/null ||
+if ! { [[ -x $plot_py ]] && "$plot_py" -c 'import matplotlib' 2>/dev/null; }; then
   die "$plot_py has no matplotlib (set LOFTQ_PLOT_PYTHON to a python that has it)"
+fi
 bash "$root/launch/client-venv.sh" >/dev/null
 py=${LOFTQ_CLIENT_VENV:-$cache/venv-client}/bin/python
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -78,7 +80,8 @@ for d in "$tmp"/folders/*/; do
     >"$tmp/verify-$name.log" 2>&1 || die "loftq verify $name failed: $(tail -1 "$tmp/verify-$name.log")"
   echo "verify $name: $(grep -o 'worse than QLoRA on .*' "$tmp/verify-$name.log")" | tee -a "$log.tmp"
 done
-echo "built $(cd "$tmp/folders" && ls -d -- */ | tr -d / | tr '\n' ' ')with $bin run --rank 8 (and verified)" | tee -a "$log.tmp"
+built=$(cd "$tmp/folders" && printf '%s ' */ | tr -d /)
+echo "built ${built}with $bin run --rank 8 (and verified)" | tee -a "$log.tmp"
 
 rc=0
 nice -n 19 "$py" -W ignore::UserWarning "$root/bench/finetune/finetune.py" --model "$model" \

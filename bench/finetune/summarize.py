@@ -92,7 +92,8 @@ def main():
         f"- training: rank-8 LoRA (alpha 16) on all linear layers, AdamW lr {meta['lr']}, batch "
         f"{meta['batch']}, {meta['steps']} steps, {d['train'][0]} training sequences of {d['train'][1]} "
         "tokens (one pass, order shuffled by the seed), 1 thread, bnb compute dtype float32",
-        f"- data: train sha256[:16] {d['train'][2]}, eval {d['eval'][2]} (torch.multinomial, T = 1, from BOS)",
+        f"- data: train sha256[:16] {d['train'][2]}, eval {d['eval'][2]} "
+        "(torch.multinomial, T = 1, from BOS)",
         f"- machine: {args.machine}; commit: {args.commit}",
         "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"- total time: {args.seconds} s (build of the folders, data, {len(rows) * len(meta['seeds'])} "
