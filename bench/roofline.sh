@@ -52,7 +52,8 @@ blas=$(ldd "$bin" | awk '/libopenblas/ {print $3; exit}')
 [[ -n "$blas" && -f "$blas" ]] || { echo "roofline: $bin links no libopenblas (ldd)" >&2; exit 2; }
 mkdir -p "$out"
 work=$(mktemp -d /tmp/roofline.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# Kept when the script fails (the runs can be re-reported: bench/roofline.py report --work DIR).
+trap 'rc=$?; if ((rc == 0)); then rm -rf "$work"; else rm -rf "$work/model" "$work/out" "$work/out.run.h5"; echo "roofline: failed; measurements kept in $work" >&2; fi' EXIT
 exec > >(tee "$out/roofline.log") 2>&1
 
 bin_src=$(cd "$(dirname "$bin")/.." && pwd)
