@@ -48,7 +48,7 @@ for s in $shapes; do
   [[ "$s" =~ ^[1-9][0-9]*x[1-9][0-9]*$ ]] || { echo "roofline: bad shape '$s' (want ROWSxCOLS)" >&2; exit 2; }
 done
 [[ "$threads" =~ ^[1-9][0-9]*$ ]] || { echo "roofline: bad LOFTQ_ROOFLINE_THREADS" >&2; exit 2; }
-blas=$(ldd "$bin" | awk '/libopenblas/ {print $3; exit}')
+blas=$(ldd "$bin" | awk '/libopenblas/ && !f {print $3; f = 1}')  # no early exit: ldd must not get SIGPIPE
 [[ -n "$blas" && -f "$blas" ]] || { echo "roofline: $bin links no libopenblas (ldd)" >&2; exit 2; }
 mkdir -p "$out"
 work=$(mktemp -d /tmp/roofline.XXXXXX)
