@@ -66,7 +66,8 @@ machine=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 cores=$(nproc)
 echo "speed_peft: $rows x $cols, nf4, r = $rank, T = $iters, $threads threads each, $repeats repeats interleaved"
 echo "machine: $machine, $cores cores; loftq $bin (source $bin_src at $bin_commit, sha256 $bin_sha...); scripts at $script_commit"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load average before: $load_before"
 
 /usr/bin/python3 "$root/bench/one_matrix.py" "$work/model" "$rows" "$cols"
 
@@ -90,7 +91,8 @@ for ((i = 1; i <= repeats; i++)); do
   tail -n 1 "$work/loftq_$i.out"
   echo "repeat $i: PEFT $(/usr/bin/python3 -c "import json,sys;print('%.3f' % json.load(open(sys.argv[1]))['seconds'])" "$work/peer_$i.json") s, loftq $wall s (whole process)"
 done
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load average after: $load_after"
 
 /usr/bin/python3 - "$work" "$repeats" "$out/speed_peft.json" <<EOF
 import json, statistics, sys
@@ -110,6 +112,8 @@ res = {
     "repeats": k, "order": "peer, loftq, peer, loftq, ...",
     "peft_seconds": pt, "loftq_seconds": walls,
     "peft_median_s": mp, "loftq_median_s": ml, "speedup": mp / ml, "goal_speedup": 30.0,
+    # Best of k each: the least disturbed repeats of a shared machine (reported beside the medians).
+    "peft_min_s": min(pt), "loftq_min_s": min(walls), "speedup_min": min(pt) / min(walls),
     "peft_error": pe, "loftq_loaded_error": le, "error_ratio": le / pe, "goal_error_ratio": 1.01,
     "peft_qlora_error": peer[0]["qlora_error"], "loftq_qlora_error": recs[0]["qlora_error"],
     "loftq_errors": recs[0]["errors"], "loftq_chosen_iteration": recs[0].get("chosen_iteration"),
@@ -120,6 +124,7 @@ res = {
     "loftq_timing": "whole loftq run process, wall clock, output removed before each repeat",
     "peer_patch": peer[0]["patch"],
     "machine": "$machine", "cores": $cores,
+    "load_average_before": "$load_before", "load_average_after": "$load_after",
     "loftq_binary": "$bin", "loftq_binary_sha256_16": "$bin_sha",
     "loftq_commit": "$bin_commit", "script_commit": "$script_commit",
     "versions": peer[0]["versions"],
@@ -128,4 +133,5 @@ json.dump(res, open(dest, "w"), indent=1)
 print(f"qlora error: PEFT (bitsandbytes) {res['peft_qlora_error']:.6f}, loftq {res['loftq_qlora_error']:.6f}")
 print(f"speed_peft: loftq {ml:.3f} s, PEFT {mp:.3f} s: {mp / ml:.1f}x at error ratio {le / pe:.4f} "
       f"(goal >= 30x at <= 1.01)")
+print(f"best of {k}: loftq {min(walls):.3f} s, PEFT {min(pt):.3f} s: {min(pt) / min(walls):.1f}x")
 EOF
