@@ -14,9 +14,9 @@
 # the timing lock /tmp/bench.lock.
 #
 # Writes $out/roofline.md (a table per shape), $out/roofline.json (raw: every record, wall,
-# limit sample, and the derived table), $out/roofline.log (this console). Takes about 4 minutes
-# here with all four shapes at 1 thread (the 28672x8192 run ~1 min, its checkpoint ~30 s,
-# its SGEMMs ~20 s); more when the loop is slower.
+# limit sample, and the derived table), $out/roofline.log (this console). Takes about 1.5 minutes
+# here with all four shapes at 2 threads (trial: the 28672x8192 checkpoint 25 s, its run 10 s,
+# the limits ~30 s); more when the loop is slower or the lock is held by another benchmark.
 #
 # Env knobs:
 #   LOFTQ_BIN                   loftq binary (default $root/build/loftq); copied once at the start

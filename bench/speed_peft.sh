@@ -19,8 +19,8 @@
 # OMP_NUM_THREADS=N for bitsandbytes), loftq OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = N.
 #
 # Writes $out/speed_peft.json (raw times, medians, ratio, errors, machine, cores, commits,
-# versions) and $out/speed_peft.log (this console). Takes about k x (30 s of peer + loftq's time)
-# plus ~10 s per peer start (k = 3: ~2 min here).
+# versions) and $out/speed_peft.log (this console). Takes about k x (the peer's 12 to 30 s +
+# loftq's time + ~8 s of peer start-up) (k = 3: 1 to 2 min here).
 #
 # Env knobs:
 #   LOFTQ_BIN             loftq binary (default $root/build/loftq); copied once at the start so
