@@ -31,6 +31,10 @@
 #   LOFTQ_CLIENT_PY       the venv python with torch + peft + bitsandbytes
 #                         (default ~/.cache/loftq/venv-client/bin/python)
 #   LOFTQ_SPEED_OUT       results folder (default $root/bench/results)
+# OpenBLAS kernels: when the environment sets OPENBLAS_CORETYPE (this machine's sets Haswell,
+# which leaves the CPU's AVX-512 unused), loftq also runs, in the same interleaving, without it
+# (OpenBLAS's own choice for the CPU, what a user without that variable gets): both are reported,
+# "env" and "native". The peer (torch) does not read OPENBLAS_CORETYPE.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${LOFTQ_BIN:-$root/build/loftq}
@@ -76,20 +80,25 @@ for ((i = 1; i <= repeats; i++)); do
   OMP_NUM_THREADS=$threads "$client_py" "$root/bench/peft_cpu_peer.py" "$work/model" \
     --rank "$rank" --iters "$iters" --threads "$threads" --lock "$lock" \
     2> >(grep -v "gemm_4bit_forward from kernels-community" >&2) | tee "$work/peer_$i.json"
-  # loftq: the whole process, under the lock.
-  rm -rf "$work/out" "$work/out.run.h5" "$work/loftq_$i.jsonl"
-  {
-    flock 9
-    t0=$EPOCHREALTIME
-    OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$work/loftq" run --model "$work/model" \
-      --output "$work/out" --rank "$rank" --iters "$iters" --log-json "$work/loftq_$i.jsonl" \
-      >"$work/loftq_$i.out" 2>&1 9>&- || { cat "$work/loftq_$i.out"; echo "speed_peft: loftq run failed" >&2; exit 1; }
-    t1=$EPOCHREALTIME
-  } 9>"$lock"
-  wall=$(/usr/bin/python3 -c "print('%.4f' % (${t1/,/.} - ${t0/,/.}))")
-  echo "$wall" >"$work/loftq_$i.wall"
-  tail -n 1 "$work/loftq_$i.out"
-  echo "repeat $i: PEFT $(/usr/bin/python3 -c "import json,sys;print('%.3f' % json.load(open(sys.argv[1]))['seconds'])" "$work/peer_$i.json") s, loftq $wall s (whole process)"
+  # loftq: the whole process, under the lock; then without OPENBLAS_CORETYPE when it is set.
+  for variant in env native; do
+    [[ $variant == native && -z "${OPENBLAS_CORETYPE:-}" ]] && continue
+    unset_core=(); [[ $variant == native ]] && unset_core=(-u OPENBLAS_CORETYPE)
+    tag=${variant/env/}; tag=loftq${tag:+_$tag}_$i
+    rm -rf "$work/out" "$work/out.run.h5" "$work/$tag.jsonl"
+    {
+      flock 9
+      t0=$EPOCHREALTIME
+      env "${unset_core[@]}" OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" "$work/loftq" run \
+        --model "$work/model" --output "$work/out" --rank "$rank" --iters "$iters" --log-json "$work/$tag.jsonl" \
+        >"$work/$tag.out" 2>&1 9>&- || { cat "$work/$tag.out"; echo "speed_peft: loftq run failed" >&2; exit 1; }
+      t1=$EPOCHREALTIME
+    } 9>"$lock"
+    wall=$(/usr/bin/python3 -c "print('%.4f' % (${t1/,/.} - ${t0/,/.}))")
+    echo "$wall" >"$work/$tag.wall"
+    tail -n 1 "$work/$tag.out"
+    echo "repeat $i: PEFT $(/usr/bin/python3 -c "import json,sys;print('%.3f' % json.load(open(sys.argv[1]))['seconds'])" "$work/peer_$i.json") s, loftq ($variant OpenBLAS kernels) $wall s (whole process)"
+  done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "load average after: $load_after"
@@ -129,9 +138,23 @@ res = {
     "loftq_commit": "$bin_commit", "script_commit": "$script_commit",
     "versions": peer[0]["versions"],
 }
+res["openblas_coretype_env"] = "${OPENBLAS_CORETYPE:-}" or None
+import os
+if os.path.exists(f"{work}/loftq_native_1.wall"):
+    nw = [float(open(f"{work}/loftq_native_{i}.wall").read()) for i in range(1, k + 1)]
+    nrecs = [json.loads(open(f"{work}/loftq_native_{i}.jsonl").read().splitlines()[-1]) for i in range(1, k + 1)]
+    res["native"] = {"what": "the same loftq run without OPENBLAS_CORETYPE (OpenBLAS's kernels for this CPU)",
+                     "loftq_seconds": nw, "loftq_median_s": statistics.median(nw), "loftq_min_s": min(nw),
+                     "speedup": mp / statistics.median(nw), "speedup_min": min(pt) / min(nw),
+                     "loftq_loaded_error": nrecs[0]["loaded_error"], "error_ratio": nrecs[0]["loaded_error"] / pe,
+                     "loftq_times": [r["times"] for r in nrecs]}
 json.dump(res, open(dest, "w"), indent=1)
 print(f"qlora error: PEFT (bitsandbytes) {res['peft_qlora_error']:.6f}, loftq {res['loftq_qlora_error']:.6f}")
 print(f"speed_peft: loftq {ml:.3f} s, PEFT {mp:.3f} s: {mp / ml:.1f}x at error ratio {le / pe:.4f} "
       f"(goal >= 30x at <= 1.01)")
 print(f"best of {k}: loftq {min(walls):.3f} s, PEFT {min(pt):.3f} s: {min(pt) / min(walls):.1f}x")
+if "native" in res:
+    n = res["native"]
+    print(f"speed_peft (OpenBLAS's own kernels, OPENBLAS_CORETYPE unset): loftq {n['loftq_median_s']:.3f} s: "
+          f"{n['speedup']:.1f}x at error ratio {n['error_ratio']:.4f}; best of {k}: {n['speedup_min']:.1f}x")
 EOF

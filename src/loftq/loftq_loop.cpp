@@ -155,8 +155,7 @@ public:
             be_.scale_columns(s.rows, r_, s.u.get(), r_, s_host_.data());
             be_.gemm(Trans::no, Trans::no, s.rows, cols_, r_, 1.0f, s.u.get(), r_, vt, cols_, 0.0f, s.low.get(),
                      cols_);
-            be_.axpy(s.n, -1.0f, s.low.get(), s.res.get());
-            const double e = be_.norm2(s.n, s.res.get());
+            const double e = be_.axpy_norm2(s.n, -1.0f, s.low.get(), s.res.get());
             e2[i] = e * e;
         }
     }
