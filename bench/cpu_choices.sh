@@ -7,6 +7,9 @@
 #  2. OpenBLAS: the OpenMP build the project links (CMakeLists.txt) against Debian's default
 #     pthread build (a second CPU build with -DLOFTQ_OPENBLAS_OPENMP=OFF in build-pthread/, made
 #     here when missing: ~6 minutes), per phase of the loop (--log-json times).
+#  3. When LOFTQ_CUDA_BIN (default build/loftq) is a build linked to the CUDA libraries: its
+#     start-up (`loftq inspect` of the tiny folder) against the CPU build's, on this machine
+#     without a GPU (the dynamic loader maps and relocates cuBLAS and cuSOLVER before main).
 # Median of LOFTQ_CHOICES_REPEATS (default 5) runs each, interleaved. Writes
 # bench/results/cpu_choices.{md,json,log}. About 8 minutes with the extra build, 1 without.
 # Do not run it beside a build or another benchmark (2 shared cores).
@@ -27,15 +30,17 @@ if [[ ! -x $alt_build/loftq ]]; then
   cmake --build "$alt_build" -j "$(nproc)" --target loftq >/dev/null
 fi
 alt=$alt_build/loftq
+cuda_bin=${LOFTQ_CUDA_BIN:-$root/build/loftq}
+ldd "$cuda_bin" 2>/dev/null | grep -q libcudart || cuda_bin=
 ldd "$bin" | grep -q openblas-openmp || { echo "cpu_choices: $bin is not linked to the OpenMP OpenBLAS" >&2; exit 1; }
 ldd "$alt" | grep -q openblas-openmp && { echo "cpu_choices: $alt is linked to the OpenMP OpenBLAS" >&2; exit 1; }
 
 /usr/bin/python3 "$root/bench/one_matrix.py" "$work/one" 5504 2048
 /usr/bin/python3 "$root/bench/one_matrix.py" "$work/tiny" 64 64
 
-/usr/bin/python3 - "$bin" "$alt" "$work" "$repeats" "$out" "$root" <<'PY' 2>&1 | tee "$out/cpu_choices.log.tmp"
+/usr/bin/python3 - "$bin" "$alt" "$work" "$repeats" "$out" "$root" "$cuda_bin" <<'PY' 2>&1 | tee "$out/cpu_choices.log.tmp"
 import json, os, shutil, statistics, subprocess, sys, time
-binary, alt, work, repeats, out, root = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]
+binary, alt, work, repeats, out, root, cuda_bin = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7]
 
 def wall(cmd, env=None):
     t = time.perf_counter()
@@ -54,8 +59,10 @@ def run_one(b, env=None):
 
 off = dict(os.environ, LOFTQ_MPI_SINGLETON_DEFAULTS="0")
 res = {"inspect_defaults": [], "inspect_openmpi": [], "run_defaults": [], "run_openmpi": [],
-       "openmp": [], "pthread": []}
+       "openmp": [], "pthread": [], "inspect_cuda_build": []}
 for _ in range(repeats):
+    if cuda_bin:
+        res["inspect_cuda_build"].append(wall([cuda_bin, "inspect", os.path.join(work, "tiny")]))
     res["inspect_defaults"].append(wall([binary, "inspect", os.path.join(work, "tiny")]))
     res["inspect_openmpi"].append(wall([binary, "inspect", os.path.join(work, "tiny")], off))
     res["run_defaults"].append(run_one(binary)[0])
@@ -76,6 +83,10 @@ lines = [f"# CPU choices (bench/cpu_choices.sh, commit {commit}, {cpu}, {os.cpu_
 for k in ("read", "quantize", "svd", "write", "total"):
     lines.append(f"| {k} | {phase(res['openmp'], k):.3f} | {phase(res['pthread'], k):.3f} |")
 lines.append(f"| whole process | {med([w for w, _ in res['openmp']]):.3f} | {med([w for w, _ in res['pthread']]):.3f} |")
+if cuda_bin:
+    lines += ["", "## A build linked to CUDA, on this machine without a GPU", "",
+              "| | CPU build | CUDA build (" + cuda_bin + ") |", "|---|---:|---:|",
+              f"| `loftq inspect` of a 64x64 folder (s) | {med(res['inspect_defaults']):.3f} | {med(res['inspect_cuda_build']):.3f} |"]
 text = "\n".join(lines) + "\n"
 print(text)
 json.dump({"commit": commit, "cpu": cpu, "repeats": repeats, "raw": res}, open(os.path.join(out, "cpu_choices.json.tmp"), "w"), indent=1)

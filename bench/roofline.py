@@ -288,7 +288,8 @@ def cmd_report(a):
                 "achieved_gflops": ph["flops"] / tm / 1e9 if tm and ph["flops"] else None,
                 "limit": "; ".join(limit), "bound_s": ph["bound_s"] if ph["bound_s"] else None,
                 "efficiency": eff,
-                "why": notes.get(f"{shape}/{phase}", "(to explain)" if eff is not None and eff < 0.5 else ""),
+                "why": notes.get(f"{shape}/{phase}", notes.get(f"*/{phase}",
+                                 "(to explain)" if eff is not None and eff < 0.5 else "")),
             })
         loop_bound = sum(p["bound_s"] for n, p in phases.items() if n in LOOP_PHASES)
         result["shapes"][shape] = {
@@ -344,7 +345,7 @@ def main():
     re_.add_argument("--work", required=True)
     re_.add_argument("--json", required=True)
     re_.add_argument("--md", required=True)
-    re_.add_argument("--notes", help="JSON {\"ROWSxCOLS/phase\": \"why\"} for the why column")
+    re_.add_argument("--notes", help="JSON {\"ROWSxCOLS/phase\" or \"*/phase\": \"why\"} for the why column")
     a = ap.parse_args()
     cmd_limits(a) if a.cmd == "limits" else cmd_report(a)
 

@@ -27,7 +27,9 @@
 #                               count whose limits the efficiencies use (default 2 = the cores of
 #                               bench/speed_peft.sh; limits are measured at 1 and this count)
 #   LOFTQ_ROOFLINE_LIMIT_REPEATS  repeats of each limit measurement (default 5)
-#   LOFTQ_ROOFLINE_NOTES        JSON {"ROWSxCOLS/phase": "why"} for the why column (default none)
+#   LOFTQ_ROOFLINE_NOTES        JSON {"ROWSxCOLS/phase" or "*/phase": "why"} for the why column
+#                               (default bench/roofline_notes.json: why read, quantize, write and
+#                               export stay under 50% of the copy bound)
 #   LOFTQ_ROOFLINE_OUT          results folder (default $root/bench/results)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,7 +39,7 @@ repeats=${LOFTQ_ROOFLINE_REPEATS:-3}
 big_repeats=${LOFTQ_ROOFLINE_BIG_REPEATS:-1}
 threads=${LOFTQ_ROOFLINE_THREADS:-2}
 limit_repeats=${LOFTQ_ROOFLINE_LIMIT_REPEATS:-5}
-notes=${LOFTQ_ROOFLINE_NOTES:-}
+notes=${LOFTQ_ROOFLINE_NOTES:-$root/bench/roofline_notes.json}
 out=${LOFTQ_ROOFLINE_OUT:-$root/bench/results}
 rank=64
 iters=5
