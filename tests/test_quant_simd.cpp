@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
+#include "core/parallel.hpp"
 #include "quant/format.hpp"
 #include "quant/format_tables.hpp"
 #include "quant/quantize.hpp"
@@ -191,6 +193,48 @@ TEST(QuantSimd, FusedPassEqualsItsSteps) {
                 }
             }
         }
+    }
+}
+
+// QLoRA's plain error in one pass against its three steps (quantize, dequantize, ordered_sum):
+// the same codes, scales and bits of the sum, over several chunks with a partial tail; a
+// non-finite weight is refused as quantize refuses it.
+TEST(QuantSimd, PlainErrorEqualsItsSteps) {
+    if (forced_level_missing()) GTEST_SKIP() << "LOFTQ_SIMD names a level this CPU lacks";
+    for (const char* format : {"nf4", "fp4"}) {
+        for (int blocksize : {64, 256}) {
+            for (int64_t n : {int64_t{64} * 997 + 31, int64_t{3} << 16, int64_t{100}}) {
+                SCOPED_TRACE(std::string(format) + " blocksize " + std::to_string(blocksize) + " n " + std::to_string(n));
+                QuantParams p;
+                p.format = find_format(format);
+                p.blocksize = blocksize;
+                const std::vector<float> w = wide_weights(n, blocksize, 9);
+                QuantizedTensor want;
+                quantize(p, w.data(), n, want, "t");
+                std::vector<float> deq(w.size());
+                dequantize(want, deq.data());
+                const double want_sum = ordered_sum(n, [&](int64_t i) {
+                    const double e = static_cast<double>(w[i]) - static_cast<double>(deq[i]);
+                    return e * e;
+                });
+                QuantizedTensor got;
+                const double got_sum = quantize_plain_error(p, w.data(), n, got, "t");
+                EXPECT_EQ(got.packed, want.packed);
+                EXPECT_EQ(got.absmax, want.absmax);
+                EXPECT_EQ(got_sum, want_sum);  // bit for bit
+            }
+        }
+    }
+    QuantParams p;
+    p.format = find_format("nf4");
+    std::vector<float> w = wide_weights(int64_t{1} << 16, 64, 2);
+    w[40000] = std::numeric_limits<float>::infinity();
+    QuantizedTensor q;
+    try {
+        quantize_plain_error(p, w.data(), static_cast<int64_t>(w.size()), q, "w");
+        FAIL() << "a non-finite weight was accepted";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("element 40000"), std::string::npos) << e.what();
     }
 }
 

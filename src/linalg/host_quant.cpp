@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "core/parallel.hpp"
 
 namespace loftq {
 namespace {
@@ -55,14 +54,8 @@ public:
     double plain_error_squared(const float* x) override {
         current_in_scratch_ = false;  // the current slot becomes the plain quantization of x
         const float* w = read(x);
-        float* deq = q_target();
         QuantizedTensor& q = q_[cur_];
-        quantize(p_, w, static_cast<int64_t>(n_), q, name_);
-        dequantize(q, deq);
-        return ordered_sum(static_cast<int64_t>(n_), [w, deq](int64_t i) {
-            const double d = static_cast<double>(w[i]) - static_cast<double>(deq[i]);
-            return d * d;
-        });
+        return quantize_plain_error(p_, w, static_cast<int64_t>(n_), q, name_);
     }
 
     QuantizedTensor take_best() override { return std::move(q_[1 - cur_]); }

@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
@@ -411,6 +412,75 @@ void quantize_residual_as_loaded(const QuantParams& p, Backbone bb, const float*
         LOFTQ_THROW(Error, "tensor ", name, ": block ", anomaly, " could not be quantized");  // not reached
     }
     q.requantized_blocks = replaced;
+}
+
+}  // namespace loftq
+
+namespace loftq {
+
+double quantize_plain_error(const QuantParams& p, const float* x, int64_t n, QuantizedTensor& q,
+                            const std::string& name) {
+    const QuantFormat* f = p.format;
+    const auto steps = [&] {
+        quantize(p, x, n, q, name);
+        std::unique_ptr<float[]> deq(new float[static_cast<size_t>(std::max<int64_t>(n, 1))]);
+        dequantize(q, deq.get());
+        const float* d = deq.get();
+        return ordered_sum(n, [x, d](int64_t i) {
+            const double e = static_cast<double>(x[i]) - static_cast<double>(d[i]);
+            return e * e;
+        });
+    };
+    if (!f || !f->is_bnb() || f->packing != Packing::HighFirst || p.double_quant || n <= 0 ||
+        p.blocksize > 4096 || kOrderedSumChunk % p.blocksize != 0)
+        return steps();
+    check_params(p, name);
+    start(p, n, q);
+    const QuantKernels& k = quant_kernels();
+    const int bs = p.blocksize;
+    const int64_t chunks = (n + kOrderedSumChunk - 1) / kOrderedSumChunk;
+    std::vector<double> part(static_cast<size_t>(chunks));
+    int64_t anomaly = -1;
+#pragma omp parallel reduction(max : anomaly) if (n >= kParallelMinElements)
+    {
+        std::unique_ptr<float[]> values(new float[kOrderedSumChunk]);
+        alignas(64) float copy[4096];
+        alignas(64) uint8_t codes[4096];
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < chunks; ++c) {
+            const int64_t begin = c * kOrderedSumChunk, end = std::min(n, begin + kOrderedSumChunk);
+            bool bad = false;
+            for (int64_t b0 = begin; b0 < end; b0 += bs) {  // whole blocks: bs divides the chunk
+                const int64_t len = std::min<int64_t>(bs, end - b0);
+                const uint32_t bits = k.diff_absmax_bits(x + b0, nullptr, len, copy);
+                if (bits >= 0x7f800000u) {
+                    bad = true;
+                    break;
+                }
+                float scale;
+                std::memcpy(&scale, &bits, sizeof scale);
+                q.absmax[static_cast<size_t>(b0 / bs)] = scale;
+                (f->family == FormatFamily::BnbNF4 ? k.nf4_codes : k.fp4_codes)(x + b0, len, 1.0f / scale, codes);
+                uint8_t* pb = q.packed.data() + b0 / 2;
+                k.pack_pairs(codes, len, pb);
+                if (len % 2) pb[len / 2] = static_cast<uint8_t>(codes[len - 1] << 4 | bnb_pad_code(*f, scale));
+                k.dequant_nibbles(pb, len, f->table, scale, values.get() + (b0 - begin));
+            }
+            if (bad) {
+                anomaly = std::max(anomaly, c);
+                continue;
+            }
+            const float* v = values.get() - begin;
+            part[static_cast<size_t>(c)] = ordered_chunk_sum(begin, end, [x, v](int64_t i) {
+                const double e = static_cast<double>(x[i]) - static_cast<double>(v[i]);
+                return e * e;
+            });
+        }
+    }
+    if (anomaly >= 0) return steps();  // quantize names the first non-finite element
+    double s = 0;
+    for (double v : part) s += v;
+    return s;
 }
 
 }  // namespace loftq

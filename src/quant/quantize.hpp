@@ -89,6 +89,14 @@ void quantize_residual_as_loaded(const QuantParams& p, Backbone backbone, const 
                                  int64_t n, QuantizedTensor& q, float* res, float* scratch,
                                  const std::string& tensor_name, const QuantKernels* kernels = nullptr);
 
+// QLoRA's squared error of x: q = quantize(p, x) (the plain quantization, as QLoRA loads the
+// original weights) and sum_i (x_i - Q_i)^2 of the exact differences in double, summed in
+// ordered_sum's order (core/parallel.hpp): the same bits as quantize, dequantize and
+// ordered_sum, in one pass over x for nf4 / fp4 without double quantization (blocksize
+// dividing ordered_sum's chunk), in those three steps otherwise. Throws what quantize throws.
+double quantize_plain_error(const QuantParams& p, const float* x, int64_t n, QuantizedTensor& q,
+                            const std::string& tensor_name);
+
 // The float32 values a bf16/fp16/fp32 backbone stores for q (the exporter narrows them to the
 // dtype): table[c] * absmax before double quantization (bnb formats; bitsandbytes double-
 // quantizes again at load), or the dequantized Q (LoftQ formats). n = q.numel floats.
