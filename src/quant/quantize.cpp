@@ -368,8 +368,7 @@ void quantize_residual_as_loaded(const QuantParams& p, Backbone bb, const float*
                                  const QuantKernels* kernels) {
     const QuantFormat* f = p.format;
     constexpr int kMaxBlock = 4096;
-    if (!f || !f->is_bnb() || f->packing != Packing::HighFirst || p.double_quant || bb == Backbone::INT8 ||
-        p.blocksize > kMaxBlock || n <= 0)
+    if (!f || !f->is_bnb() || p.double_quant || bb == Backbone::INT8 || p.blocksize > kMaxBlock || n <= 0)
         return quantize_residual_composite(p, bb, w, low, n, q, res, scratch, name);
     check_params(p, name);
     start(p, n, q);
@@ -393,7 +392,7 @@ void quantize_residual_as_loaded(const QuantParams& p, Backbone bb, const float*
                 anomaly = std::max(anomaly, b);
                 continue;
             }
-            (nf4 ? k.nf4_codes : k.fp4_codes)(x, len, 1.0f / a, codes);
+            bnb_block_codes(k, *f, x, len, a, codes);
             if (bb != Backbone::BNB4) {
                 if (!nf4)
                     for (int64_t i = 0; i < len; ++i)
@@ -401,9 +400,7 @@ void quantize_residual_as_loaded(const QuantParams& p, Backbone bb, const float*
                 if (!settle_proven(*f, bb, a)) replaced += settle_block(*f, bb, 0, len, codes, a, stored, again);
             }
             q.absmax[b] = a;
-            uint8_t* packed = q.packed.data() + begin / 2;  // blocks start on a byte (blocksize even)
-            k.pack_pairs(codes, len, packed);
-            if (len % 2) packed[len / 2] = static_cast<uint8_t>(codes[len - 1] << 4 | bnb_pad_code(*f, a));
+            pack_bnb_block(k, *f, codes, len, a, q.packed.data() + begin / 2);  // blocks start on a byte
             k.residual(w + begin, codes, len, f->table, a, res + begin);
         }
     }
@@ -431,43 +428,24 @@ double quantize_plain_error(const QuantParams& p, const float* x, int64_t n, Qua
             return e * e;
         });
     };
-    if (!f || !f->is_bnb() || f->packing != Packing::HighFirst || p.double_quant || n <= 0 ||
-        p.blocksize > 4096 || kOrderedSumChunk % p.blocksize != 0)
-        return steps();
+    if (!f || !f->is_bnb() || p.double_quant || n <= 0 || kOrderedSumChunk % p.blocksize != 0) return steps();
     check_params(p, name);
     start(p, n, q);
-    const QuantKernels& k = quant_kernels();
-    const int bs = p.blocksize;
     const int64_t chunks = (n + kOrderedSumChunk - 1) / kOrderedSumChunk;
     std::vector<double> part(static_cast<size_t>(chunks));
     int64_t anomaly = -1;
 #pragma omp parallel reduction(max : anomaly) if (n >= kParallelMinElements)
     {
         std::unique_ptr<float[]> values(new float[kOrderedSumChunk]);
-        alignas(64) float copy[4096];
-        alignas(64) uint8_t codes[4096];
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < chunks; ++c) {
+            // Whole blocks (the blocksize divides the chunk): the chunk's codes, scales and Q.
             const int64_t begin = c * kOrderedSumChunk, end = std::min(n, begin + kOrderedSumChunk);
-            bool bad = false;
-            for (int64_t b0 = begin; b0 < end; b0 += bs) {  // whole blocks: bs divides the chunk
-                const int64_t len = std::min<int64_t>(bs, end - b0);
-                const uint32_t bits = k.diff_absmax_bits(x + b0, nullptr, len, copy);
-                if (bits >= 0x7f800000u) {
-                    bad = true;
-                    break;
-                }
-                float scale;
-                std::memcpy(&scale, &bits, sizeof scale);
-                q.absmax[static_cast<size_t>(b0 / bs)] = scale;
-                (f->family == FormatFamily::BnbNF4 ? k.nf4_codes : k.fp4_codes)(x + b0, len, 1.0f / scale, codes);
-                uint8_t* pb = q.packed.data() + b0 / 2;
-                k.pack_pairs(codes, len, pb);
-                if (len % 2) pb[len / 2] = static_cast<uint8_t>(codes[len - 1] << 4 | bnb_pad_code(*f, scale));
-                k.dequant_nibbles(pb, len, f->table, scale, values.get() + (b0 - begin));
-            }
-            if (bad) {
-                anomaly = std::max(anomaly, c);
+            float* scales = q.absmax.data() + begin / p.blocksize;
+            quantize_fast(*f, p.blocksize, x + begin, end - begin, q.packed.data() + begin / 2, scales, values.get());
+            if (!std::all_of(scales, scales + block_count(end - begin, p.blocksize),
+                             [](float a) { return std::isfinite(a); })) {
+                anomaly = std::max(anomaly, c);  // a non-finite weight
                 continue;
             }
             const float* v = values.get() - begin;

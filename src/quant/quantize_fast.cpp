@@ -76,18 +76,8 @@ uint8_t nearest_code_sorted(const SortedTableIndex& index, float y) {
     return static_cast<uint8_t>(lo + nearest_code(index.table() + lo, hi - lo, y));
 }
 
+// LoftQ's formats (nf2, nf8, uniform): nf4 / fp4 take the SIMD kernels (quantize_bnb_blocks).
 void block_codes(const QuantFormat& f, const float* x, int64_t len, float scale, uint8_t* codes) {
-    const float recip = 1.0f / scale;
-    switch (f.family) {
-        case FormatFamily::BnbNF4:
-            for (int64_t i = 0; i < len; ++i) codes[i] = nf4_code(x[i] * recip);
-            return;
-        case FormatFamily::BnbFP4:
-            for (int64_t i = 0; i < len; ++i) codes[i] = fp4_code(x[i] * recip);
-            return;
-        default:
-            break;
-    }
     if (f.bits == 8 && scale != 0.0f) {  // scale 0: y is NaN or inf, handled by the plain scan
         const SortedTableIndex& index = table_index(f.table);
         for (int64_t i = 0; i < len; ++i) codes[i] = nearest_code_sorted(index, x[i] / scale);
@@ -136,10 +126,9 @@ void quantize_bnb_blocks(const QuantFormat& f, int blocksize, const float* x, in
                 std::memcpy(&scale, &bits, sizeof scale);  // non-finite inputs were refused before
                 scales[b] = scale;
             }
-            (f.family == FormatFamily::BnbNF4 ? k.nf4_codes : k.fp4_codes)(x + begin, len, 1.0f / scale, codes);
+            bnb_block_codes(k, f, x + begin, len, scale, codes);
             uint8_t* pb = packed + begin / 2;  // blocks start on a byte
-            k.pack_pairs(codes, len, pb);
-            if (len % 2) pb[len / 2] = static_cast<uint8_t>(codes[len - 1] << 4 | bnb_pad_code(f, scale));
+            pack_bnb_block(k, f, codes, len, scale, pb);
             if (q) k.dequant_nibbles(pb, len, f.table, scale, q + begin);
         }
     }
@@ -148,8 +137,7 @@ void quantize_bnb_blocks(const QuantFormat& f, int blocksize, const float* x, in
 // given_scales == nullptr: compute each block's scale into scales; else use given_scales.
 void quantize_blocks(const QuantFormat& f, int blocksize, const float* x, int64_t n,
                      const float* given_scales, uint8_t* packed, float* scales, float* q) {
-    if (f.is_bnb() && f.packing == Packing::HighFirst && blocksize <= 4096)
-        return quantize_bnb_blocks(f, blocksize, x, n, given_scales, packed, scales, q);
+    if (f.is_bnb()) return quantize_bnb_blocks(f, blocksize, x, n, given_scales, packed, scales, q);
     const int per_byte = 8 / f.bits;
     for_each_block(n, blocksize, [&](int64_t b, int64_t begin, int64_t len, uint8_t* codes) {
         const float* xb = x + begin;
@@ -161,19 +149,23 @@ void quantize_blocks(const QuantFormat& f, int blocksize, const float* x, int64_
                                                                        : absmax_bits(xb, len);
         block_codes(f, xb, len, scale, codes);
         // Blocks start at multiples of blocksize >= 32, so they start on a byte boundary.
-        const uint8_t pad = f.is_bnb() && len % 2 ? bnb_pad_code(f, scale) : 0;
-        if (f.packing == Packing::HighFirst) {  // the reference's order, in a vectorisable loop
-            uint8_t* pb = packed + begin / 2;
-            for (int64_t k = 0; k < len / 2; ++k) pb[k] = static_cast<uint8_t>(codes[2 * k] << 4 | codes[2 * k + 1]);
-            if (len % 2) pb[len / 2] = static_cast<uint8_t>(codes[len - 1] << 4 | pad);
-        } else {
-            pack_codes(f, codes, len, pad, packed + begin / per_byte);
-        }
+        pack_codes(f, codes, len, 0, packed + begin / per_byte);
         if (q) write_values(f, codes, len, scale, q + begin);
     });
 }
 
 }  // namespace
+
+void bnb_block_codes(const QuantKernels& k, const QuantFormat& f, const float* x, int64_t len, float scale,
+                     uint8_t* codes) {
+    (f.family == FormatFamily::BnbNF4 ? k.nf4_codes : k.fp4_codes)(x, len, 1.0f / scale, codes);
+}
+
+void pack_bnb_block(const QuantKernels& k, const QuantFormat& f, const uint8_t* codes, int64_t len, float scale,
+                    uint8_t* packed) {
+    k.pack_pairs(codes, len, packed);
+    if (len % 2) packed[len / 2] = static_cast<uint8_t>(codes[len - 1] << 4 | bnb_pad_code(f, scale));
+}
 
 void quantize_fast(const QuantFormat& f, int blocksize, const float* x, int64_t n, uint8_t* packed,
                    float* scales, float* q) {
@@ -196,7 +188,7 @@ void block_absmax_fast(int blocksize, const float* x, int64_t n, float* absmax) 
 void dequantize_fast(const QuantFormat& f, int blocksize, const uint8_t* packed, const float* scales,
                      int64_t n, float* out) {
     if (f.is_row_wise()) return int8_dequantize_fast(blocksize, packed, scales, n, out);
-    if (f.bits == 4 && f.packing == Packing::HighFirst) {  // nf4 / fp4: the SIMD kernel, one block at a time
+    if (f.is_bnb()) {  // nf4 / fp4: the SIMD kernel, one block at a time
         const QuantKernels& k = quant_kernels();
         const int64_t blocks = block_count(n, blocksize);
 #pragma omp parallel for schedule(static) if (n >= kParallelMinElements)

@@ -9,6 +9,16 @@
 
 namespace loftq {
 
+struct QuantKernels;  // quant/simd_kernels.hpp
+
+// One nf4 / fp4 block (len <= blocksize, starting on a byte) with the SIMD kernels k: codes of
+// x * (1.0f / scale) by the format's rule; and the codes packed two per byte, first in the high
+// nibble, an odd last one beside the pad code bitsandbytes writes (bnb_pad_code).
+void bnb_block_codes(const QuantKernels& k, const QuantFormat& f, const float* x, int64_t len, float scale,
+                     uint8_t* codes);
+void pack_bnb_block(const QuantKernels& k, const QuantFormat& f, const uint8_t* codes, int64_t len, float scale,
+                    uint8_t* packed);
+
 // packed: packed_bytes(f, n) bytes; scales: block_count(n, blocksize) floats; q: n floats or
 // nullptr. Same contract and validation assumptions as quantize_ref + pack_codes.
 void quantize_fast(const QuantFormat& f, int blocksize, const float* x, int64_t n, uint8_t* packed,
