@@ -83,6 +83,18 @@ class Lock:
         self.f.close()
 
 
+def timed(call, repeats, lock):
+    """Seconds of `repeats` calls after one warm-up call, all under the timing lock."""
+    secs = []
+    with lock:
+        call()  # warm-up
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            call()
+            secs.append(time.perf_counter() - t0)
+    return secs
+
+
 def copy_bandwidth(threads, repeats, lock):
     """GB/s of memmove (bytes read + written) of COPY_MB MB split over `threads` Python threads."""
     libc = ctypes.CDLL("libc.so.6")
@@ -104,13 +116,7 @@ def copy_bandwidth(threads, repeats, lock):
         for t in ts:
             t.join()
 
-    secs = []
-    with lock:
-        one()  # warm-up
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            one()
-            secs.append(time.perf_counter() - t0)
+    secs = timed(one, repeats, lock)
     assert dst[::4096].all()
     gbs = [2 * part * threads / s / 1e9 for s in secs]
     return {"threads": threads, "bytes": nbytes, "seconds": secs, "gbs": gbs, "median_gbs": statistics.median(gbs)}
@@ -150,13 +156,7 @@ def sgemm_rates(blas_path, rows, cols, k, r, threads, repeats, lock):
     }
     out = {}
     for key, (call, flops, desc, c, ref) in calls.items():
-        secs = []
-        with lock:
-            call()  # warm-up
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                call()
-                secs.append(time.perf_counter() - t0)
+        secs = timed(call, repeats, lock)
         want = ref()
         got = c[:64] if key != "sketch_tn" else c
         assert np.allclose(got, want, rtol=1e-3, atol=1e-2 * np.abs(want).max()), f"cblas_sgemm {key} is wrong"

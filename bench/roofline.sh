@@ -33,6 +33,8 @@
 #   LOFTQ_ROOFLINE_OUT          results folder (default $root/bench/results)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/binary_source.sh
+source "$root/bench/binary_source.sh"
 bin=${LOFTQ_BIN:-$root/build/loftq}
 shapes=${LOFTQ_ROOFLINE_SHAPES:-"5504x2048 4096x4096 11008x4096 28672x8192"}
 repeats=${LOFTQ_ROOFLINE_REPEATS:-3}
@@ -59,10 +61,7 @@ trap 'rc=$?; if ((rc == 0)); then rm -rf "$work"; else rm -rf "$work/model" "$wo
 exec > >(tee "$out/roofline.log") 2>&1
 
 bin_src=$(cd "$(dirname "$bin")/.." && pwd)
-bin_commit=$(git -C "$bin_src" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ "$bin_commit" != unknown && -n "$(git -C "$bin_src" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
-  bin_commit+="+dirty"   # the binary may include uncommitted work
-fi
+bin_commit=$(binary_commit "$bin_src")
 cp "$bin" "$work/loftq"
 bin_sha=$(sha256sum "$work/loftq" | cut -c1-16)
 help=$("$work/loftq" run --help 2>&1 || true)

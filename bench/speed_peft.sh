@@ -37,6 +37,8 @@
 # "env" and "native". The peer (torch) does not read OPENBLAS_CORETYPE.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/binary_source.sh
+source "$root/bench/binary_source.sh"
 bin=${LOFTQ_BIN:-$root/build/loftq}
 repeats=${LOFTQ_SPEED_REPEATS:-3}
 read -r rows cols <<<"${LOFTQ_SPEED_SHAPE:-5504 2048}"
@@ -59,10 +61,7 @@ exec > >(tee "$out/speed_peft.log") 2>&1
 # Where the binary comes from: its source tree's commit (+dirty when it has uncommitted changes:
 # the binary may then include them) and the bytes it runs.
 bin_src=$(cd "$(dirname "$bin")/.." && pwd)
-bin_commit=$(git -C "$bin_src" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ "$bin_commit" != unknown && -n "$(git -C "$bin_src" status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
-  bin_commit+="+dirty"
-fi
+bin_commit=$(binary_commit "$bin_src")
 cp "$bin" "$work/loftq"
 bin_sha=$(sha256sum "$work/loftq" | cut -c1-16)
 script_commit=$(git -C "$root" rev-parse --short HEAD)
