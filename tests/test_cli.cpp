@@ -1,6 +1,8 @@
 // The command-line contract: subcommands, --help, validation, and one-line rejections.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "cli/config.hpp"
 #include "core/error.hpp"
 
@@ -117,6 +119,7 @@ TEST(Cli, RejectsOutOfBoundSettingsNamingThem) {
     const std::vector<std::pair<std::vector<const char*>, const char*>> bad{
         {{"--oversample", "2147483647"}, "--oversample"}, {{"--oversample", "4097"}, "--oversample"},
         {{"--power-iters", "2147483647"}, "--power-iters"}, {{"--power-iters", "65"}, "--power-iters"},
+        {{"--warm-power-iters", "65"}, "--warm-power-iters"}, {{"--warm-power-iters", "-1"}, "--warm-power-iters"},
         {{"--rank", "65537"}, "--rank"},                    {{"--iters", "1001"}, "--iters"},
         {{"--lora-alpha", "1e-300"}, "--lora-alpha"},       {{"--lora-alpha", "1e300"}, "--lora-alpha"},
         {{"--lora-alpha", "1e-5", "--rank", "64"}, "--lora-alpha"},
@@ -204,6 +207,20 @@ TEST(Cli, BinaryPrintsOneLineAndFailsOnBadOption) {
     EXPECT_EQ(r.exit_code, 2);
     EXPECT_EQ(count_lines(r.output), 1) << r.output;
     EXPECT_NE(r.output.find("--rank"), std::string::npos) << r.output;
+}
+
+// LOFTQ_SIMD is checked with the options: an unknown level is one line naming it, exit 2, and
+// nothing written (no run file, no output folder).
+TEST(Cli, BadSimdLevelIsRefusedBeforeAnythingIsWritten) {
+    loftq::testing::TempDir dir;
+    const std::string out = dir / "out";
+    auto r = run_command("LOFTQ_SIMD=avx9 " + loftq_binary() + " run --model " + loftq::testing::stories_dir() +
+                         " --output " + out);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_EQ(count_lines(r.output), 1) << r.output;
+    EXPECT_NE(r.output.find("LOFTQ_SIMD"), std::string::npos) << r.output;
+    EXPECT_FALSE(std::filesystem::exists(out)) << r.output;
+    EXPECT_FALSE(std::filesystem::exists(out + ".run.h5")) << r.output;
 }
 
 TEST(Cli, HelpPerSubcommand) {

@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "core/interrupt.hpp"
 #include "plan/model_config.hpp"
+#include "quant/simd_kernels.hpp"
 #include "runtime/collective.hpp"
 
 namespace {
@@ -39,9 +40,9 @@ int dispatch(const loftq::Config& cfg) {
 
 // A process that no MPI launcher started (no mpirun / srun / PMI environment) is a singleton:
 // a world of one. Open MPI then still probes its network transports (UCX, OFI, openib) and
-// starts a helper daemon: 0.30 s of a 1.4 s single-matrix run here (bench/cpu_choices.sh).
-// A world of one needs none of it, so its defaults become the loopback transport, the ob1
-// messaging layer and an isolated singleton (0.01 s). Settings the user exported win
+// starts a helper daemon: a process's start-up took 0.36 s here instead of 0.05 s
+// (bench/results/cpu_choices.md). A world of one needs none of it, so its defaults become the
+// loopback transport, the ob1 messaging layer and an isolated singleton. Settings the user exported win
 // (setenv does not overwrite), a launched process is left alone, and
 // LOFTQ_MPI_SINGLETON_DEFAULTS=0 turns this off.
 void singleton_mpi_defaults() {
@@ -80,9 +81,14 @@ int main(int argc, char** argv) {
     bool go = false;
     try {
         go = loftq::parse_command_line(argc, argv, cfg);
+        // LOFTQ_SIMD is read here, with the options: a level that does not exist or that this CPU
+        // lacks is one line and exit 2 before anything is written, not an exception inside a
+        // parallel loop.
+        if (go) loftq::quant_kernels();
     } catch (const std::exception& e) {
         if (rank == 0) std::fprintf(stderr, "loftq: error: %s\n", loftq::error_line(e).c_str());
         code = 2;
+        go = false;
     }
     // SIGTERM / SIGINT / SIGUSR1 ask the writing commands to stop at a clean point in any phase
     // (core/interrupt.hpp): one line, a non-zero exit, no partial output, a resumable run file;

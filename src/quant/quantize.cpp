@@ -431,6 +431,7 @@ double quantize_plain_error(const QuantParams& p, const float* x, int64_t n, Qua
     if (!f || !f->is_bnb() || p.double_quant || n <= 0 || kOrderedSumChunk % p.blocksize != 0) return steps();
     check_params(p, name);
     start(p, n, q);
+    quant_kernels();  // chosen here, outside the parallel loop, where a bad LOFTQ_SIMD can throw
     const int64_t chunks = (n + kOrderedSumChunk - 1) / kOrderedSumChunk;
     std::vector<double> part(static_cast<size_t>(chunks));
     int64_t anomaly = -1;
