@@ -28,6 +28,7 @@
 #include "plan/plan.hpp"
 #include "quant/format_tables.hpp"
 #include "quant/quantize.hpp"
+#include "quant/quantize_fast.hpp"
 #include "runtime/collective.hpp"
 
 namespace fs = std::filesystem;
@@ -52,16 +53,43 @@ void write_vector(ShardedSafetensorsWriter& w, const std::string& name, const st
     w.write(name, v.data(), v.size() * sizeof(T));
 }
 
-// v (n floats) in dtype t, narrowed over OpenMP in chunks (element-wise: the same bytes).
-std::unique_ptr<uint8_t[]> narrowed(DType t, const float* v, size_t n) {
-    std::unique_ptr<uint8_t[]> out(new uint8_t[n * dtype_size(t)]);
+// v (n floats) in dtype t into out (n items), narrowed over OpenMP in chunks (element-wise: the
+// same bytes).
+void narrow_into(DType t, const float* v, size_t n, uint8_t* out) {
     constexpr int64_t kChunk = int64_t{1} << 16;
     const auto count = static_cast<int64_t>(n);
     const size_t item = dtype_size(t);
 #pragma omp parallel for schedule(static) if (count >= kParallelMinElements)
     for (int64_t c = 0; c < count; c += kChunk)
-        narrow_from_f32(t, v + c, static_cast<size_t>(std::min(kChunk, count - c)), out.get() + static_cast<size_t>(c) * item);
+        narrow_from_f32(t, v + c, static_cast<size_t>(std::min(kChunk, count - c)), out + static_cast<size_t>(c) * item);
+}
+
+std::unique_ptr<uint8_t[]> narrowed(DType t, const float* v, size_t n) {
+    std::unique_ptr<uint8_t[]> out(new uint8_t[n * dtype_size(t)]);
+    narrow_into(t, v, n, out.get());
     return out;
+}
+
+// A matrix of a bf16 / fp16 / fp32 backbone: the values backbone_values gives (table[code] *
+// absmax before any double quantization), made and narrowed a run of whole blocks at a time
+// (about 1 MB of float32) into buffers reused for the next run, and appended. The export holds
+// no float32 or narrowed copy of the whole matrix (6 bytes per element that were allocated and
+// faulted in before). A block size whose blocks do not start on a byte of the codes (none of
+// the formats; checked) goes in one run.
+void write_float_backbone(ShardedSafetensorsWriter& w, const std::string& name, const QuantFormat& f,
+                          const MatrixLayout& m, const MatrixRecord& rec, DType dtype) {
+    const int64_t n = m.rows * m.cols, bs = m.blocksize;
+    const int64_t run = (bs * f.bits) % 8 == 0 ? std::max<int64_t>(1, (int64_t{1} << 18) / bs) * bs : n;
+    const size_t item = dtype_size(dtype);
+    std::vector<float> values(static_cast<size_t>(std::min(run, n)));
+    const std::unique_ptr<uint8_t[]> bytes(new uint8_t[values.size() * item]);
+    for (int64_t e0 = 0; e0 < n; e0 += run) {
+        const int64_t len = std::min(run, n - e0);
+        dequantize_fast(f, static_cast<int>(bs), rec.codes.data() + e0 * f.bits / 8, rec.absmax.data() + e0 / bs,
+                        len, values.data());
+        narrow_into(dtype, values.data(), static_cast<size_t>(len), bytes.get());
+        w.append(name, bytes.get(), static_cast<uint64_t>(len) * item);
+    }
 }
 
 // Checks the run file against the model: every matrix complete, present, 2-D, of its shape.
@@ -332,16 +360,7 @@ ExportOutcome export_run(const ExportRequest& req) {
             const uint8_t row_major = 0;
             backbone.write(int8_weight_format_key(name), &row_major, 1);
         } else {
-            QuantizedTensor q;
-            q.format = &f;
-            q.blocksize = static_cast<int>(m.blocksize);
-            q.numel = m.rows * m.cols;
-            q.packed = rec.codes;
-            q.absmax = rec.absmax;
-            const auto n = static_cast<size_t>(q.numel);
-            const std::unique_ptr<float[]> values(new float[n]);  // backbone_values writes every element
-            backbone_values(q, values.get());
-            backbone.write(name, narrowed(backbone_dtype(bb), values.get(), n).get(), n * dtype_size(backbone_dtype(bb)));
+            write_float_backbone(backbone, name, f, m, rec, backbone_dtype(bb));
         }
         const size_t item = dtype_size(adapter_dtype);
         adapter_file.write(lora_a_key(name), narrowed(adapter_dtype, rec.A.data(), rec.A.size()).get(), rec.A.size() * item);
