@@ -125,7 +125,7 @@ TEST(Cli, RejectsOutOfBoundSettingsNamingThem) {
         {{"--lora-alpha", "1e-5", "--rank", "64"}, "--lora-alpha"},
         {{"--lora-alpha", "1e7", "--rslora", "--rank", "4"}, "--lora-alpha"},
         {{"--watchdog", "-1"}, "--watchdog"},              {{"--watchdog", "nan"}, "--watchdog"},
-        {{"--watchdog", "1e9"}, "--watchdog"},
+        {{"--watchdog", "1e9"}, "--watchdog"},              {{"--power-scheme", "lanczos"}, "--power-scheme"},
     };
     for (const auto& [extra, name] : bad) {
         std::vector<const char*> args{"quantize", "--model", "m", "--work", "w"};
@@ -192,6 +192,18 @@ TEST(RunSpec, RoundTripsAndRefusesMissingOrUnknownKeys) {
     bad = j;
     bad["svd"] = 3;
     EXPECT_THROW(RunSpec::from_json(bad.dump(), "x"), InputError);
+    bad = j;
+    bad["power-scheme"] = "lanczos";
+    EXPECT_THROW(RunSpec::from_json(bad.dump(), "x"), InputError);
+    // Run files written before these settings existed ran 1 warm power iteration and kept only
+    // the last block of a fresh sketch: they resume so, not with today's defaults.
+    EXPECT_EQ(back.loftq.svd_options.scheme, PowerScheme::krylov);
+    auto old = j;
+    old.erase("warm-power-iters");
+    old.erase("power-scheme");
+    const RunSpec before = RunSpec::from_json(old.dump(), "x");
+    EXPECT_EQ(before.loftq.svd_options.warm_power_iters, 1);
+    EXPECT_EQ(before.loftq.svd_options.scheme, PowerScheme::subspace);
 }
 
 // A lower layer names a setting in its own words; the command line names the option.

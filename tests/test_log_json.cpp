@@ -49,7 +49,7 @@ const std::set<std::string> kRecordKeys{"matrix", "index",  "rank",   "group",  
                                         "cols",   "row_begin", "row_end", "bits",     "format",
                                         "svd",    "backend", "bytes",  "times",       "qlora_error",
                                         "errors", "chosen_iteration", "loaded_error", "sketch",
-                                        "gemm_passes"};
+                                        "gemm_passes", "gemm_columns"};
 const std::set<std::string> kTimeKeys{"read", "quantize", "svd", "comm", "write", "total"};
 
 std::set<std::string> keys_of(const nlohmann::json& j) {
@@ -110,8 +110,17 @@ void check_log(const std::string& work, const std::string& log, int ranks) {
             for (int t = 0; t < kIters; ++t)
                 EXPECT_EQ(r["gemm_passes"][t].get<int>(),
                           2 * (t == 0 ? defaults.power_iters : defaults.warm_power_iters) + 2);
-            EXPECT_EQ(r["sketch"].get<int>(), 8 + defaults.oversample);  // --rank 8
+            const int k = 8 + defaults.oversample;  // --rank 8
+            EXPECT_EQ(r["sketch"].get<int>(), k);
+            // The columns those passes multiply: k each, and on the fresh step the projection on
+            // all q + 1 Krylov blocks (they fit: every stories260K side is >= 32 >= 3 k).
+            ASSERT_EQ(defaults.scheme, PowerScheme::krylov);
+            ASSERT_EQ(r["gemm_columns"].size(), static_cast<size_t>(kIters));
+            const int q = defaults.power_iters, wq = defaults.warm_power_iters;
+            EXPECT_EQ(r["gemm_columns"][0].get<int>(), (2 * q + 1) * k + (q + 1) * k);
+            for (int t = 1; t < kIters; ++t) EXPECT_EQ(r["gemm_columns"][t].get<int>(), (2 * wq + 2) * k);
         } else {
+            EXPECT_TRUE(r["gemm_columns"].is_null());
             EXPECT_TRUE(r["gemm_passes"].is_null());
             EXPECT_TRUE(r["sketch"].is_null());
         }

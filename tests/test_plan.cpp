@@ -242,6 +242,7 @@ TEST(Plan, UnsplittableMatrixIsPlannedWhole) {
     const ModelConfig m = preset_model_config("tiny");
     RunSpec o;
     o.loftq.svd_options.rank = 60;  // sketch width 76 > half of every tiny matrix's rows
+    o.loftq.svd_options.oversample = 16;
     o.loftq.svd = SvdChoice::automatic;  // exact for every whole tiny matrix (min side < 256)
     o.split_threshold = 1024;
     const Plan p = build_plan(m, expected_catalogue(m, DType::BF16), o);

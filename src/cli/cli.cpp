@@ -91,6 +91,7 @@ struct RawStrings {
     std::string split_threshold = "0";
     std::string max_shard_size = "5GB";
     std::string svd = "auto";
+    std::string power_scheme = "krylov";
     std::string backbone = "bf16";
     std::string io = "direct";
     std::string synth_dtype = "bf16";
@@ -115,6 +116,8 @@ po::options_description loftq_options(Config& c, RawStrings& raw) {
         ("oversample", po::value(&v.oversample)->default_value(v.oversample), "randomized SVD oversampling p (0..4096)")
         ("power-iters", po::value(&v.power_iters)->default_value(v.power_iters),
          "randomized SVD power iterations q of a fresh sketch, LoftQ's first step (0..64)")
+        ("power-scheme", po::value(&raw.power_scheme)->default_value(raw.power_scheme),
+         "krylov (the fresh step keeps all q + 1 blocks) | subspace (only the last)")
         ("warm-power-iters", po::value(&v.warm_power_iters)->default_value(v.warm_power_iters),
          "power iterations of the later steps, warm-started from the previous step's subspace (0..64)")
         ("seed", po::value(&raw.seed)->default_value(raw.seed), "seed of the random sketches (0..2^64-1)")
@@ -219,6 +222,8 @@ void apply_raw(const std::string& cmd, const po::variables_map& vm, const RawStr
     if (loftq_cmd) {
         require_one_of("svd", raw.svd, {"auto", "exact", "randomized"});
         cfg.spec.loftq.svd = parse_svd_choice(raw.svd);
+        require_one_of("power-scheme", raw.power_scheme, {"krylov", "subspace"});
+        cfg.spec.loftq.svd_options.scheme = parse_power_scheme(raw.power_scheme);
         require_one_of("io", raw.io, {"direct", "scatter"});
         cfg.quantize.io = raw.io == "scatter" ? IoMode::scatter : IoMode::direct;
     }

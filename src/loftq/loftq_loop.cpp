@@ -109,6 +109,18 @@ std::vector<LocalShard> make_shards(LinalgBackend& be, Communicator* comm, const
     return shards;
 }
 
+// How the factors are stored: B = f U sqrt(S), A = f sqrt(S) Vt with f = 1/sqrt(s) when the LoRA
+// scaling s is compensated (f = 1 otherwise), and the model adds s B A.
+struct StoredScaling {
+    double scaling = 1;
+    std::vector<float> factor;  // r copies of f
+
+    explicit StoredScaling(const LoftqOptions& opt)
+        : scaling(opt.lora_scaling()),
+          factor(static_cast<size_t>(opt.rank()),
+                 opt.compensate_scaling ? static_cast<float>(1.0 / std::sqrt(opt.lora_scaling())) : 1.0f) {}
+};
+
 // The rank-r SVD of the residuals and the low-rank step of one iteration: L = U sqrt(S) and
 // Rt = sqrt(S) Vt; low = L Rt; res -= low. The SVD object's workspace is sized once per matrix.
 class LowRankStep {
@@ -133,9 +145,12 @@ public:
     std::string method() const { return svd_->method(); }
     int sketch_width() const { return svd_->sketch_width(); }
     int last_gemm_passes() const { return svd_->last_gemm_passes(); }
+    int last_gemm_columns() const { return svd_->last_gemm_columns(); }
 
-    // vt: r x cols; e2[i] = ||res||^2 of shard i afterwards.
-    void run(std::vector<LocalShard>& shards, float* vt, std::vector<double>& e2) {
+    // vt: r x cols; e2[i] = ||res||^2 of shard i afterwards. With `stored` (LoftQ's last step
+    // when the LoRA scaling is compensated) U and Vt are also scaled as finish() stores them and
+    // res becomes W - Q - s (f U)(f Vt): e2 is the error as loaded, and L Rt is never formed.
+    void run(std::vector<LocalShard>& shards, float* vt, std::vector<double>& e2, const StoredScaling* stored) {
         if (rsvd_) {
             std::vector<const float*> a;
             std::vector<float*> u;
@@ -150,9 +165,18 @@ public:
         be_.download(s_host_.data(), sv_.get(), s_host_.size());
         for (auto& v : s_host_) v = std::sqrt(std::max(v, 0.0f));
         be_.scale_rows(r_, cols_, vt, cols_, s_host_.data());
+        if (stored) be_.scale_rows(r_, cols_, vt, cols_, stored->factor.data());
         for (size_t i = 0; i < shards.size(); ++i) {
             auto& s = shards[i];
             be_.scale_columns(s.rows, r_, s.u.get(), r_, s_host_.data());
+            if (stored) {
+                be_.scale_columns(s.rows, r_, s.u.get(), r_, stored->factor.data());
+                be_.gemm(Trans::no, Trans::no, s.rows, cols_, r_, static_cast<float>(-stored->scaling), s.u.get(), r_,
+                         vt, cols_, 1.0f, s.res.get(), cols_);
+                const double e = be_.norm2(s.n, s.res.get());
+                e2[i] = e * e;
+                continue;
+            }
             be_.gemm(Trans::no, Trans::no, s.rows, cols_, r_, 1.0f, s.u.get(), r_, vt, cols_, 0.0f, s.low.get(),
                      cols_);
             const double e = be_.axpy_norm2(s.n, -1.0f, s.low.get(), s.res.get());
@@ -172,28 +196,28 @@ private:
 
 // The end of the loop: the kept iterate (the slots' best, u_alt, rt_best) becomes the stored
 // codes, B and A (s * B * A = L Rt when compensating the LoRA scaling), and the error as loaded,
-// ||W - Q - s B A|| / ||W|| with exactly what is stored, is computed in backend memory. Each
-// result reaches the host once.
+// ||W - Q - s B A|| / ||W|| with exactly what is stored, is computed in backend memory, unless
+// the kept iterate is the last step, which computed both itself (`done`, LowRankStep::run with
+// the stored scaling): the same operations on the same values. Each result reaches the host once.
 void finish(LinalgBackend& be, std::vector<LocalShard>& shards, float* rt_best, int64_t cols,
-            const LoftqOptions& opt, ShardSum& shard_sum, double denom, const std::string& name,
+            const StoredScaling& stored, bool done, ShardSum& shard_sum, double denom, const std::string& name,
             LoftqResult& out) {
-    const int r = opt.rank();
-    const double scaling = opt.lora_scaling();
-    const float factor = opt.compensate_scaling ? static_cast<float>(1.0 / std::sqrt(scaling)) : 1.0f;
-    const std::vector<float> f(static_cast<size_t>(r), factor);
-    be.scale_rows(r, cols, rt_best, cols, f.data());
-    std::vector<double> e2(shards.size());
-    for (size_t i = 0; i < shards.size(); ++i) {
-        auto& s = shards[i];
-        be.scale_columns(s.rows, r, s.u_alt.get(), r, f.data());
-        be.copy(s.res.get(), s.w, s.n);
-        be.axpy(s.n, -1.0f, s.q->best_loaded(), s.res.get());
-        be.gemm(Trans::no, Trans::no, s.rows, cols, r, static_cast<float>(-scaling), s.u_alt.get(), r, rt_best,
-                cols, 1.0f, s.res.get(), cols);
-        const double e = be.norm2(s.n, s.res.get());
-        e2[i] = e * e;
+    const int r = static_cast<int>(stored.factor.size());
+    if (!done) {
+        be.scale_rows(r, cols, rt_best, cols, stored.factor.data());
+        std::vector<double> e2(shards.size());
+        for (size_t i = 0; i < shards.size(); ++i) {
+            auto& s = shards[i];
+            be.scale_columns(s.rows, r, s.u_alt.get(), r, stored.factor.data());
+            be.copy(s.res.get(), s.w, s.n);
+            be.axpy(s.n, -1.0f, s.q->best_loaded(), s.res.get());
+            be.gemm(Trans::no, Trans::no, s.rows, cols, r, static_cast<float>(-stored.scaling), s.u_alt.get(), r,
+                    rt_best, cols, 1.0f, s.res.get(), cols);
+            const double e = be.norm2(s.n, s.res.get());
+            e2[i] = e * e;
+        }
+        out.loaded_error = std::sqrt(shard_sum.sum(e2)) / denom;
     }
-    out.loaded_error = std::sqrt(shard_sum.sum(e2)) / denom;
     require_finite(out.loaded_error, name, "the error as loaded");
     out.A.resize(static_cast<size_t>(r) * cols);
     be.download(out.A.data(), rt_best, out.A.size());
@@ -254,6 +278,8 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
 
     double best = std::numeric_limits<double>::infinity();
     std::vector<double> e2(shards.size());
+    const StoredScaling stored(opt);
+    bool done = false;  // the kept iterate is stored and its error as loaded known
     for (int t = 1; t <= opt.iters; ++t) {
         // Q_t = q(W) at t = 1, else q(W - L Rt); then res = W - Q_t.
         t0 = Clock::now();
@@ -262,9 +288,13 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
         out.times.quantize += seconds_since(t0);
 
         t0 = Clock::now();
-        low_rank.run(shards, vt.get(), e2);
+        // The last step, when the LoRA scaling is compensated, ends as the stored factors and
+        // its error is the error as loaded (s f^2 = 1 up to rounding: the iterate is the same).
+        const bool last_as_loaded = t == opt.iters && opt.compensate_scaling;
+        low_rank.run(shards, vt.get(), e2, last_as_loaded ? &stored : nullptr);
         out.times.svd += seconds_since(t0);
         out.gemm_passes.push_back(low_rank.last_gemm_passes());
+        out.gemm_columns.push_back(low_rank.last_gemm_columns());
         t0 = Clock::now();
         const double err = std::sqrt(shard_sum.sum(e2)) / denom;
         out.times.comm += seconds_since(t0);
@@ -274,6 +304,8 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
         if (!opt.keep_best || err < best) {  // keep this iterate: swap, copy nothing
             best = err;
             out.chosen_iteration = t;
+            done = last_as_loaded;
+            if (done) out.loaded_error = err;
             for (auto& s : shards) {
                 s.q->keep_current();
                 std::swap(s.u, s.u_alt);
@@ -283,7 +315,7 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
     }
 
     t0 = Clock::now();
-    finish(be, shards, vt_alt.get(), cols, opt, shard_sum, denom, name, out);
+    finish(be, shards, vt_alt.get(), cols, stored, done, shard_sum, denom, name, out);
     out.times.svd += seconds_since(t0);
     return out;
 }

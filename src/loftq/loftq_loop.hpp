@@ -70,13 +70,16 @@ struct LoftqResult {
     std::vector<std::vector<float>> B;    // per local shard: (row_end - row_begin) x r
     std::vector<float> A;                 // r x cols
     double qlora_error = 0;               // ||W - q_plain(W)|| / ||W||: QLoRA loading the original
-    std::vector<double> iteration_error;  // err_t, t = 1..iters
+    std::vector<double> iteration_error;  // err_t, t = 1..iters (the last, when the LoRA scaling
+                                          // is compensated: with the stored factors, as loaded)
     int chosen_iteration = 1;             // 1-based t whose Q, A, B are returned
     double loaded_error = 0;              // ||W - Q - s B A|| / ||W|| with the stored Q, A, B
     std::string svd_method;               // "exact" | "randomized"
     int sketch = 0;                       // randomized: the sketch width k (rank + oversample)
     std::vector<int> gemm_passes;         // randomized: per iteration, passes over the residual
-                                          // by k-column GEMMs (2q + 2); exact: zeros
+                                          // (2q + 2); exact: zeros
+    std::vector<int> gemm_columns;        // randomized: per iteration, the columns those passes
+                                          // multiply (k each; a Krylov projection (q + 1) k)
     PhaseTimes times;
 };
 

@@ -29,32 +29,43 @@ RandomizedSvd::RandomizedSvd(LinalgBackend& be, int64_t rows, int64_t cols, cons
     r_ = opt.rank;
     k_ = std::min<int64_t>(opt.rank + static_cast<int64_t>(opt.oversample), p);
     const int S = layout.count();
-    if (S > 1)
-        for (int s = 0; s < S; ++s)
-            if (layout.rows(s) < k_)
-                LOFTQ_THROW(ConfigError, "matrix '", opt.name, "': shard ", s, " has ", layout.rows(s),
-                            " rows, fewer than the sketch width ", k_,
-                            " (rank + oversample); raise --split-threshold");
+    int64_t min_shard = rows;
+    for (int s = 0; s < S; ++s) min_shard = std::min(min_shard, layout.rows(s));
+    if (S > 1 && min_shard < k_)
+        LOFTQ_THROW(ConfigError, "matrix '", opt.name, "': a shard has ", min_shard,
+                    " rows, fewer than the sketch width ", k_, " (rank + oversample); raise --split-threshold");
+    // The fresh step's Krylov basis: q + 1 blocks of k columns, as many as fit the matrix (its
+    // orthonormalisation needs that many rows in every shard, its projection that many columns).
+    const int64_t fit = std::min(p, min_shard) / k_;
+    blocks_ = opt.scheme == PowerScheme::krylov
+                  ? static_cast<int>(std::min<int64_t>(opt.power_iters + 1, std::max<int64_t>(fit, 1)))
+                  : 1;
+    kw_ = k_ * blocks_;
 
     int64_t local_rows = 0, max_local = 0;
     for (int s : exchange_.local()) {
         y_offset_.push_back(local_rows * k_);
+        kry_offset_.push_back(local_rows * kw_);
         local_rows += layout.rows(s);
         max_local = std::max(max_local, layout.rows(s));
     }
-    const size_t kk = static_cast<size_t>(k_ * k_), kn = static_cast<size_t>(k_ * n_);
+    const size_t kn = static_cast<size_t>(k_ * n_), wn = static_cast<size_t>(kw_ * n_);
     y_ = DeviceBuffer(be, static_cast<size_t>(local_rows * k_));
-    g_ = DeviceBuffer(be, kn);
-    ub_ = DeviceBuffer(be, kk);
-    sb_ = DeviceBuffer(be, static_cast<size_t>(k_));
-    vtb_ = DeviceBuffer(be, kn);
-    // Slots: S partial products of k x n (or S R-factors k x k, or S column peaks).
-    slots_ = DeviceBuffer(be, static_cast<size_t>(S) * (exchange_.trivial() ? kk : kn));
-    if (S > 1) y_tmp_ = DeviceBuffer(be, static_cast<size_t>(max_local * k_));
-    size_t work = be.svd_work(k_, n_);
+    if (blocks_ > 1) kry_ = DeviceBuffer(be, static_cast<size_t>(local_rows * kw_));
+    g_ = DeviceBuffer(be, wn);  // the Gaussian (k x n), Z^T (k x n), B (up to kw x n)
+    ub_ = DeviceBuffer(be, static_cast<size_t>(kw_ * kw_));
+    sb_ = DeviceBuffer(be, static_cast<size_t>(kw_));
+    vtb_ = DeviceBuffer(be, wn);
+    // Slots: S partial products of at most k x n (a wider projection goes k columns at a time), or
+    // S R-factors of at most kw x kw, or S column peaks.
+    const size_t kwkw = static_cast<size_t>(kw_ * kw_);
+    slots_ = DeviceBuffer(be, static_cast<size_t>(S) * (exchange_.trivial() ? kwkw : std::max(kn, kwkw)));
+    if (S > 1) y_tmp_ = DeviceBuffer(be, static_cast<size_t>(max_local * kw_));
+    size_t work = be.svd_work(kw_, n_);
     work = std::max(work, be.qr_rows_work(k_, n_));
+    if (max_local >= kw_) work = std::max(work, be.qr_columns_work(max_local, kw_));
     if (max_local >= k_) work = std::max(work, be.qr_columns_work(max_local, k_));
-    if (S > 1) work = std::max(work, be.qr_columns_work(S * k_, k_));
+    if (S > 1) work = std::max(work, be.qr_columns_work(S * kw_, kw_));
     work_ = DeviceBuffer(be, work);
 }
 
@@ -76,43 +87,55 @@ void RandomizedSvd::sketch_product(const std::vector<const float*>& a, const flo
                  basis, n_, 0.0f, y_.get() + y_offset_[i], k_);
 }
 
-// TSQR of the row-sharded Y (see the header).
-void RandomizedSvd::orthonormalize_y() {
+// TSQR of a row-sharded tall matrix of `width` columns (y_ or the Krylov basis; see the header).
+void RandomizedSvd::orthonormalize(float* buf, const std::vector<int64_t>& offset, int64_t width) {
     const auto& layout = exchange_.layout();
     const auto& local = exchange_.local();
     const int S = layout.count();
-    const size_t kk = static_cast<size_t>(k_ * k_);
+    const size_t ww = static_cast<size_t>(width * width);
     if (S == 1) {
-        if (!local.empty()) be_.qr_columns(layout.rows(0), k_, y_.get(), nullptr, work_.get());
+        if (!local.empty()) be_.qr_columns(layout.rows(0), width, buf, nullptr, work_.get());
         return;
     }
     for (size_t i = 0; i < local.size(); ++i)
-        be_.qr_columns(layout.rows(local[i]), k_, y_.get() + y_offset_[i],
-                       slots_.get() + local[i] * kk, work_.get());
-    exchange_.share_slots(slots_.get(), kk, kk);
-    be_.qr_columns(S * k_, k_, slots_.get(), nullptr, work_.get());  // replicated: same bits everywhere
+        be_.qr_columns(layout.rows(local[i]), width, buf + offset[i], slots_.get() + local[i] * ww, work_.get());
+    exchange_.share_slots(slots_.get(), ww, ww);
+    be_.qr_columns(S * width, width, slots_.get(), nullptr, work_.get());  // replicated: same bits everywhere
     for (size_t i = 0; i < local.size(); ++i) {
         const int64_t ms = layout.rows(local[i]);
-        float* ys = y_.get() + y_offset_[i];
-        be_.gemm(Trans::no, Trans::no, ms, k_, k_, 1.0f, ys, k_, slots_.get() + local[i] * kk, k_,
-                 0.0f, y_tmp_.get(), k_);
-        be_.copy(ys, y_tmp_.get(), static_cast<size_t>(ms * k_));
+        float* ys = buf + offset[i];
+        be_.gemm(Trans::no, Trans::no, ms, width, width, 1.0f, ys, width, slots_.get() + local[i] * ww, width,
+                 0.0f, y_tmp_.get(), width);
+        be_.copy(ys, y_tmp_.get(), static_cast<size_t>(ms * width));
     }
 }
 
-// out (k x n) = Q^T A = sum over shards of Q_s^T A_s, in shard order.
-void RandomizedSvd::project(const std::vector<const float*>& a, float* out) {
+// out (width x n) = Q^T A = sum over shards of Q_s^T A_s, in shard order; Q is `buf` (width
+// columns). Split over ranks, the partial products cross k rows at a time (slots of S k x n).
+void RandomizedSvd::project(const std::vector<const float*>& a, const float* buf,
+                            const std::vector<int64_t>& offset, int64_t width, float* out) {
     const auto& local = exchange_.local();
-    const size_t kn = static_cast<size_t>(k_ * n_);
     if (exchange_.trivial()) {
-        be_.gemm(Trans::yes, Trans::no, k_, n_, m_, 1.0f, y_.get(), k_, a[0], n_, 0.0f, out, n_);
+        be_.gemm(Trans::yes, Trans::no, width, n_, m_, 1.0f, buf, width, a[0], n_, 0.0f, out, n_);
         return;
     }
-    for (size_t i = 0; i < local.size(); ++i)
-        be_.gemm(Trans::yes, Trans::no, k_, n_, exchange_.layout().rows(local[i]), 1.0f,
-                 y_.get() + y_offset_[i], k_, a[i], n_, 0.0f, slots_.get() + local[i] * kn, n_);
-    exchange_.share_slots(slots_.get(), kn, kn);
-    exchange_.sum_slots(slots_.get(), kn, kn, out);
+    for (int64_t c0 = 0; c0 < width; c0 += k_) {
+        const int64_t c = std::min(k_, width - c0);
+        const size_t cn = static_cast<size_t>(c * n_);
+        for (size_t i = 0; i < local.size(); ++i)
+            be_.gemm(Trans::yes, Trans::no, c, n_, exchange_.layout().rows(local[i]), 1.0f,
+                     buf + offset[i] + c0, width, a[i], n_, 0.0f, slots_.get() + local[i] * cn, n_);
+        exchange_.share_slots(slots_.get(), cn, cn);
+        exchange_.sum_slots(slots_.get(), cn, cn, out + c0 * n_);
+    }
+}
+
+// One power step of the k-column sketch: Z^T = Q^T A, orthonormal rows, Y = A Z, orthonormal.
+void RandomizedSvd::power_step(const std::vector<const float*>& a) {
+    project(a, y_.get(), y_offset_, k_, g_.get());
+    be_.qr_rows(k_, n_, g_.get(), work_.get());
+    sketch_product(a, g_.get());
+    orthonormalize(y_.get(), y_offset_, k_);
 }
 
 void RandomizedSvd::compute_shards(const std::vector<const float*>& a, const std::vector<float*>& u,
@@ -120,27 +143,45 @@ void RandomizedSvd::compute_shards(const std::vector<const float*>& a, const std
     const auto& local = exchange_.local();
     LOFTQ_CHECK(a.size() == local.size() && u.size() == local.size(), "randomized SVD of '",
                 opt_.name, "': expected ", local.size(), " local shards, got ", a.size());
+    const bool fresh = !(warm_ && opt_.warm_start);
     const int q = next_power_iters();
     last_passes_ = 2 * q + 2;
+    last_columns_ = (2 * q + 1) * k_;  // every pass but the projection on K multiplies k columns
     const float* basis = vtb_.get();
-    if (!(warm_ && opt_.warm_start)) {
+    if (fresh) {
         be_.fill_gaussian(opt_.seed, name_hash_, 0, static_cast<size_t>(k_ * n_), g_.get());
         basis = g_.get();
     }
     sketch_product(a, basis);
-    orthonormalize_y();
-    for (int it = 0; it < q; ++it) {
-        project(a, g_.get());
-        be_.qr_rows(k_, n_, g_.get(), work_.get());
-        sketch_product(a, g_.get());
-        orthonormalize_y();
+    orthonormalize(y_.get(), y_offset_, k_);
+    // The basis B is projected on: Y (k columns), or on a fresh step with Krylov blocks the q + 1
+    // blocks [Y, (A A^T) Y, ..., (A A^T)^q Y] (each orthonormalised as it is made, then all
+    // together). Power steps the blocks cannot hold (a matrix too small for q + 1 of them) run
+    // first, on Y alone.
+    const int blocks = fresh ? blocks_ : 1;
+    for (int it = 0; it < q - (blocks - 1); ++it) power_step(a);
+    float* kbuf = y_.get();
+    const std::vector<int64_t>* koff = &y_offset_;
+    int64_t width = k_;
+    if (blocks > 1) {
+        for (int b = 0; b < blocks; ++b) {
+            if (b > 0) power_step(a);
+            for (size_t i = 0; i < local.size(); ++i)
+                be_.copy_matrix(exchange_.layout().rows(local[i]), k_, y_.get() + y_offset_[i], k_,
+                                kry_.get() + kry_offset_[i] + b * k_, kw_);
+        }
+        orthonormalize(kry_.get(), kry_offset_, kw_);
+        kbuf = kry_.get();
+        koff = &kry_offset_;
+        width = kw_;
     }
-    project(a, g_.get());
-    be_.svd(k_, n_, g_.get(), ub_.get(), sb_.get(), vtb_.get(), work_.get());
-    warm_ = true;
+    last_columns_ += width;
+    project(a, kbuf, *koff, width, g_.get());
+    be_.svd(width, n_, g_.get(), ub_.get(), sb_.get(), vtb_.get(), work_.get());
+    warm_ = true;  // the next warm start: the top k rows of vtb_
     for (size_t i = 0; i < local.size(); ++i)
-        be_.gemm(Trans::no, Trans::no, exchange_.layout().rows(local[i]), r_, k_, 1.0f,
-                 y_.get() + y_offset_[i], k_, ub_.get(), k_, 0.0f, u[i], r_);
+        be_.gemm(Trans::no, Trans::no, exchange_.layout().rows(local[i]), r_, width, 1.0f,
+                 kbuf + (*koff)[i], width, ub_.get(), width, 0.0f, u[i], r_);
     be_.copy(s, sb_.get(), static_cast<size_t>(r_));
     be_.copy(vt, vtb_.get(), static_cast<size_t>(r_ * n_));
     exchange_.canonical_signs(u, r_, vt, n_, slots_.get());

@@ -23,16 +23,24 @@ public:
     // Forget the previous call's subspace (randomized warm start); no-op for exact.
     virtual void reset_warm_start() {}
     virtual std::string method() const = 0;  // "exact" | "randomized"
-    // Randomized: the sketch width k and the passes over A (GEMMs with k columns: 2q + 2) of the
-    // last compute; 0 for the exact SVD.
+    // Randomized: the sketch width k, the passes over A (2q + 2) of the last compute and the
+    // columns they multiplied (k per pass; a Krylov projection (q + 1) k); 0 for the exact SVD.
     virtual int sketch_width() const { return 0; }
     virtual int last_gemm_passes() const { return 0; }
+    virtual int last_gemm_columns() const { return 0; }
 };
+
+// How the fresh sketch's power iterations are used (randomized_svd.hpp): krylov keeps every
+// block they make, subspace only the last (the method of run files written before the choice).
+enum class PowerScheme { krylov, subspace };
+const char* power_scheme_name(PowerScheme s);          // "krylov" | "subspace"
+PowerScheme parse_power_scheme(const std::string& s);  // ConfigError (setting "power-scheme")
 
 struct SvdOptions {
     int rank = 64;
-    int oversample = 16;        // p: sketch width k = rank + p (clamped to min(rows, cols))
+    int oversample = 0;         // p: sketch width k = rank + p (clamped to min(rows, cols))
     int power_iters = 2;        // q for a fresh Gaussian sketch
+    PowerScheme scheme = PowerScheme::krylov;
     bool warm_start = true;     // start from the previous call's k-dimensional right subspace
     int warm_power_iters = 0;   // q when warm-started (bench/results/passes.md: 1.006 of exact)
     uint64_t seed = 0;
@@ -50,7 +58,8 @@ SvdChoice parse_svd_choice(const std::string& name);
 SvdMethod parse_svd_method(const std::string& name);  // "exact" | "randomized"
 
 // The method for a rows x cols matrix. automatic picks randomized when the sketch is small
-// against the matrix (4 (rank + oversample) <= min(rows, cols) and min >= 256), exact otherwise.
+// against the matrix (min(rows, cols) >= 256 and >= 2 (q + 1) k with the Krylov scheme, >= 4 k
+// with the subspace scheme; k = rank + oversample), exact otherwise.
 // Throws ConfigError (setting "rank") when the rank does not fit the matrix.
 SvdMethod choose_svd_method(SvdChoice requested, int64_t rows, int64_t cols, const SvdOptions& opt);
 

@@ -84,10 +84,13 @@ double estimate_cost(int64_t rows, int64_t cols, SvdMethod svd_method, const Run
         svd = 6 * l * k * k + 20 * k * k * k;
     } else {
         const double p = std::min<double>(o.rank + o.oversample, k);
-        // GEMM passes: 2q + 2 per step, q = power_iters fresh (step 1), warm_power_iters after.
+        // GEMM passes of p columns: 2q + 2 per step, q = power_iters fresh (step 1),
+        // warm_power_iters after; a Krylov fresh step projects on q + 1 blocks (3q + 2).
         const double T = spec.loftq.iters;
-        const double warm_q = o.warm_start ? o.warm_power_iters : o.power_iters;
-        const double passes = (2 + 2.0 * o.power_iters) + (T - 1) * (2 + 2.0 * warm_q);
+        const double q = o.power_iters;
+        const double warm_q = o.warm_start ? o.warm_power_iters : q;
+        const double fresh = o.scheme == PowerScheme::krylov ? 2 + 3 * q : 2 + 2 * q;
+        const double passes = fresh + (T - 1) * (2 + 2.0 * warm_q);
         svd = passes / T * 2 * m * n * p + 4 * (m + n) * p * p + 20 * p * p * p;
     }
     const double per_iter = svd + 2 * m * n * o.rank + 8 * 16 * m * n;

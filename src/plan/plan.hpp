@@ -6,7 +6,7 @@
 // Cost model (units: flop-equivalents; only ratios matter), per matrix of m x n, k = min(m, n),
 // l = max(m, n), LoRA rank r, T iterations, sketch width p = r + oversample, q power iterations:
 //   exact SVD        6 l k^2 + 20 k^3                       (thin R-SVD, Golub & Van Loan 8.6)
-//   randomized SVD   (2 + 2q) * 2 m n p + 4 (m + n) p^2 + 20 p^3
+//   randomized SVD   (2 + 2q) * 2 m n p + 4 (m + n) p^2 + 20 p^3 (a Krylov fresh step: 2 + 3q)
 //   per iteration    SVD + 2 m n r (the product B A) + 8 * 16 m n (quantize, dequantize and two
 //                    residuals stream ~16 bytes per element; 8 flops per byte of traffic)
 //   cost = T * per-iteration.

@@ -27,7 +27,7 @@ void require_one_of(const char* setting, const std::string& value, std::initiali
 const std::set<std::string>& spec_keys() {
     static const std::set<std::string> keys = {
         "bits", "quant", "blocksize", "rank", "iters", "targets", "svd", "oversample", "power-iters",
-        "warm-power-iters", "seed",
+        "warm-power-iters", "power-scheme", "seed",
         "lora-alpha", "rslora", "double-quant", "keep-best", "scale-compensation", "backbone",
         "split-threshold"};
     return keys;
@@ -102,6 +102,7 @@ std::string RunSpec::to_json() const {
     j["oversample"] = s.oversample;
     j["power-iters"] = s.power_iters;
     j["warm-power-iters"] = s.warm_power_iters;
+    j["power-scheme"] = power_scheme_name(s.scheme);
     j["seed"] = s.seed;
     j["lora-alpha"] = loftq.lora_alpha;
     j["rslora"] = loftq.rslora;
@@ -137,6 +138,9 @@ RunSpec RunSpec::from_json(const std::string& text, const std::string& what) {
         s.power_iters = at("power-iters").get<int>();
         // Run files written before the setting existed ran warm iterations with 1.
         s.warm_power_iters = j.contains("warm-power-iters") ? j["warm-power-iters"].get<int>() : 1;
+        // ... and kept only the last block of a fresh sketch.
+        s.scheme = j.contains("power-scheme") ? parse_power_scheme(j["power-scheme"].get<std::string>())
+                                              : PowerScheme::subspace;
         s.seed = at("seed").get<uint64_t>();
         r.loftq.lora_alpha = at("lora-alpha").get<double>();
         r.loftq.rslora = at("rslora").get<bool>();

@@ -42,7 +42,7 @@ struct RunSpec {
     int blocksize_for(int bits, int64_t cols) const;
 
     // A flat JSON object; keys: bits quant blocksize rank iters targets svd oversample
-    // power-iters seed lora-alpha rslora double-quant keep-best scale-compensation backbone
+    // power-iters warm-power-iters power-scheme seed lora-alpha rslora double-quant keep-best scale-compensation backbone
     // split-threshold ("targets": "all-linear" or a list).
     std::string to_json() const;
     // The inverse of to_json, then validate(); InputError naming `what` and the key for a missing,

@@ -118,9 +118,11 @@ struct Worker {
         if (r.svd_method == "randomized") {
             j["sketch"] = r.sketch;
             j["gemm_passes"] = r.gemm_passes;
+            j["gemm_columns"] = r.gemm_columns;
         } else {
             j["sketch"] = nullptr;
             j["gemm_passes"] = nullptr;
+            j["gemm_columns"] = nullptr;
         }
         j["backend"] = be.name();
         j["bytes"] = static_cast<double>((row_end - row_begin) * m.cols) * 4.0;
