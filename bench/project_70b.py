@@ -22,8 +22,10 @@ Model per rank (one GPU each, gpus_per_node per node; all times in seconds):
              (svd scaled by (r + oversample) / (r0 + oversample) when r differs from r0);
   read     = bf16 bytes it reads / min(node read bandwidth / ranks on its node, aggregate / N);
   write    = bytes it writes to the run file (packed codes, absmax, A and B) / the same for write;
-  comm     = for each split matrix it shares, (q + 1) all-gathers at t = 1 and (warm q + 1) after of S slots of
-             k x n floats (Q^T A partials) and (q + 1) of S k x k (TSQR), k = r + oversample:
+  comm     = for each split matrix it shares, all-gathers of S slots of k x n floats (Q^T A partials)
+             and S k x k (TSQR), k = r + oversample: (warm q + 1) of each per later step; at t = 1 with
+             the subspace scheme q + 1 of each, with the Krylov scheme 2q + 1 and q + 1 and one of
+             S ((q + 1) k)^2 (the stacked TSQR):
              latency * ceil(log2 g) + bytes * (g - 1) / g / bandwidth (NVLink inside a node, IB
              across); rank-count independent reductions of src/lowrank/distributed_svd.hpp.
   wall     = max over ranks of compute + read + write + comm (reads are synchronous in the driver).
@@ -51,15 +53,18 @@ def fail(msg):
 
 # ---- plan and distribution: the C++ rules, operation for operation (ties must agree) ----------
 
-def estimate_cost(m, n, svd, r, oversample, power_iters, iters, warm_power_iters=0):
+def estimate_cost(m, n, svd, r, oversample, power_iters, iters, warm_power_iters=0, scheme="krylov"):
     m, n = float(m), float(n)
     k, l = min(m, n), max(m, n)
     if svd == "exact":
         s = 6 * l * k * k + 20 * k * k * k
     else:
         p = min(float(r + oversample), k)
-        T = float(iters)  # GEMM passes: 2q + 2 at t = 1 (fresh), 2 warm_q + 2 after (warm start)
-        passes = (2 + 2.0 * power_iters) + (T - 1) * (2 + 2.0 * warm_power_iters)
+        T = float(iters)  # GEMM passes: 2q + 2 at t = 1 (fresh; Krylov projects on q + 1 blocks: 3q + 2),
+        q = float(power_iters)  # 2 warm_q + 2 after (warm start)
+        wq = float(warm_power_iters)
+        fresh = 2 + 3 * q if scheme == "krylov" else 2 + 2 * q
+        passes = fresh + (T - 1) * (2 + 2.0 * wq)
         s = passes / T * 2 * m * n * p + 4 * (m + n) * p * p + 20 * p * p * p
     per_iter = s + 2 * m * n * r + 8 * 16 * m * n
     return iters * per_iter
@@ -156,7 +161,15 @@ def layer_plan(log, dims):
     return out
 
 
-def preset_plan(per_layer, layers, r, oversample, power_iters, iters, warm_power_iters):
+def auto_svd(m, n, r, oversample, power_iters, scheme):
+    """--svd auto (src/lowrank/svd_auto.cpp): randomized when min side >= 256 and >= 2 (q + 1) k
+    (Krylov) or 4 k (subspace), k = r + oversample."""
+    k = r + oversample
+    widest = 2 * (power_iters + 1) * k if scheme == "krylov" else 4 * k
+    return "randomized" if min(m, n) >= 256 and widest <= min(m, n) else "exact"
+
+
+def preset_plan(per_layer, layers, r, oversample, power_iters, iters, warm_power_iters, scheme):
     """The full model's plan: layer 0's matrices for each layer (the C++ order: layer, then
     module), then those outside the layers; svd as --svd auto chooses."""
     mats = []
@@ -164,9 +177,9 @@ def preset_plan(per_layer, layers, r, oversample, power_iters, iters, warm_power
             for x in per_layer if x["in_layer"]] + [(x["name"], x) for x in per_layer if not x["in_layer"]]
     for name, x in rows:
         m, n = x["rows"], x["cols"]
-        svd = "randomized" if 4 * (r + oversample) <= min(m, n) else "exact"  # --svd auto
+        svd = auto_svd(m, n, r, oversample, power_iters, scheme)
         mats.append({"name": name, "rows": m, "cols": n, "svd": svd,
-                     "cost": estimate_cost(m, n, svd, r, oversample, power_iters, iters, warm_power_iters)})
+                     "cost": estimate_cost(m, n, svd, r, oversample, power_iters, iters, warm_power_iters, scheme)})
     return mats
 
 
@@ -187,7 +200,8 @@ def check(a):
         rec = by_index[i][0]
         mats.append({"rows": rec["rows"], "cols": rec["cols"],
                      "cost": estimate_cost(rec["rows"], rec["cols"], rec["svd"], a.lora_rank, a.oversample,
-                                           a.power_iters, len(rec["errors"]), a.warm_power_iters)})
+                                           a.power_iters, len(rec["errors"]), a.warm_power_iters,
+                                           a.power_scheme)})
     assign, _ = distribute(mats, a.ranks, a.split_threshold, a.lora_rank, a.oversample)
     bad = 0
     for i, recs_i in sorted(by_index.items()):
@@ -213,7 +227,8 @@ def project(a):
     dims = preset_dims(a.preset)
     layers = a.layers or dims["layers"]
     per_layer = layer_plan(a.plan_log, dims)
-    mats = preset_plan(per_layer, layers, a.lora_rank, a.oversample, a.power_iters, a.iters, a.warm_power_iters)
+    mats = preset_plan(per_layer, layers, a.lora_rank, a.oversample, a.power_iters, a.iters, a.warm_power_iters,
+                       a.power_scheme)
     svds = sorted({m["svd"] for m in mats})
     for mp in mats:
         key = f'{mp["rows"]}x{mp["cols"]}'
@@ -237,7 +252,7 @@ def project(a):
         "projected_for": {"model": f"{DISPLAY.get(a.preset, a.preset)} ({layers} layers, {len(mats)} matrices)",
                           "preset": a.preset, "lora_rank": a.lora_rank,
                           "iters": a.iters, "oversample": a.oversample, "power_iters": a.power_iters,
-                          "warm_power_iters": a.warm_power_iters,
+                          "warm_power_iters": a.warm_power_iters, "power_scheme": a.power_scheme,
                           "bits": 4, "svd": "auto (" + ("randomized for every 70B shape" if svds == ["randomized"]
                                                         else "/".join(svds)) + ")"},
         "plan": {"log": os.path.relpath(os.path.abspath(a.plan_log), ROOT), "preset_dims": dims, "layers": layers,
@@ -279,9 +294,14 @@ def project(a):
                         bw = (a.nvlink if same_node else a.ib) * 1e9
                         steps = math.ceil(math.log2(g))
                         per_gather = lambda nbytes: a.latency_us * 1e-6 * steps + nbytes * (g - 1) / g / bw
-                        gathers = (a.power_iters + 1) + (a.iters - 1) * (a.warm_power_iters + 1)
-                        cm += gathers * (per_gather(s * k * mp["cols"] * 4)
-                                                                + per_gather(s * k * k * 4))
+                        q, wq = a.power_iters, a.warm_power_iters
+                        warm = (a.iters - 1) * (wq + 1)
+                        if a.power_scheme == "krylov":  # t = 1: q projections + q + 1 for the blocks, q + 1 TSQRs + the stacked one
+                            kw = k * (q + 1)
+                            cm += (2 * q + 1 + warm) * per_gather(s * k * mp["cols"] * 4) \
+                                + (q + 1 + warm) * per_gather(s * k * k * 4) + per_gather(s * kw * kw * 4)
+                        else:
+                            cm += (q + 1 + warm) * (per_gather(s * k * mp["cols"] * 4) + per_gather(s * k * k * 4))
                 ranks.append((comp + rd + wr + cm, comp, rd, wr, cm, len(work[rk])))
             busiest = max(ranks)
             wall = busiest[0]
@@ -409,7 +429,8 @@ def main():
     p.add_argument("--md", help="default bench/results/projection_70b[_PRESET].md")
     for q in (c, p):
         q.add_argument("--lora-rank", type=int, default=64)
-        q.add_argument("--oversample", type=int, default=16)
+        q.add_argument("--oversample", type=int, default=0)
+        q.add_argument("--power-scheme", choices=["krylov", "subspace"], default="krylov")
         q.add_argument("--power-iters", type=int, default=2)
         q.add_argument("--warm-power-iters", type=int, default=0)
         q.add_argument("--split-threshold", type=int, default=0 if q is c else 256 * 2**20,
