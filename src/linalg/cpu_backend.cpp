@@ -15,6 +15,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/buffer_cache.hpp"
 #include "core/error.hpp"
 #include "core/parallel.hpp"
 #include "core/philox.hpp"
@@ -46,14 +47,9 @@ public:
     BackendKind kind() const override { return BackendKind::cpu; }
     std::string name() const override { return "cpu"; }
 
-    float* allocate(size_t count) override {
-        if (count == 0) return nullptr;
-        void* p = std::aligned_alloc(64, ((count * sizeof(float) + 63) / 64) * 64);
-        if (!p) LOFTQ_THROW(BackendError, "cpu backend: cannot allocate ", count * 4, " bytes [",
-                            process_tag(), "]");
-        return static_cast<float*>(p);
-    }
-    void release(float* p) noexcept override { std::free(p); }
+    // Through the buffer cache: the next matrix reuses these pages (core/buffer_cache.hpp).
+    float* allocate(size_t count) override { return static_cast<float*>(cache_acquire(count * sizeof(float))); }
+    void release(float* p) noexcept override { cache_release(p); }
     void upload(float* dst, const float* src, size_t n) override { copy(dst, src, n); }
     void download(float* dst, const float* src, size_t n) override { copy(dst, src, n); }
     void copy(float* dst, const float* src, size_t n) override {

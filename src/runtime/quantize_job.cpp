@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "comm/communicator.hpp"
+#include "core/buffer_cache.hpp"
 #include "core/error.hpp"
 #include "core/interrupt.hpp"
 #include "io/checkpoint.hpp"
@@ -191,8 +192,9 @@ struct Worker {
         PhaseTimes t;
         auto t0 = Clock::now();
         // Not value-initialised: the read writes every element (zeroing 4 bytes per weight first
-        // was a single-threaded pass over fresh pages).
-        const std::unique_ptr<float[]> w(new float[static_cast<size_t>((item.row_end - item.row_begin) * m.cols)]);
+        // was a single-threaded pass over fresh pages). From the buffer cache: the previous
+        // matrix's pages, not fresh ones (core/buffer_cache.hpp).
+        const CachedFloats w(static_cast<size_t>((item.row_end - item.row_begin) * m.cols));
         source.read_rows(m, item.row_begin, item.row_end, w.get());
         // parts[0]: this member's rows of the model tensor's fingerprint; parts[1]: its part of the
         // checksum of what it writes. Summed over the group, they are the same for any split.
