@@ -10,7 +10,8 @@
 // - loop, heavy-tailed 384 x 640 weights, exact SVD: T = 1 codes bit for bit; T = 3 the same
 //   chosen iteration and errors within 1e-5 (bit for bit on the CPU backend); W already in
 //   backend memory gives the same bits as W from the host; fp16 backbone and double quantization
-//   codes bit for bit; non-finite weights are an InputError.
+//   codes bit for bit; non-finite weights are an InputError; the last step ends as stored (its
+//   error is the error as loaded, recomputed here from Q, A and B).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -203,6 +204,47 @@ TEST_P(LoftqBackend, ThreeIterationsMatchTheCpu) {
     for (size_t i = 0; i < c.q[0].packed.size(); ++i) differ += c.q[0].packed[i] != g.q[0].packed[i];
     EXPECT_LE(differ, static_cast<int64_t>(c.q[0].packed.size() / 1000)) << differ << " code bytes differ";
     EXPECT_LE(g.loaded_error, g.qlora_error);  // the best iterate is never worse than QLoRA
+}
+
+// ||W - Q - s B A|| / ||W|| in double on the host, from what a result stores: the error as loaded.
+double loaded_error_of(const LoftqResult& res, const std::vector<float>& w, const LoftqOptions& o) {
+    std::vector<float> q(w.size());
+    loaded_values(res.q[0], o.backbone, q.data());
+    const int r = o.rank();
+    const double s = o.lora_scaling();
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < kRows; ++i)
+        for (int64_t j = 0; j < kCols; ++j) {
+            double ba = 0;
+            for (int k = 0; k < r; ++k) ba += double(res.B[0][i * r + k]) * res.A[k * kCols + j];
+            const double x = double(w[i * kCols + j]);
+            const double e = x - double(q[i * kCols + j]) - s * ba;
+            num += e * e;
+            den += x * x;
+        }
+    return std::sqrt(num / den);
+}
+
+// The last step, with the LoRA scaling compensated, forms the stored factors and its error is the
+// error as loaded, with nothing evaluated after the loop: when it is kept, the loaded error is
+// that iteration's error bit for bit, and both are what the stored Q, A and B give. Without
+// compensation (PEFT's semantics) the last step's error stays the loop's ||W - Q - L Rt||.
+TEST_P(LoftqBackend, TheLastStepEndsAsStored) {
+    LoftqOptions o = options(3);
+    o.lora_alpha = 8;  // s = 1/2, f = sqrt(2): stored factors that are not L and Rt
+    const LoftqResult c = run_loftq(*be, "w", w.data(), kRows, kCols, o);
+    ASSERT_EQ(c.chosen_iteration, 3);  // LoftQ's error falls at every step of these weights
+    EXPECT_EQ(c.loaded_error, c.iteration_error.back());
+    EXPECT_NEAR(loaded_error_of(c, w, o), c.loaded_error, 1e-6 * c.loaded_error);
+    LoftqOptions peft = o;
+    peft.compensate_scaling = false;
+    const LoftqResult p = run_loftq(*be, "w", w.data(), kRows, kCols, peft);
+    ASSERT_EQ(p.chosen_iteration, 3);
+    EXPECT_NEAR(loaded_error_of(p, w, peft), p.loaded_error, 1e-6 * p.loaded_error);
+    EXPECT_NE(p.loaded_error, p.iteration_error.back());  // s = alpha / r != 1 on the stored L Rt
+    // The same iterate either way: the loop's error of the last step agrees with the loaded one
+    // to float rounding (the stored factors are f U, f Vt with f = 1 / sqrt(s) rounded).
+    EXPECT_NEAR(c.iteration_error.back(), p.iteration_error.back(), 1e-6 * c.loaded_error);
 }
 
 TEST_P(LoftqBackend, WeightsAlreadyInBackendMemoryGiveTheSameBits) {
