@@ -32,6 +32,15 @@ void* allocate_aligned(size_t bytes) {
     return p;
 }
 
+// Frees every held buffer; the caller holds the mutex.
+void drop_held(Cache& c) noexcept {
+    for (auto& [size, p] : c.free_by_size) {
+        c.capacity.erase(p);
+        std::free(p);
+    }
+    c.free_by_size.clear();
+}
+
 }  // namespace
 
 void* cache_acquire(size_t bytes) {
@@ -46,11 +55,7 @@ void* cache_acquire(size_t bytes) {
         return p;
     }
     // Nothing cached holds it: what is cached is smaller, and goes back before a fresh buffer.
-    for (auto& [size, p] : c.free_by_size) {
-        c.capacity.erase(p);
-        std::free(p);
-    }
-    c.free_by_size.clear();
+    drop_held(c);
     void* p = allocate_aligned(bytes);
     c.capacity[p] = bytes;
     return p;
@@ -85,11 +90,7 @@ size_t cache_held_bytes() {
 void cache_clear() noexcept {
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mutex);
-    for (auto& [size, p] : c.free_by_size) {
-        c.capacity.erase(p);
-        std::free(p);
-    }
-    c.free_by_size.clear();
+    drop_held(c);
 }
 
 }  // namespace loftq
