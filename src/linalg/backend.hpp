@@ -43,7 +43,8 @@ public:
     virtual const float* current_loaded() = 0;
     // One LoftQ step: the current slot = quantize_as_loaded(w - low) (low == nullptr: w), and
     // res = w - that Q as loaded; all n floats in backend memory. `low` may be the slots'
-    // scratch buffer (it is read before the scratch is written); res aliases neither. The
+    // scratch buffer (it is read before the scratch is written) or res itself (the loop forms
+    // L Rt in res); res never aliases w. The
     // default is quantize_current on res = w - low, then res = w - current_loaded(), with the
     // backend's copy and axpy (quantize_residual_steps below); a backend may fuse it into one
     // pass (the CPU does: quantize_residual_as_loaded) as long as the bits are the same.
@@ -139,7 +140,8 @@ public:
     virtual const float* adopt_host(const float* host, size_t n, DeviceBuffer& storage) = 0;
 };
 
-// QuantSlots::quantize_residual as its three steps: res = w - low (or w); quantize_current(res);
+// QuantSlots::quantize_residual as its three steps: res = w - low (or w; in place when low is res);
+// quantize_current(res);
 // res = w - current_loaded(). n floats in be's memory.
 void quantize_residual_steps(LinalgBackend& be, QuantSlots& slots, size_t n, const float* w, const float* low,
                              float* res);

@@ -91,7 +91,11 @@ private:
 void quantize_residual_steps(LinalgBackend& be, QuantSlots& slots, size_t n, const float* w, const float* low,
                              float* res) {
     const float* x = w;
-    if (low) {
+    if (low == res) {  // res = -(low - w): the bits of w - low (rounding is symmetric), in place
+        be.axpy(n, -1.0f, w, res);
+        be.axpy(n, -2.0f, res, res);  // y + (-2 y) = -y exactly
+        x = res;
+    } else if (low) {
         be.copy(res, w, n);
         be.axpy(n, -1.0f, low, res);
         x = res;

@@ -58,7 +58,8 @@ struct LocalShard {
     size_t n = 0;                // rows * cols
     DeviceBuffer w_storage;      // W uploaded, where the backend's memory is not the host's
     const float* w = nullptr;    // W in backend memory
-    DeviceBuffer res, low;       // residual; L Rt (between calls on `q`, also its scratch)
+    DeviceBuffer res;            // the residual W - Q; after a low-rank step, L Rt (the next step's `low`)
+    DeviceBuffer low;            // the slots' scratch (finish() and staged slots write Q as loaded there)
     DeviceBuffer u, u_alt;       // U (rows x r) of this iterate and of the best one: they swap
     std::unique_ptr<QuantSlots> q;
 };
@@ -147,10 +148,22 @@ public:
     int last_gemm_passes() const { return svd_->last_gemm_passes(); }
     int last_gemm_columns() const { return svd_->last_gemm_columns(); }
 
-    // vt: r x cols; e2[i] = ||res||^2 of shard i afterwards. With `stored` (LoftQ's last step
-    // when the LoRA scaling is compensated) U and Vt are also scaled as finish() stores them and
-    // res becomes W - Q - s (f U)(f Vt): e2 is the error as loaded, and L Rt is never formed.
-    void run(std::vector<LocalShard>& shards, float* vt, std::vector<double>& e2, const StoredScaling* stored) {
+    // vt: r x cols. The iterate's squared error ||res - L Rt||^2 is the group's sum of e2 less
+    // `captured`:
+    // - a step in the loop: e2[i] = ||res||^2 of shard i, captured = sum of the r squared singular
+    //   values (U orthonormal and U^T res = S Vt, so ||res - U S Vt||^2 = ||res||^2 - sum s^2, in
+    //   double), and L Rt is formed into res itself, which the next quantization reads as its
+    //   `low`: no separate low-rank buffer is touched and no subtraction pass is made;
+    // - with `stored` (LoftQ's last step when the LoRA scaling is compensated): U and Vt are also
+    //   scaled as finish() stores them, res becomes W - Q - s (f U)(f Vt), e2[i] is its squared
+    //   norm (the error as loaded) and captured = 0.
+    void run(std::vector<LocalShard>& shards, float* vt, std::vector<double>& e2, double& captured,
+             const StoredScaling* stored) {
+        if (!stored)
+            for (size_t i = 0; i < shards.size(); ++i) {
+                const double e = be_.norm2(shards[i].n, shards[i].res.get());
+                e2[i] = e * e;
+            }
         if (rsvd_) {
             std::vector<const float*> a;
             std::vector<float*> u;
@@ -163,6 +176,9 @@ public:
             svd_->compute(shards[0].res.get(), shards[0].u.get(), sv_.get(), vt);
         }
         be_.download(s_host_.data(), sv_.get(), s_host_.size());
+        captured = 0;
+        if (!stored)
+            for (float v : s_host_) captured += static_cast<double>(v) * static_cast<double>(v);
         for (auto& v : s_host_) v = std::sqrt(std::max(v, 0.0f));
         be_.scale_rows(r_, cols_, vt, cols_, s_host_.data());
         if (stored) be_.scale_rows(r_, cols_, vt, cols_, stored->factor.data());
@@ -177,10 +193,8 @@ public:
                 e2[i] = e * e;
                 continue;
             }
-            be_.gemm(Trans::no, Trans::no, s.rows, cols_, r_, 1.0f, s.u.get(), r_, vt, cols_, 0.0f, s.low.get(),
+            be_.gemm(Trans::no, Trans::no, s.rows, cols_, r_, 1.0f, s.u.get(), r_, vt, cols_, 0.0f, s.res.get(),
                      cols_);
-            const double e = be_.axpy_norm2(s.n, -1.0f, s.low.get(), s.res.get());
-            e2[i] = e * e;
         }
     }
 
@@ -283,7 +297,7 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
     for (int t = 1; t <= opt.iters; ++t) {
         // Q_t = q(W) at t = 1, else q(W - L Rt); then res = W - Q_t.
         t0 = Clock::now();
-        for (auto& s : shards) s.q->quantize_residual(be, s.w, t > 1 ? s.low.get() : nullptr, s.res.get());
+        for (auto& s : shards) s.q->quantize_residual(be, s.w, t > 1 ? s.res.get() : nullptr, s.res.get());
         be.synchronize();  // so that the phase time is the backend's work
         out.times.quantize += seconds_since(t0);
 
@@ -291,12 +305,13 @@ LoftqResult run_loftq_sharded(LinalgBackend& be, Communicator* comm, const Shard
         // The last step, when the LoRA scaling is compensated, ends as the stored factors and
         // its error is the error as loaded (s f^2 = 1 up to rounding: the iterate is the same).
         const bool last_as_loaded = t == opt.iters && opt.compensate_scaling;
-        low_rank.run(shards, vt.get(), e2, last_as_loaded ? &stored : nullptr);
+        double captured = 0;
+        low_rank.run(shards, vt.get(), e2, captured, last_as_loaded ? &stored : nullptr);
         out.times.svd += seconds_since(t0);
         out.gemm_passes.push_back(low_rank.last_gemm_passes());
         out.gemm_columns.push_back(low_rank.last_gemm_columns());
         t0 = Clock::now();
-        const double err = std::sqrt(shard_sum.sum(e2)) / denom;
+        const double err = std::sqrt(std::max(shard_sum.sum(e2) - captured, 0.0)) / denom;
         out.times.comm += seconds_since(t0);
         out.iteration_error.push_back(err);
         require_finite(err, name, "the error of iteration " + std::to_string(t));

@@ -82,7 +82,8 @@ void quantize_as_loaded(const QuantParams& p, Backbone backbone, const float* x,
 // quantize_as_loaded into `scratch` and subtracting. For nf4 / fp4 without double quantization
 // (any backbone but int8) it is one pass over memory (read w and low, write res; `scratch` is
 // not touched), with the SIMD kernels of quant/simd_kernels.hpp; the other formats take the
-// three steps. `scratch` (n floats) may be `low` itself; res may not alias w or low. Throws
+// three steps. `scratch` (n floats) may be `low` itself; res may be `low` (each block is read
+// before it is written) but not w or scratch. Throws
 // what quantize_as_loaded throws, naming the first bad element or block as it does.
 // `kernels`: the SIMD level (nullptr: the process's, quant_kernels(); benchmarks pass each).
 void quantize_residual_as_loaded(const QuantParams& p, Backbone backbone, const float* w, const float* low,

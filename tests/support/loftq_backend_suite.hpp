@@ -6,7 +6,8 @@
 // Every case compares against the CPU functions of quant/quantize.hpp or the CPU backend:
 // - slots: codes, absmax and Q as loaded equal quantize_as_loaded bit for bit for every format,
 //   backbone and double quantization (on CUDA: the kernel, or the backend's host staging);
-//   keep_current swaps; QLoRA's plain error;
+//   keep_current swaps; QLoRA's plain error; a step in place (low == res) gives the bits of a step
+//   with a separate low, through the slots and through quantize_residual_steps;
 // - loop, heavy-tailed 384 x 640 weights, exact SVD: T = 1 codes bit for bit; T = 3 the same
 //   chosen iteration and errors within 1e-5 (bit for bit on the CPU backend); W already in
 //   backend memory gives the same bits as W from the host; fp16 backbone and double quantization
@@ -133,6 +134,40 @@ TEST_P(LoftqBackend, SlotsEqualQuantizeAsLoadedForEveryFormatAndBackbone) {
                 slots->keep_current();
                 expect_same_bits(get(slots->best_loaded(), n), want.loaded, label + " best");
                 expect_same_codes(slots->take_best(), want.q, label);
+            }
+}
+
+// The loop forms L Rt in the residual buffer and passes it as `low` (res == low): the slots' step
+// and its three-step form (what a backend without a fused pass takes) give the codes and residual
+// bits of the step with a separate `low`, for the fused formats and those that take the steps.
+TEST_P(LoftqBackend, QuantizeResidualInPlaceEqualsSeparateLow) {
+    const size_t n = 64 * 37;
+    const std::vector<float> w = testing::heavy_tailed(static_cast<int64_t>(n), 5);
+    std::vector<float> low = testing::heavy_tailed(static_cast<int64_t>(n), 6);
+    for (auto& v : low) v *= 0.25f;
+    DeviceBuffer dw = put(w), dlow = put(low), scratch(*be, n);
+    for (const char* name : {"nf4", "fp4", "nf2", "int8"})
+        for (bool dq : {false, true})
+            for (bool steps : {false, true}) {
+                const QuantFormat& f = *find_format(name);
+                if (dq && !f.is_bnb()) continue;
+                const QuantParams p{&f, 64, dq};
+                const Backbone bb = f.is_row_wise() ? Backbone::INT8 : Backbone::BF16;
+                const std::string label = std::string(name) + (dq ? " dq" : "") + (steps ? " steps" : " slots");
+                auto step = [&](QuantSlots& slots, const float* lo, float* res) {
+                    if (steps)
+                        quantize_residual_steps(*be, slots, n, dw.get(), lo, res);
+                    else
+                        slots.quantize_residual(*be, dw.get(), lo, res);
+                    slots.keep_current();
+                };
+                DeviceBuffer res_apart(*be, n), res_inplace = put(low);
+                auto apart = be->make_quant_slots(p, bb, n, scratch.get(), "w");
+                step(*apart, dlow.get(), res_apart.get());
+                auto inplace = be->make_quant_slots(p, bb, n, scratch.get(), "w");
+                step(*inplace, res_inplace.get(), res_inplace.get());
+                expect_same_bits(get(res_inplace.get(), n), get(res_apart.get(), n), label + " residual");
+                expect_same_codes(inplace->take_best(), apart->take_best(), label);
             }
 }
 
