@@ -39,13 +39,24 @@ TEST(CpuBackend, QrColumnsIsAnOrthonormalFactorization) {
     EXPECT_LT(std::sqrt(d) / frobenius(a), kResidualTol);
 }
 
-TEST(CpuBackend, QrRowsKeepsTheRowSpace) {
+TEST(CpuBackend, QrRowsKeepsTheRowSpaceAndGivesR) {
     auto be = make_cpu_backend();
     const int64_t k = 24, n = 200;
     const Matrix a = gaussian(k, n, 2);
-    std::vector<float> q(a.data), work(be->qr_rows_work(k, n));
-    be->qr_rows(k, n, q.data(), work.data());
+    std::vector<float> q(a.data), r(static_cast<size_t>(k * k), -1.0f), work(be->qr_rows_work(k, n));
+    be->qr_rows(k, n, q.data(), r.data(), work.data());
     EXPECT_LT(orthogonality_error(q, n, k, false), kOrthTol);
+    // R is upper triangular and A = R^T Q (the QR of the column-major n x k matrix A^T).
+    for (int64_t i = 0; i < k; ++i)
+        for (int64_t j = 0; j < i; ++j) ASSERT_EQ(r[i * k + j], 0.0f);
+    std::vector<float> rq(a.data.size());
+    be->gemm(Trans::yes, Trans::no, k, n, k, 1.0f, r.data(), k, q.data(), n, 0.0f, rq.data(), n);
+    double dr = 0;
+    for (size_t i = 0; i < rq.size(); ++i) dr += std::pow(double(rq[i]) - a.data[i], 2);
+    EXPECT_LT(std::sqrt(dr) / frobenius(a), kResidualTol);
+    std::vector<float> q2(a.data);  // without R: the same Q
+    be->qr_rows(k, n, q2.data(), nullptr, work.data());
+    EXPECT_EQ(q2, q);
     // Projecting A's rows onto span(Q rows) must give A back: A Q^T Q = A.
     std::vector<float> aq(static_cast<size_t>(k * k)), back(a.data.size());
     be->gemm(Trans::no, Trans::yes, k, k, n, 1.0f, a.ptr(), n, q.data(), n, 0.0f, aq.data(), k);

@@ -100,9 +100,12 @@ public:
     virtual size_t qr_columns_work(int64_t m, int64_t k) = 0;
     virtual void qr_columns(int64_t m, int64_t k, float* a, float* r, float* work) = 0;
     // The rows of the wide A (k x n, k <= n, ld n) are replaced by an orthonormal basis of the
-    // same row space (LQ). `work` holds qr_rows_work(k, n) floats.
+    // same row space: A^T = Q R (Householder) and A becomes Q^T. R (k x k upper triangular, ld k,
+    // so that A = R^T Q) is written to r when r is not null. A k x n row-major matrix is the
+    // column-major n x k one, so this is also the QR of a column-major tall matrix, in place.
+    // `work` holds qr_rows_work(k, n) floats.
     virtual size_t qr_rows_work(int64_t k, int64_t n) = 0;
-    virtual void qr_rows(int64_t k, int64_t n, float* a, float* work) = 0;
+    virtual void qr_rows(int64_t k, int64_t n, float* a, float* r, float* work) = 0;
 
     // Thin SVD A = U diag(s) Vt of A (m x n, ld n), p = min(m, n): u is m x p (ld p), s has p
     // values in descending order, vt is p x n (ld n). A is destroyed. `work` holds

@@ -42,6 +42,13 @@ void transpose(int64_t rows, int64_t cols, const float* src, float* dst) {
                 for (int64_t j = j0; j < std::min(cols, j0 + kTile); ++j) dst[j * rows + i] = src[i * cols + j];
 }
 
+// r (k x k, row-major) = the upper triangle of the top k x k block of the column-major geqrf
+// output t (ld m), zeros below: the R factor.
+void upper_rows(int64_t k, const float* t, int64_t m, float* r) {
+    for (int64_t i = 0; i < k; ++i)
+        for (int64_t j = 0; j < k; ++j) r[i * k + j] = j >= i ? t[j * m + i] : 0.0f;
+}
+
 class CpuBackend final : public LinalgBackend {
 public:
     BackendKind kind() const override { return BackendKind::cpu; }
@@ -108,10 +115,7 @@ public:
         const lapack_int lw = li(static_cast<int64_t>(qr_columns_work(m, k)) - m * k - k);
         transpose(m, k, a, t);
         LAPACK_CHECK(LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, li(m), li(k), t, li(m), tau, w, lw));
-        if (r) {
-            for (int64_t i = 0; i < k; ++i)
-                for (int64_t j = 0; j < k; ++j) r[i * k + j] = j >= i ? t[j * m + i] : 0.0f;
-        }
+        if (r) upper_rows(k, t, m, r);
         LAPACK_CHECK(LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, li(m), li(k), li(k), t, li(m), tau, w, lw));
         transpose(k, m, t, a);
     }
@@ -121,12 +125,13 @@ public:
         LAPACK_CHECK(LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, li(n), li(k), li(k), nullptr, li(n), nullptr, &q2, -1));
         return static_cast<size_t>(k) + query_size(std::max(q1, q2));
     }
-    void qr_rows(int64_t k, int64_t n, float* a, float* work) override {
+    void qr_rows(int64_t k, int64_t n, float* a, float* r, float* work) override {
         LOFTQ_CHECK(k <= n, "qr_rows needs k <= n, got ", k, " x ", n);
         float* tau = work;
         float* w = work + k;
         const lapack_int lw = li(static_cast<int64_t>(qr_rows_work(k, n) - k));
         LAPACK_CHECK(LAPACKE_sgeqrf_work(LAPACK_COL_MAJOR, li(n), li(k), a, li(n), tau, w, lw));
+        if (r) upper_rows(k, a, n, r);
         LAPACK_CHECK(LAPACKE_sorgqr_work(LAPACK_COL_MAJOR, li(n), li(k), li(k), a, li(n), tau, w, lw));
     }
 

@@ -146,13 +146,17 @@ public:
     size_t qr_rows_work(int64_t k, int64_t n) override {
         return static_cast<size_t>(k) + geqrf_orgqr_lwork(n, k);
     }
-    void qr_rows(int64_t k, int64_t n, float* a, float* work) override {
+    void qr_rows(int64_t k, int64_t n, float* a, float* r, float* work) override {
         LOFTQ_CHECK(k <= n, "qr_rows needs k <= n, got ", k, " x ", n);
         float* tau = work;
         float* w = work + k;
         const int lw = static_cast<int>(geqrf_orgqr_lwork(n, k));
         CUSOLVER_CHECK(cusolverDnSgeqrf(solver_, ci(n), ci(k), a, ci(n), tau, w, lw, info_));
         check_info("cusolverDnSgeqrf");
+        if (r) {
+            transpose(k, k, a, r, n, k);  // top k x k of col-major a (ld n) -> row-major r
+            CUDA_CHECK(kernels::keep_upper(k, r, stream_));
+        }
         CUSOLVER_CHECK(cusolverDnSorgqr(solver_, ci(n), ci(k), ci(k), a, ci(n), tau, w, lw, info_));
         check_info("cusolverDnSorgqr");
     }

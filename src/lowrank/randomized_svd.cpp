@@ -63,8 +63,8 @@ RandomizedSvd::RandomizedSvd(LinalgBackend& be, int64_t rows, int64_t cols, cons
     if (S > 1) y_tmp_ = DeviceBuffer(be, static_cast<size_t>(max_local * kw_));
     size_t work = be.svd_work(kw_, n_);
     work = std::max(work, be.qr_rows_work(k_, n_));
-    if (max_local >= kw_) work = std::max(work, be.qr_columns_work(max_local, kw_));
-    if (max_local >= k_) work = std::max(work, be.qr_columns_work(max_local, k_));
+    if (max_local >= kw_) work = std::max(work, be.qr_rows_work(kw_, max_local));
+    if (max_local >= k_) work = std::max(work, be.qr_rows_work(k_, max_local));
     if (S > 1) work = std::max(work, be.qr_columns_work(S * kw_, kw_));
     work_ = DeviceBuffer(be, work);
 }
@@ -79,12 +79,15 @@ void RandomizedSvd::compute(const float* a, float* u, float* s, float* vt) {
     compute_shards({a}, {u}, s, vt);
 }
 
-// Y_s = A_s basis^T for every local shard (basis: k x n, rows spanning the sketch space).
+// Y_s = A_s basis^T for every local shard (basis: k x n, rows spanning the sketch space), held
+// as Y_s^T = basis A_s^T (k x m_s): the faster GEMM orientation here, and the column-major Y_s
+// that the Householder QR factors in place.
 void RandomizedSvd::sketch_product(const std::vector<const float*>& a, const float* basis) {
     const auto& local = exchange_.local();
-    for (size_t i = 0; i < local.size(); ++i)
-        be_.gemm(Trans::no, Trans::yes, exchange_.layout().rows(local[i]), k_, n_, 1.0f, a[i], n_,
-                 basis, n_, 0.0f, y_.get() + y_offset_[i], k_);
+    for (size_t i = 0; i < local.size(); ++i) {
+        const int64_t ms = exchange_.layout().rows(local[i]);
+        be_.gemm(Trans::no, Trans::yes, k_, ms, n_, 1.0f, basis, n_, a[i], n_, 0.0f, y_.get() + y_offset_[i], ms);
+    }
 }
 
 // TSQR of a row-sharded tall matrix of `width` columns (y_ or the Krylov basis; see the header).
@@ -94,18 +97,18 @@ void RandomizedSvd::orthonormalize(float* buf, const std::vector<int64_t>& offse
     const int S = layout.count();
     const size_t ww = static_cast<size_t>(width * width);
     if (S == 1) {
-        if (!local.empty()) be_.qr_columns(layout.rows(0), width, buf, nullptr, work_.get());
+        if (!local.empty()) be_.qr_rows(width, layout.rows(0), buf, nullptr, work_.get());
         return;
     }
     for (size_t i = 0; i < local.size(); ++i)
-        be_.qr_columns(layout.rows(local[i]), width, buf + offset[i], slots_.get() + local[i] * ww, work_.get());
+        be_.qr_rows(width, layout.rows(local[i]), buf + offset[i], slots_.get() + local[i] * ww, work_.get());
     exchange_.share_slots(slots_.get(), ww, ww);
     be_.qr_columns(S * width, width, slots_.get(), nullptr, work_.get());  // replicated: same bits everywhere
-    for (size_t i = 0; i < local.size(); ++i) {
+    for (size_t i = 0; i < local.size(); ++i) {  // Q_s^T <- Q2_s^T Q_s^T
         const int64_t ms = layout.rows(local[i]);
         float* ys = buf + offset[i];
-        be_.gemm(Trans::no, Trans::no, ms, width, width, 1.0f, ys, width, slots_.get() + local[i] * ww, width,
-                 0.0f, y_tmp_.get(), width);
+        be_.gemm(Trans::yes, Trans::no, width, ms, width, 1.0f, slots_.get() + local[i] * ww, width, ys, ms,
+                 0.0f, y_tmp_.get(), ms);
         be_.copy(ys, y_tmp_.get(), static_cast<size_t>(ms * width));
     }
 }
@@ -116,15 +119,17 @@ void RandomizedSvd::project(const std::vector<const float*>& a, const float* buf
                             const std::vector<int64_t>& offset, int64_t width, float* out) {
     const auto& local = exchange_.local();
     if (exchange_.trivial()) {
-        be_.gemm(Trans::yes, Trans::no, width, n_, m_, 1.0f, buf, width, a[0], n_, 0.0f, out, n_);
+        be_.gemm(Trans::no, Trans::no, width, n_, m_, 1.0f, buf, m_, a[0], n_, 0.0f, out, n_);
         return;
     }
     for (int64_t c0 = 0; c0 < width; c0 += k_) {
         const int64_t c = std::min(k_, width - c0);
         const size_t cn = static_cast<size_t>(c * n_);
-        for (size_t i = 0; i < local.size(); ++i)
-            be_.gemm(Trans::yes, Trans::no, c, n_, exchange_.layout().rows(local[i]), 1.0f,
-                     buf + offset[i] + c0, width, a[i], n_, 0.0f, slots_.get() + local[i] * cn, n_);
+        for (size_t i = 0; i < local.size(); ++i) {
+            const int64_t ms = exchange_.layout().rows(local[i]);
+            be_.gemm(Trans::no, Trans::no, c, n_, ms, 1.0f, buf + offset[i] + c0 * ms, ms, a[i], n_, 0.0f,
+                     slots_.get() + local[i] * cn, n_);
+        }
         exchange_.share_slots(slots_.get(), cn, cn);
         exchange_.sum_slots(slots_.get(), cn, cn, out + c0 * n_);
     }
@@ -133,7 +138,7 @@ void RandomizedSvd::project(const std::vector<const float*>& a, const float* buf
 // One power step of the k-column sketch: Z^T = Q^T A, orthonormal rows, Y = A Z, orthonormal.
 void RandomizedSvd::power_step(const std::vector<const float*>& a) {
     project(a, y_.get(), y_offset_, k_, g_.get());
-    be_.qr_rows(k_, n_, g_.get(), work_.get());
+    be_.qr_rows(k_, n_, g_.get(), nullptr, work_.get());
     sketch_product(a, g_.get());
     orthonormalize(y_.get(), y_offset_, k_);
 }
@@ -166,9 +171,11 @@ void RandomizedSvd::compute_shards(const std::vector<const float*>& a, const std
     if (blocks > 1) {
         for (int b = 0; b < blocks; ++b) {
             if (b > 0) power_step(a);
-            for (size_t i = 0; i < local.size(); ++i)
-                be_.copy_matrix(exchange_.layout().rows(local[i]), k_, y_.get() + y_offset_[i], k_,
-                                kry_.get() + kry_offset_[i] + b * k_, kw_);
+            for (size_t i = 0; i < local.size(); ++i) {  // rows b k .. (b + 1) k of K_s^T
+                const int64_t ms = exchange_.layout().rows(local[i]);
+                be_.copy(kry_.get() + kry_offset_[i] + b * k_ * ms, y_.get() + y_offset_[i],
+                         static_cast<size_t>(k_ * ms));
+            }
         }
         orthonormalize(kry_.get(), kry_offset_, kw_);
         kbuf = kry_.get();
@@ -179,9 +186,11 @@ void RandomizedSvd::compute_shards(const std::vector<const float*>& a, const std
     project(a, kbuf, *koff, width, g_.get());
     be_.svd(width, n_, g_.get(), ub_.get(), sb_.get(), vtb_.get(), work_.get());
     warm_ = true;  // the next warm start: the top k rows of vtb_
-    for (size_t i = 0; i < local.size(); ++i)
-        be_.gemm(Trans::no, Trans::no, exchange_.layout().rows(local[i]), r_, width, 1.0f,
-                 kbuf + (*koff)[i], width, ub_.get(), width, 0.0f, u[i], r_);
+    for (size_t i = 0; i < local.size(); ++i) {
+        const int64_t ms = exchange_.layout().rows(local[i]);
+        be_.gemm(Trans::yes, Trans::no, ms, r_, width, 1.0f, kbuf + (*koff)[i], ms, ub_.get(), width, 0.0f, u[i],
+                 r_);
+    }
     be_.copy(s, sb_.get(), static_cast<size_t>(r_));
     be_.copy(vt, vtb_.get(), static_cast<size_t>(r_ * n_));
     exchange_.canonical_signs(u, r_, vt, n_, slots_.get());

@@ -12,6 +12,10 @@
 // B = K^T A is (q + 1) times wider. LoftQ's later steps start warm from the top k right vectors
 // of the previous B and make one block (bench/results/passes.md).
 //
+// Y and the Krylov basis are held transposed (k x m_s per shard, row-major): Y^T = G A^T is the
+// faster GEMM orientation of the sketch, and Y^T row-major is the column-major Y that LAPACK /
+// cuSOLVER factor in place (qr_rows), with no transposing copies.
+//
 // Orthonormalisation of the tall, row-sharded Y is TSQR: a Householder QR of each shard, the
 // S stacked k x k R factors gathered and factored again, Q_s = Q_s,local * Q2_s. It is as stable
 // as Householder whatever cond(Y) (CholeskyQR2 squares cond(Y) in float32 and breaks down past
