@@ -42,7 +42,10 @@ int dispatch(const loftq::Config& cfg) {
 // a world of one. Open MPI then still probes its network transports (UCX, OFI, openib) and
 // starts a helper daemon: a process's start-up took 0.36 s here instead of 0.05 s
 // (bench/results/cpu_choices.md). A world of one needs none of it, so its defaults become the
-// loopback transport, the ob1 messaging layer and an isolated singleton. Settings the user exported win
+// loopback transport, the ob1 messaging layer and an isolated singleton; and hwloc skips the PCI
+// devices (its pci and linuxio components read every device's config space: 11-17 ms of each
+// start here, `perf stat -r 30 loftq --help`), which only place network and GPU devices for
+// ranks that talk to each other. Settings the user exported win
 // (setenv does not overwrite), a launched process is left alone, and
 // LOFTQ_MPI_SINGLETON_DEFAULTS=0 turns this off.
 void singleton_mpi_defaults() {
@@ -53,6 +56,7 @@ void singleton_mpi_defaults() {
     setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
     setenv("OMPI_MCA_pml", "ob1", 0);
     setenv("OMPI_MCA_btl", "self", 0);
+    setenv("HWLOC_COMPONENTS", "-pci,-linuxio", 0);
 #endif
 }
 
