@@ -81,3 +81,34 @@ TEST(CpuBackend, ThinSvdBothOrientationsAgainstLapackDouble) {
         for (int64_t i = 0; i < p; ++i) EXPECT_NEAR(s[i], ref[i], 1e-5 * ref[0]) << i;
     }
 }
+
+// The randomized SVD's small SVD (svd_wide): through the Gram matrix in double on the CPU, the
+// singular values, U and Vt of the accurate driver to float32 rounding on a well-conditioned wide
+// matrix; an ill-conditioned one (here of rank 10, singular values down to 0) takes the accurate
+// driver and stays a valid SVD.
+TEST(CpuBackend, SvdWideMatchesTheAccurateDriver) {
+    auto be = make_cpu_backend();
+    for (int64_t m : {64, 192}) {
+        const int64_t n = 2048;
+        const Matrix a = gaussian(m, n, 40 + m);
+        std::vector<float> copy(a.data), u(static_cast<size_t>(m * m)), s(static_cast<size_t>(m)),
+            vt(static_cast<size_t>(m * n)), work(be->svd_work(m, n));
+        be->svd_wide(m, n, copy.data(), u.data(), s.data(), vt.data(), work.data());
+        EXPECT_LT(relative_residual(a, u, s, vt, m), kResidualTol) << m;
+        EXPECT_LT(orthogonality_error(u, m, m, true), kOrthTol);
+        EXPECT_LT(orthogonality_error(vt, n, m, false), kOrthTol);
+        const auto ref = reference_singular_values(a);
+        for (int64_t i = 0; i < m; ++i) EXPECT_NEAR(s[i], ref[i], 1e-5 * ref[0]) << m << " " << i;
+    }
+    const int64_t m = 32, n = 300, rank = 10;  // A = X Y: rank 10
+    const Matrix x = gaussian(m, rank, 5), y = gaussian(rank, n, 6);
+    Matrix a = gaussian(m, n, 7);
+    be->gemm(Trans::no, Trans::no, m, n, rank, 1.0f, x.ptr(), rank, y.ptr(), n, 0.0f, a.ptr(), n);
+    std::vector<float> copy(a.data), u(static_cast<size_t>(m * m)), s(static_cast<size_t>(m)),
+        vt(static_cast<size_t>(m * n)), work(be->svd_work(m, n));
+    be->svd_wide(m, n, copy.data(), u.data(), s.data(), vt.data(), work.data());
+    EXPECT_LT(relative_residual(a, u, s, vt, m), kResidualTol);
+    EXPECT_LT(orthogonality_error(u, m, m, true), kOrthTol);
+    EXPECT_LT(orthogonality_error(vt, n, m, false), kOrthTol);
+    for (int64_t i = rank; i < m; ++i) EXPECT_LT(s[i], 1e-5f * s[0]) << i;
+}

@@ -113,6 +113,14 @@ public:
     virtual size_t svd_work(int64_t m, int64_t n) = 0;
     virtual void svd(int64_t m, int64_t n, float* a, float* u, float* s, float* vt,
                      float* work) = 0;
+    // The same thin SVD for the randomized SVD's small projected matrix (wide, m <= n), where a
+    // backend may take a faster route whose singular triplets agree with svd's to float32
+    // rounding while the matrix is well conditioned, and svd's driver otherwise (the CPU goes
+    // through the Gram matrix in double). A may be destroyed; `work` holds svd_work(m, n).
+    // This default is svd itself.
+    virtual void svd_wide(int64_t m, int64_t n, float* a, float* u, float* s, float* vt, float* work) {
+        svd(m, n, a, u, s, vt, work);
+    }
 
     // out[i] = standard normal number (offset + i) of the stream (seed, name_hash), see
     // core/philox.hpp: identical values on every backend.

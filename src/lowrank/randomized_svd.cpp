@@ -184,7 +184,7 @@ void RandomizedSvd::compute_shards(const std::vector<const float*>& a, const std
     }
     last_columns_ += width;
     project(a, kbuf, *koff, width, g_.get());
-    be_.svd(width, n_, g_.get(), ub_.get(), sb_.get(), vtb_.get(), work_.get());
+    be_.svd_wide(width, n_, g_.get(), ub_.get(), sb_.get(), vtb_.get(), work_.get());
     warm_ = true;  // the next warm start: the top k rows of vtb_
     for (size_t i = 0; i < local.size(); ++i) {
         const int64_t ms = exchange_.layout().rows(local[i]);
