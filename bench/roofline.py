@@ -15,8 +15,8 @@ benchmark); DIR holds what roofline.sh measured: meta.json, and per shape ROWSxC
   SGEMM GFLOP/s   cblas_sgemm of the OpenBLAS library the binary links (LIB.so, from `ldd`), row-major
                   float32, numpy arrays as buffers, openblas_set_num_threads(t), at the exact shapes of
                   the loop for each measured shape (k = the record's `sketch`, r = its rank):
-                    sketch_nt   C(rows x k)    = A(rows x cols) * B^T,  B k x cols   (a sketch pass)
-                    sketch_tn   C(k x cols)    = Q^T * A,  Q rows x k,  A rows x cols (a sketch pass)
+                    sketch_nt   C(k x rows)    = B * A^T,  B k x cols,  A rows x cols (a sketch pass, Y^T)
+                    sketch_nn   C(k x cols)    = Qt * A,  Qt k x rows,  A rows x cols (a sketch pass, Z^T)
                     lowrank_nn  C(rows x cols) = L(rows x r) * R(r x cols)        (the low-rank term)
                   GFLOP/s = 2 * M * N * K / s / 1e9. One warm-up, then --repeats; the limit is the
                   best of them (the median is recorded too).
@@ -60,10 +60,10 @@ WORK_MODEL = [
     ("quantize", "norm(W) + QLoRA's plain NF4 of W (read W x2)", "mem",        "8 * N",                       "0"),
     ("quantize", "t = 1: read W, write residual",              "mem",        "8 * N",                       "0"),
     ("quantize", "t > 1: read W + low-rank term, write res.",  "mem",        "12 * N * (T - 1)",            "0"),
-    ("svd",      "sketch passes, Y = A Omega shape (P / 2)",   "sketch_nt",  "4 * N * P / 2",               "P / 2 * 2 * N * k"),
-    ("svd",      "sketch passes, Z = Q^T A shape (P / 2)",     "sketch_tn",  "4 * N * P / 2",               "2 * N * (C - k * P / 2)"),
-    ("svd",      "low-rank product L R, steps 1..T-1",         "lowrank_nn", "4 * N * (T - 1)",             "2 * N * r * (T - 1)"),
-    ("svd",      "residual update + norm, steps 1..T-1",       "mem",        "12 * N * (T - 1)",            "0"),
+    ("svd",      "sketch passes, Y^T = B A^T shape (P / 2)",   "sketch_nt",  "4 * N * P / 2",               "P / 2 * 2 * N * k"),
+    ("svd",      "sketch passes, Z^T = Q^T A shape (P / 2)",   "sketch_nn",  "4 * N * P / 2",               "2 * N * (C - k * P / 2)"),
+    ("svd",      "norm of the residual, steps 1..T-1",         "mem",        "4 * N * (T - 1)",             "0"),
+    ("svd",      "low-rank product L R into the residual, 1..T-1", "lowrank_nn", "4 * N * (T - 1)",         "2 * N * r * (T - 1)"),
     ("svd",      "last step: W - Q - s B A into the residual", "lowrank_nn", "8 * N",                       "2 * N * r"),
     ("svd",      "last step: norm (the error as loaded)",      "mem",        "4 * N",                       "0"),
     ("comm",     "none (one rank)",                            "mem",        "0",                           "0"),
@@ -140,22 +140,22 @@ def sgemm_rates(blas_path, rows, cols, k, r, threads, repeats, lock):
     RM, N_, T_ = 101, 111, 112
     rng = np.random.default_rng(0)
     a = rng.standard_normal((rows, cols), dtype=np.float32)
-    b = rng.standard_normal((k, cols), dtype=np.float32)    # sketch_nt: B^T
-    q = rng.standard_normal((rows, k), dtype=np.float32)    # sketch_tn: Q^T
+    b = rng.standard_normal((k, cols), dtype=np.float32)    # sketch_nt: B
+    q = rng.standard_normal((k, rows), dtype=np.float32)    # sketch_nn: Qt
     lm = rng.standard_normal((rows, r), dtype=np.float32)
     rm = rng.standard_normal((r, cols), dtype=np.float32)
-    c_nt = np.zeros((rows, k), np.float32)
-    c_tn = np.zeros((k, cols), np.float32)
+    c_nt = np.zeros((k, rows), np.float32)
+    c_zt = np.zeros((k, cols), np.float32)
     c_nn = np.zeros((rows, cols), np.float32)
     calls = {
-        "sketch_nt": (lambda: lib.cblas_sgemm(RM, N_, T_, rows, k, cols, 1.0, a.ctypes.data, cols,
-                                              b.ctypes.data, cols, 0.0, c_nt.ctypes.data, k),
-                      2.0 * rows * k * cols, f"C({rows}x{k}) = A({rows}x{cols}) B^T({k}x{cols})", c_nt,
-                      lambda: a[:64] @ b.T),
-        "sketch_tn": (lambda: lib.cblas_sgemm(RM, T_, N_, k, cols, rows, 1.0, q.ctypes.data, k,
-                                              a.ctypes.data, cols, 0.0, c_tn.ctypes.data, cols),
-                      2.0 * k * cols * rows, f"C({k}x{cols}) = Q^T({k}x{rows}) A({rows}x{cols})", c_tn,
-                      lambda: q.T @ a),
+        "sketch_nt": (lambda: lib.cblas_sgemm(RM, N_, T_, k, rows, cols, 1.0, b.ctypes.data, cols,
+                                              a.ctypes.data, cols, 0.0, c_nt.ctypes.data, rows),
+                      2.0 * rows * k * cols, f"C({k}x{rows}) = B({k}x{cols}) A^T({cols}x{rows})", c_nt,
+                      lambda: b @ a[:64].T),
+        "sketch_nn": (lambda: lib.cblas_sgemm(RM, N_, N_, k, cols, rows, 1.0, q.ctypes.data, rows,
+                                              a.ctypes.data, cols, 0.0, c_zt.ctypes.data, cols),
+                      2.0 * k * cols * rows, f"C({k}x{cols}) = Qt({k}x{rows}) A({rows}x{cols})", c_zt,
+                      lambda: q @ a),
         "lowrank_nn": (lambda: lib.cblas_sgemm(RM, N_, N_, rows, cols, r, 1.0, lm.ctypes.data, r,
                                                rm.ctypes.data, cols, 0.0, c_nn.ctypes.data, cols),
                        2.0 * rows * cols * r, f"C({rows}x{cols}) = L({rows}x{r}) R({r}x{cols})", c_nn,
@@ -165,7 +165,7 @@ def sgemm_rates(blas_path, rows, cols, k, r, threads, repeats, lock):
     for key, (call, flops, desc, c, ref) in calls.items():
         secs = timed(call, repeats, lock)
         want = ref()
-        got = c[:64] if key != "sketch_tn" else c
+        got = {"sketch_nt": c[:, :64], "sketch_nn": c}.get(key, c[:64])
         assert np.allclose(got, want, rtol=1e-3, atol=1e-2 * np.abs(want).max()), f"cblas_sgemm {key} is wrong"
         g = [flops / s / 1e9 for s in secs]
         out[key] = {"shape": desc, "flops": flops, "seconds": secs, "gflops": g, "median_gflops": statistics.median(g),
