@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -48,8 +49,13 @@ void* cache_acquire(size_t bytes) {
     Cache& c = cache();
     if (bytes < kMinCachedBytes || !c.enabled) return allocate_aligned(bytes);
     std::lock_guard<std::mutex> lock(c.mutex);
-    const auto fit = c.free_by_size.lower_bound(bytes);
+    auto fit = c.free_by_size.lower_bound(bytes);
     if (fit != c.free_by_size.end()) {
+        // Of the buffers of that capacity, the one released last (equal keys keep their insertion
+        // order): a matrix releases its buffers in the reverse order it acquired them, so the
+        // next one of the same shape gets each buffer back in the same role, and a buffer a role
+        // never touches (the loop's low-rank scratch, on the CPU) stays untouched, not resident.
+        fit = std::prev(c.free_by_size.upper_bound(fit->first));
         void* p = fit->second;
         c.free_by_size.erase(fit);
         return p;
