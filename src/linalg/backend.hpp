@@ -87,12 +87,6 @@ public:
     virtual void axpy(size_t n, float alpha, const float* x, float* y) = 0;
     // sqrt(sum x^2) accumulated in double; returned on the host.
     virtual double norm2(size_t n, const float* x) = 0;
-    // y += alpha * x, then norm2(y): the same bits as the two calls, which is what this default
-    // does; a backend may do it in one pass over y (the CPU does).
-    virtual double axpy_norm2(size_t n, float alpha, const float* x, float* y) {
-        axpy(n, alpha, x, y);
-        return norm2(n, y);
-    }
 
     // Householder QR of the tall A (m x k, m >= k, ld k): A is replaced by its orthonormal Q
     // factor; R (k x k upper triangular, ld k) is written to r when r is not null.

@@ -82,13 +82,6 @@ public:
     }
     // In double, in an order fixed by n (core/parallel.hpp ordered_sum): the same bits for any
     // thread count.
-    double axpy_norm2(size_t n, float alpha, const float* x, float* y) override {
-        return std::sqrt(ordered_sum(static_cast<int64_t>(n), [alpha, x, y](int64_t i) {
-            y[i] += alpha * x[i];  // each element once: ordered_sum calls the term once per index
-            const double v = y[i];
-            return v * v;
-        }));
-    }
     double norm2(size_t n, const float* x) override {
         return std::sqrt(ordered_sum(static_cast<int64_t>(n), [x](int64_t i) {
             const double v = x[i];
